@@ -1,0 +1,85 @@
+"""Who may see which patient. Every view and API endpoint that shows patient data goes through here.
+
+A clinician sees the units on their profile; an admin (or a Django superuser) and an auditor
+see every unit; anyone else, including a scoring-service token, sees no patient.
+Objects outside a user's units answer 404, not 403, so their existence is not disclosed.
+"""
+
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+
+from explanations.models import Alert, Patient, Prediction
+
+from .models import AuditEvent, Profile
+
+
+def user_role(user) -> str | None:
+    if not getattr(user, "is_authenticated", False) or not hasattr(user, "_meta"):
+        return None
+    if user.is_superuser:
+        return Profile.Role.ADMIN
+    profile = getattr(user, "profile", None)
+    return profile.role if profile else None
+
+
+def visible_units(user) -> list[str] | None:
+    """The unit codes the user may see; None means every unit, [] means none."""
+    role = user_role(user)
+    if role in (Profile.Role.ADMIN, Profile.Role.AUDITOR):
+        return None
+    if role == Profile.Role.CLINICIAN:
+        return list(user.profile.units)
+    return []
+
+
+def _restrict(queryset: QuerySet, user, field: str = "unit") -> QuerySet:
+    units = visible_units(user)
+    if units is None:
+        return queryset
+    return queryset.filter(**{f"{field}__in": units})
+
+
+def predictions_for_user(user) -> QuerySet[Prediction]:
+    return _restrict(Prediction.objects.all(), user)
+
+
+def alerts_for_user(user) -> QuerySet[Alert]:
+    return _restrict(Alert.objects.all(), user)
+
+
+def patients_for_user(user) -> QuerySet[Patient]:
+    return _restrict(Patient.objects.all(), user)
+
+
+def prediction_for_user(user, prediction_id: int) -> Prediction:
+    try:
+        return predictions_for_user(user).select_related("patient", "model_version__registered_model").get(
+            pk=prediction_id
+        )
+    except Prediction.DoesNotExist:
+        raise Http404("No such prediction.") from None
+
+
+def alert_for_user(user, alert_id: int) -> Alert:
+    try:
+        return alerts_for_user(user).select_related("prediction", "patient").get(pk=alert_id)
+    except Alert.DoesNotExist:
+        raise Http404("No such alert.") from None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def audit_view(
+    request: HttpRequest, *, action: str, patient: Patient | None = None, prediction: Prediction | None = None
+) -> AuditEvent:
+    """Record that request.user saw this patient's data."""
+    return AuditEvent.objects.create(
+        user=request.user if getattr(request.user, "is_authenticated", False) else None,
+        patient=patient or (prediction.patient if prediction else None),
+        prediction=prediction,
+        action=action,
+        path=request.get_full_path()[:500],
+        ip=client_ip(request),
+    )

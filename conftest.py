@@ -1,0 +1,7 @@
+"""Shared pytest fixtures. Each fixture module is owned by the part of the product it builds."""
+
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.registry",
+    "tests.fixtures.people",
+]

@@ -1,0 +1,102 @@
+from django.conf import settings
+from django.db import models
+
+
+class RegisteredModel(models.Model):
+    """A model name in the registry (bundle.yaml `name`); versions hang off it."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    outcome = models.CharField(max_length=300)
+    horizon_hours = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def production_version(self) -> "ModelVersion | None":
+        return self.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        PRODUCTION = "production"
+        RETIRED = "retired"
+
+    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CANDIDATE)
+    model_format = models.CharField(max_length=20)
+    # bundle.yaml as parsed, kept whole so the model card can show what the training job said.
+    spec = models.JSONField()
+    tier_high = models.FloatField()
+    tier_medium = models.FloatField()
+    # {"model.json": "<sha256>", ...}; files live in MODEL_STORE/<sha256>.
+    artifacts = models.JSONField()
+    bundle_sha256 = models.CharField(max_length=64)
+    background_description = models.TextField(blank=True)
+    background_size = models.PositiveIntegerField()
+    reference_size = models.PositiveIntegerField()
+    # Registration checks with their figures: {"reproduces_expected_risk": {"passed": true, "max_abs_diff": ...}, ...}
+    checks = models.JSONField(default=dict)
+    registered_at = models.DateTimeField(auto_now_add=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["registered_model__name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["registered_model", "version"], name="unique_model_version"),
+            models.UniqueConstraint(
+                fields=["registered_model"],
+                condition=models.Q(status="production"),
+                name="one_production_version_per_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model.name} v{self.version}"
+
+    def tier_for(self, risk: float) -> str:
+        if risk >= self.tier_high:
+            return "high"
+        if risk >= self.tier_medium:
+            return "medium"
+        return "low"
+
+    def input_features(self) -> list["ModelFeature"]:
+        """The model's inputs, in the order the model expects them."""
+        return [f for f in self.features.all() if f.decision_time]
+
+
+class ModelFeature(models.Model):
+    class Kind(models.TextChoices):
+        NUMERIC = "numeric"
+        BINARY = "binary"
+        CATEGORICAL = "categorical"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="features")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    label = models.CharField(max_length=200)
+    unit = models.CharField(max_length=50, blank=True)
+    source = models.CharField(max_length=50, blank=True)
+    code = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    categories = models.JSONField(default=list, blank=True)
+    range_min = models.FloatField(null=True, blank=True)
+    range_max = models.FloatField(null=True, blank=True)
+    decision_time = models.BooleanField(default=True)
+    mutable = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [models.UniqueConstraint(fields=["version", "name"], name="unique_feature_per_version")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/", include("explanations.urls")),
+    path("api/v1/", include("models_registry.urls")),
+    path("", include("clinician_ui.urls")),
+]
+
+# API clients get JSON, never an HTML error page (CONTRACT.md section 7).
+handler404 = "sightline.views.not_found"
+handler500 = "sightline.views.server_error"
