@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.registry",
     "tests.fixtures.people",
+    "tests.fixtures.ingest",
 ]
