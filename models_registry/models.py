@@ -37,7 +37,8 @@ class ModelVersion(models.Model):
     background_description = models.TextField(blank=True)
     background_size = models.PositiveIntegerField()
     reference_size = models.PositiveIntegerField()
-    # Registration checks with their figures: {"reproduces_expected_risk": {"passed": true, "max_abs_diff": ...}, ...}
+    # Registration checks with their figures:
+    # {"reproduces_expected_risk": {"passed": true, "max_abs_diff": ...}, ...}
     checks = models.JSONField(default=dict)
     registered_at = models.DateTimeField(auto_now_add=True)
     registered_by = models.ForeignKey(

@@ -1,0 +1,122 @@
+"""Registry writes: registering a bundle and promoting a version."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from models_registry.bundle import Bundle, read_bundle, sha256_bytes
+from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+
+
+def artifact_store_path(sha256: str) -> Path:
+    return Path(settings.MODEL_STORE) / sha256
+
+
+def _artifact_store(*, data: bytes, sha256: str) -> Path:
+    """Write data to MODEL_STORE/<sha256> (temp file + rename); reuse an existing identical file."""
+    target = artifact_store_path(sha256)
+    if target.is_file() and sha256_bytes(target.read_bytes()) == sha256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{sha256[:12]}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def model_register(*, path: Path | str, promote: bool = False, user=None) -> tuple[ModelVersion, bool]:
+    """Verify the bundle at `path` (directory or .zip) and register it as the next version.
+
+    Returns (version, created). A bundle identical to an already registered version of the same
+    model (same artifact hashes) returns that version with created=False; with promote=True it is
+    then promoted if it is not production already. Raises BundleError and stores nothing when the
+    bundle fails a check.
+    """
+    bundle = read_bundle(path)
+    # Files first, outside the transaction: content-addressed, so a rolled-back registration
+    # leaves at most an unreferenced file that a later identical registration reuses.
+    for name, data in bundle.files.items():
+        _artifact_store(data=data, sha256=bundle.artifacts[name])
+    with transaction.atomic():
+        registered, _ = RegisteredModel.objects.select_for_update().get_or_create(
+            name=bundle.name,
+            defaults={"outcome": bundle.spec["outcome"], "horizon_hours": bundle.spec["horizon_hours"]},
+        )
+        existing = registered.versions.filter(bundle_sha256=bundle.bundle_sha256).first()
+        if existing is not None:
+            if promote and existing.status != ModelVersion.Status.PRODUCTION:
+                model_version_promote(version=existing, user=user)
+                existing.refresh_from_db()
+            return existing, False
+        version = _version_create(registered=registered, bundle=bundle, user=user)
+        if promote:
+            model_version_promote(version=version, user=user)
+            version.refresh_from_db()
+    return version, True
+
+
+def _version_create(*, registered: RegisteredModel, bundle: Bundle, user) -> ModelVersion:
+    number = (registered.versions.aggregate(top=Max("version"))["top"] or 0) + 1
+    spec = bundle.spec
+    version = ModelVersion.objects.create(
+        registered_model=registered,
+        version=number,
+        model_format=spec["model"]["format"],
+        spec=spec,
+        tier_high=float(spec["tiers"]["high"]),
+        tier_medium=float(spec["tiers"]["medium"]),
+        artifacts=bundle.artifacts,
+        bundle_sha256=bundle.bundle_sha256,
+        background_description=str(spec["background"].get("description") or ""),
+        background_size=len(bundle.background),
+        reference_size=len(bundle.reference),
+        checks=bundle.checks,
+        registered_by=user,
+    )
+    ModelFeature.objects.bulk_create(
+        ModelFeature(
+            version=version,
+            position=position,
+            name=feature["name"],
+            label=feature["label"],
+            unit=feature["unit"],
+            source=feature["source"],
+            code=feature["code"],
+            kind=feature["kind"],
+            categories=feature["categories"],
+            range_min=feature["range"][0] if feature["range"] else None,
+            range_max=feature["range"][1] if feature["range"] else None,
+            decision_time=feature["decision_time"],
+            mutable=feature["mutable"],
+        )
+        for position, feature in enumerate(bundle.features)
+    )
+    return version
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion, user=None) -> ModelVersion:
+    """Make `version` its model's production version; the previous production version is retired."""
+    RegisteredModel.objects.select_for_update().get(pk=version.registered_model_id)
+    ModelVersion.objects.filter(
+        registered_model_id=version.registered_model_id, status=ModelVersion.Status.PRODUCTION
+    ).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    version.status = ModelVersion.Status.PRODUCTION
+    version.promoted_at = timezone.now()
+    version.promoted_by = user
+    version.save(update_fields=["status", "promoted_at", "promoted_by"])
+    return version

@@ -1,0 +1,116 @@
+"""Serving a registered version: encoding, risk, SHAP, and refusing tampered artifacts."""
+
+import numpy as np
+import pytest
+
+from explanations import core
+from models_registry import demo_rhc
+from models_registry.serving import ArtifactTampered, EncodingError, serving_cache_clear, serving_model
+
+
+def _payload_values(row, features) -> dict:
+    """A reference row as a scoring service would send it: booleans, category names, nulls."""
+    values = {}
+    for f in features:
+        value = row[f.name]
+        if np.isnan(value):
+            values[f.name] = None
+        elif f.kind == "binary":
+            values[f.name] = {"value": bool(value)}
+        elif f.kind == "categorical":
+            values[f.name] = {"value": f.categories[int(value)]}
+        else:
+            values[f.name] = {"value": float(value)}
+    return values
+
+
+def test_encode_and_predict_reproduce_expected_risk(model_version):
+    model = serving_model(model_version)
+    reference = model.reference
+    features = model_version.input_features()
+
+    rows = np.vstack([model.encode(_payload_values(row, features)) for _, row in reference.iterrows()])
+
+    assert model.feature_names == demo_rhc.INPUT_NAMES
+    np.testing.assert_array_equal(rows, reference[model.feature_names].to_numpy(dtype=np.float64))
+    risk = model.predict_risk(rows)
+    assert np.max(np.abs(risk - reference["expected_risk"].to_numpy())) <= 1e-5
+    np.testing.assert_allclose(core.sigmoid(model.predict_margin(rows)), risk)
+
+
+def test_encode_maps_binary_categorical_and_missing():
+    from models_registry.serving import ServingModel, _FeatureCodec
+
+    model = ServingModel(
+        version_id=0,
+        feature_names=["lactate", "dnr", "cancer"],
+        booster=None,
+        background=np.zeros((1, 3)),
+        reference=None,
+        codecs=[
+            _FeatureCodec("lactate", "numeric", []),
+            _FeatureCodec("dnr", "binary", []),
+            _FeatureCodec("cancer", "categorical", ["No", "Yes", "Metastatic"]),
+        ],
+    )
+
+    np.testing.assert_array_equal(
+        model.encode({"lactate": 4.2, "dnr": True, "cancer": "Metastatic"}), [4.2, 1, 2]
+    )
+    np.testing.assert_array_equal(model.encode({"dnr": 0, "cancer": {"value": "No"}}), [np.nan, 0, 0])
+    np.testing.assert_array_equal(
+        model.encode({"lactate": {"value": None}, "dnr": "false"}), [np.nan, 0, np.nan]
+    )
+    with pytest.raises(EncodingError) as error:
+        model.encode({"cancer": "Benign"})
+    assert error.value.feature == "cancer"
+    with pytest.raises(EncodingError, match="dnr is binary"):
+        model.encode({"dnr": "maybe"})
+    with pytest.raises(EncodingError, match="lactate must be a number"):
+        model.encode({"lactate": "high"})
+
+
+def test_serving_model_is_cached_per_version(model_version):
+    assert serving_model(model_version) is serving_model(model_version)
+
+
+def test_explainer_uses_the_whole_background_and_adds_up(model_version):
+    model = serving_model(model_version)
+    rows = model.reference[model.feature_names].to_numpy(dtype=np.float64)[:25]
+
+    attribution = core.explain(model.explainer, rows)
+
+    assert model.background.shape == (model_version.background_size, len(model.feature_names))
+    assert attribution.background_size == model_version.background_size
+    assert core.check_additivity(attribution, model.predict_margin(rows)) <= 1e-4
+    assert model.explainer is model.explainer
+
+
+@pytest.mark.parametrize("artifact", ["model.json", "background.parquet", "bundle.yaml"])
+def test_tampered_artifact_refuses_to_serve(model_version, model_store, artifact):
+    stored = model_store / model_version.artifacts[artifact]
+    stored.write_bytes(stored.read_bytes() + b" ")
+    serving_cache_clear()
+
+    with pytest.raises(ArtifactTampered, match=f"artifact {artifact} .* does not match the sha256"):
+        serving_model(model_version)
+
+
+def test_missing_artifact_refuses_to_serve(model_version, model_store):
+    (model_store / model_version.artifacts["reference.parquet"]).unlink()
+    serving_cache_clear()
+
+    with pytest.raises(ArtifactTampered, match="artifact reference.parquet is missing"):
+        serving_model(model_version)
+
+
+def test_registering_again_repairs_a_tampered_store(model_version, model_store, demo_bundle_dir):
+    from models_registry.services import model_register
+
+    stored = model_store / model_version.artifacts["model.json"]
+    stored.write_bytes(b"{}")
+    version, created = model_register(path=demo_bundle_dir)
+    serving_cache_clear()
+
+    assert (version.pk, created) == (model_version.pk, False)
+    assert serving_model(version).feature_names == demo_rhc.INPUT_NAMES
