@@ -91,7 +91,9 @@ class AuditEvent(AppendOnlyModel):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    prediction = models.ForeignKey(Prediction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     action = models.CharField(max_length=50)
     path = models.CharField(max_length=500)
     ip = models.GenericIPAddressField(null=True, blank=True)

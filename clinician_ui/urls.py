@@ -1,3 +1,20 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-urlpatterns: list = []
+from . import api, views
+
+urlpatterns = [
+    path("", views.worklist, name="worklist"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="registration/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("predictions/<int:prediction_id>/", views.prediction_detail, name="prediction-detail"),
+    path("predictions/<int:prediction_id>/explanation.json", views.explanation_json, name="explanation-json"),
+    path("alerts/<int:alert_id>/", views.alert_detail, name="alert-detail"),
+    path("api/v1/alerts/<int:alert_id>/actions/", api.AlertActionCreateApi.as_view(), name="alert-actions"),
+]

@@ -47,10 +47,14 @@ def explain(explainer: shap.TreeExplainer, rows: np.ndarray) -> Attribution:
 
 def additivity_error(attribution: Attribution, margins: np.ndarray) -> np.ndarray:
     """|base + sum(shap) - margin| per row, in log-odds."""
-    return np.abs(attribution.base_value + attribution.values.sum(axis=1) - np.asarray(margins, dtype=np.float64))
+    return np.abs(
+        attribution.base_value + attribution.values.sum(axis=1) - np.asarray(margins, dtype=np.float64)
+    )
 
 
-def check_additivity(attribution: Attribution, margins: np.ndarray, tolerance: float = ADDITIVITY_TOLERANCE) -> float:
+def check_additivity(
+    attribution: Attribution, margins: np.ndarray, tolerance: float = ADDITIVITY_TOLERANCE
+) -> float:
     """Return the largest additivity error; raise AdditivityError when it exceeds `tolerance`."""
     errors = additivity_error(attribution, margins)
     worst = float(errors.max()) if errors.size else 0.0

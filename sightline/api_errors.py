@@ -1,6 +1,6 @@
 """One JSON error shape for the whole API (CONTRACT.md section 7).
 
-    {"error": "<code>", "detail": "<sentence a person can act on>", "fields": {"<field>": ["..."]}}
+{"error": "<code>", "detail": "<sentence a person can act on>", "fields": {"<field>": ["..."]}}
 """
 
 from typing import Any

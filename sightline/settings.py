@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A database outage answers the API 503 JSON, not an HTML 500.
+    "explanations.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -130,6 +132,8 @@ REDIS_URL = env("REDIS_URL")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# One queue per deployment (and per test run, so a test's worker takes only its own tasks).
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "sightline")
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -171,6 +175,33 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",
     "DESCRIPTION": "Explanations for ICU risk alerts. See CONTRACT.md.",
     "VERSION": "1",
+}
+
+# Reasons a clinician picks when acting on an alert (CONTRACT.md section 4), per action.
+# The codes are stored with each action and exported to outcome studies: add codes freely,
+# but never reuse an old code for a new meaning.
+ALERT_ACTION_REASONS = {
+    "acknowledge": [
+        {"code": "reviewing", "label": "Seen, reviewing now"},
+        {"code": "review_on_rounds", "label": "Seen, will review on rounds"},
+    ],
+    "accept": [
+        {"code": "treatment_changed", "label": "Treatment started or changed"},
+        {"code": "investigations_ordered", "label": "Further investigations ordered"},
+        {"code": "monitoring_increased", "label": "Monitoring increased"},
+        {"code": "goals_of_care_discussion", "label": "Goals-of-care discussion planned"},
+    ],
+    "dismiss": [
+        {"code": "already_aware", "label": "Already aware, plan in place"},
+        {"code": "not_clinically_relevant", "label": "Not clinically relevant for this patient"},
+        {"code": "data_error", "label": "Input data wrong or out of date"},
+        {"code": "patient_comfort_care", "label": "Patient receiving comfort care"},
+    ],
+    "escalate": [
+        {"code": "senior_review", "label": "Senior clinician review requested"},
+        {"code": "outreach_team", "label": "Critical care outreach / rapid response called"},
+        {"code": "specialist_consult", "label": "Specialist consult requested"},
+    ],
 }
 
 # Largest request body accepted by the API (bulk ingest of 10,000 predictions fits).

@@ -35,7 +35,11 @@ def test_secret_key_is_read_from_a_file(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s" * 30 + "-file-secret-" + "k" * 30 + "\n")
     result = run_check(
-        {"SIGHTLINE_PRODUCTION": "1", "SECRET_KEY_FILE": str(secret), "ALLOWED_HOSTS": "sightline.example.org"},
+        {
+            "SIGHTLINE_PRODUCTION": "1",
+            "SECRET_KEY_FILE": str(secret),
+            "ALLOWED_HOSTS": "sightline.example.org",
+        },
         "--deploy",
         "--fail-level",
         "WARNING",

@@ -1,0 +1,122 @@
+"""python manage.py demo: everything `make demo` does before it serves the app."""
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from explanations.models import Explanation
+from explanations.services.ingest import prediction_ingest_many
+from models_registry import demo_rhc
+from models_registry.services import model_register
+
+CHUNK = 100
+DEMO_USERS = (
+    # username, role, units
+    ("clinician", "clinician", "MICU,CCU"),
+    ("admin", "admin", ""),
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the RHC demo: train the demo model (once), register and promote it, ingest the demo "
+        "scoring run (simulated times and sources, real RHC values), wait for its explanations, and "
+        "create a demo clinician (MICU, CCU) and admin, printing their passwords. Safe to run again: "
+        "nothing is created twice."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--bundle-dir",
+            type=Path,
+            default=settings.BASE_DIR / "var" / "demo_bundle",
+            help="Where the demo bundle is written (trained only if it is not there yet).",
+        )
+        parser.add_argument("--limit", type=int, help="Ingest only the first N patients of the scoring run.")
+        parser.add_argument(
+            "--wait",
+            type=int,
+            default=900,
+            help="Seconds to wait for the Celery worker to finish the explanations (default 900).",
+        )
+
+    def handle(self, *args, bundle_dir: Path, limit: int | None, wait: int, **options) -> None:
+        if not (bundle_dir / "bundle.yaml").exists():
+            self.stdout.write("Training the demo model on the RHC cohort...")
+            call_command("train_demo_model", str(bundle_dir), stdout=self.stdout)
+        version, created = model_register(path=bundle_dir, promote=True)
+        state = "registered" if created else "already registered"
+        self.stdout.write(
+            f"Model {version.registered_model.name} version {version.version} {state} (production)."
+        )
+
+        payloads = list(
+            demo_rhc.scoring_payloads(
+                model_name=version.registered_model.name, model_version=version.version, limit=limit
+            )
+        )
+        mode = "in this process" if settings.CELERY_TASK_ALWAYS_EAGER else "by the Celery worker"
+        self.stdout.write(f"Ingesting the demo scoring run: {len(payloads)} patients (explained {mode}).")
+        stored = replayed = 0
+        with tqdm(total=len(payloads), desc="Ingest", unit="patient") as bar:
+            for start in range(0, len(payloads), CHUNK):
+                results = prediction_ingest_many(
+                    payloads=payloads[start : start + CHUNK], source="bulk", simulated=True
+                )
+                for result in results:
+                    if isinstance(result, Exception):
+                        raise CommandError(f"The demo scoring run was rejected: {result.detail}")
+                    stored += result.created
+                    replayed += not result.created
+                bar.update(len(results))
+        self.stdout.write(f"{stored} predictions stored, {replayed} already there.")
+
+        self._wait_for_explanations(version, wait)
+        self._create_users()
+
+    def _wait_for_explanations(self, version, wait: int) -> None:
+        explanations = Explanation.objects.filter(prediction__model_version=version)
+        total = explanations.count()
+        deadline = time.monotonic() + wait
+        with tqdm(total=total, desc="Explanations", unit="patient") as bar:
+            while True:
+                done = explanations.filter(
+                    status__in=[Explanation.Status.READY, Explanation.Status.FAILED]
+                ).count()
+                bar.update(done - bar.n)
+                if done == total:
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"{total - done} explanations still pending after {wait} s: "
+                        "is a Celery worker running "
+                        "(celery -A sightline worker)?"
+                    )
+                time.sleep(1)
+        failed = explanations.filter(status=Explanation.Status.FAILED).count()
+        if failed:
+            self.stderr.write(self.style.WARNING(f"{failed} explanations failed; their pages say why."))
+
+    def _create_users(self) -> None:
+        lines = []
+        for username, role, units in DEMO_USERS:
+            password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
+            os.environ["SIGHTLINE_DEMO_USER_PASSWORD"] = password
+            arguments = [username, "--role", role, "--password-from-env", "SIGHTLINE_DEMO_USER_PASSWORD"]
+            if units:
+                arguments += ["--units", units]
+            call_command("create_user", *arguments, stdout=open(os.devnull, "w"))  # noqa: SIM115
+            lines.append(
+                f"  {role:<10} {username:<10} {password}"
+                + (f"   (units {units})" if units else "   (every unit)")
+            )
+        del os.environ["SIGHTLINE_DEMO_USER_PASSWORD"]
+        self.stdout.write(self.style.SUCCESS("Demo users (passwords are new on every run):"))
+        for line in lines:
+            self.stdout.write(line)

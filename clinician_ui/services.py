@@ -1,0 +1,75 @@
+"""Writes of the clinician UI: first sight of an alert and the append-only action log."""
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from explanations.models import Alert
+
+from . import access
+from .models import AlertAction, AlertView, Profile
+
+# The action a clinician took decides the alert's state; a later action supersedes an earlier one.
+_STATE_AFTER = {
+    AlertAction.Action.ACKNOWLEDGE: Alert.State.ACKNOWLEDGED,
+    AlertAction.Action.ACCEPT: Alert.State.ACTIONED,
+    AlertAction.Action.DISMISS: Alert.State.ACTIONED,
+    AlertAction.Action.ESCALATE: Alert.State.ACTIONED,
+}
+
+
+def alert_view_record(*, alert: Alert, user) -> AlertView:
+    """When this user first saw this alert: the start of their time to decision. Later views keep it."""
+    view, _ = AlertView.objects.get_or_create(alert=alert, user=user)
+    return view
+
+
+def user_may_act(user) -> bool:
+    """Clinicians (of the alert's unit: the caller got the alert through clinician_ui.access) and
+    admins act on alerts; auditors read and never act."""
+    return access.user_role(user) in (Profile.Role.CLINICIAN, Profile.Role.ADMIN)
+
+
+def alert_action_record(
+    *,
+    alert: Alert,
+    user,
+    action: str,
+    reason: str,
+    comment: str = "",
+    idempotency_key: str | None = None,
+) -> tuple[AlertAction, bool]:
+    """Append one action to the alert's log and return it with `created`.
+
+    The caller has validated `action` and `reason` and checked access. With an idempotency key
+    that this user already used on this alert, nothing is written and the first action is
+    returned (created=False): a double click is one action. Without a key every call is a new
+    action. seconds_to_decision counts from when the alert was first shown to this user; a user
+    who acts without ever having been shown it (an API client) starts the clock now.
+    """
+    with transaction.atomic():
+        # Serialises concurrent actions on one alert, so two identical clicks cannot both insert.
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        if idempotency_key:
+            existing = AlertAction.objects.filter(
+                alert=locked, user=user, idempotency_key=idempotency_key
+            ).first()
+            if existing is not None:
+                return existing, False
+        view = alert_view_record(alert=locked, user=user)
+        now = timezone.now()
+        record = AlertAction.objects.create(
+            alert=locked,
+            user=user,
+            role=access.user_role(user) or "",
+            action=action,
+            reason=reason,
+            comment=comment,
+            shown_at=view.first_shown_at,
+            seconds_to_decision=max(0.0, (now - view.first_shown_at).total_seconds()),
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
+        )
+        Alert.objects.filter(pk=locked.pk).update(state=_STATE_AFTER[action])
+    alert.state = _STATE_AFTER[action]
+    return record, True

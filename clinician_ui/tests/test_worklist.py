@@ -1,0 +1,115 @@
+"""The worklist: one row per patient (their current alert), high tier first then risk, filters,
+the low-tier list, and a constant number of queries."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from explanations.models import Alert
+
+from .factories import patient_create, prediction_create
+
+
+def rows(response) -> list[Alert]:
+    return response.context["worklist"].alerts
+
+
+def test_sorted_by_tier_then_risk_with_one_row_per_patient(alice_client, ui_model_version):
+    mv = ui_model_version
+    medium_hi = prediction_create(model_version=mv, risk=0.45)
+    high_lo = prediction_create(model_version=mv, risk=0.55)
+    high_hi = prediction_create(model_version=mv, risk=0.90)
+    # A patient scored twice: only the latest score's alert is current.
+    patient = patient_create(unit="MICU")
+    earlier = timezone.now() - timedelta(hours=2)
+    prediction_create(model_version=mv, patient=patient, risk=0.95, scored_at=earlier)
+    latest = prediction_create(model_version=mv, patient=patient, risk=0.30)
+
+    response = alice_client.get(reverse("worklist"))
+    assert [a.prediction_id for a in rows(response)] == [high_hi.pk, high_lo.pk, medium_hi.pk, latest.pk]
+    html = response.content.decode()
+    assert "90%" in html
+    assert html.count(patient.display_name) == 1
+
+
+def test_patient_whose_latest_score_is_low_moves_to_the_low_list(alice_client, ui_model_version):
+    patient = patient_create(unit="MICU")
+    prediction_create(
+        model_version=ui_model_version,
+        patient=patient,
+        risk=0.8,
+        scored_at=timezone.now() - timedelta(hours=1),
+    )
+    low = prediction_create(model_version=ui_model_version, patient=patient, risk=0.08)
+    response = alice_client.get(reverse("worklist"))
+    assert rows(response) == []
+    assert response.context["worklist"].low == [low]
+    html = response.content.decode()
+    assert "Low-risk patients" in html
+    assert reverse("prediction-detail", args=[low.pk]) in html
+    assert "8%" in html
+
+
+def test_badge_carries_tier_by_text_and_shape(alice_client, ui_model_version):
+    prediction_create(model_version=ui_model_version, risk=0.7)
+    prediction_create(model_version=ui_model_version, risk=0.3)
+    html = alice_client.get(reverse("worklist")).content.decode()
+    assert 'aria-hidden="true">▲</span> High' in html
+    assert 'aria-hidden="true">◆</span> Medium' in html
+
+
+def test_row_shows_unit_bed_state_and_time_since_fired(alice_client, ui_model_version):
+    prediction = prediction_create(model_version=ui_model_version, risk=0.7)
+    Alert.objects.filter(pk=prediction.alert.pk).update(
+        created_at=timezone.now() - timedelta(minutes=42), state=Alert.State.ACKNOWLEDGED
+    )
+    html = alice_client.get(reverse("worklist")).content.decode()
+    assert f"MICU / {prediction.bed}" in html
+    assert "42\xa0minutes ago" in html
+    assert "Acknowledged" in html
+
+
+def test_filter_by_tier_and_unit(charlie_client, ui_model_version):
+    mv = ui_model_version
+    micu_high = prediction_create(model_version=mv, unit="MICU", risk=0.8)
+    micu_medium = prediction_create(model_version=mv, unit="MICU", risk=0.3)
+    ccu_high = prediction_create(model_version=mv, unit="CCU", risk=0.7)
+    ccu_low = prediction_create(model_version=mv, unit="CCU", risk=0.1)
+
+    by_tier = charlie_client.get(reverse("worklist"), {"tier": "high"})
+    assert [a.prediction_id for a in rows(by_tier)] == [micu_high.pk, ccu_high.pk]
+    assert by_tier.context["worklist"].low == []
+
+    by_unit = charlie_client.get(reverse("worklist"), {"unit": "MICU"})
+    assert [a.prediction_id for a in rows(by_unit)] == [micu_high.pk, micu_medium.pk]
+    assert by_unit.context["worklist"].low == []
+
+    low = charlie_client.get(reverse("worklist"), {"tier": "low", "unit": "CCU"})
+    assert rows(low) == []
+    assert low.context["worklist"].low == [ccu_low]
+    assert by_unit.context["worklist"].units == ["CCU", "MICU"]
+
+
+def test_clinician_cannot_filter_into_another_unit(alice_client, ui_model_version):
+    prediction_create(model_version=ui_model_version, unit="CCU", risk=0.9)
+    response = alice_client.get(reverse("worklist"), {"unit": "CCU"})
+    assert rows(response) == []
+    assert response.context["worklist"].units == ["MICU"]
+    assert response.context["worklist"].unit is None
+
+
+@pytest.mark.parametrize("n_alerts", [3, 30])
+def test_worklist_query_count_does_not_grow_with_alerts(
+    alice_client, ui_model_version, n_alerts, django_assert_max_num_queries
+):
+    for i in range(n_alerts):
+        prediction_create(model_version=ui_model_version, risk=0.3 + (i % 60) / 100)
+    for _ in range(n_alerts // 3):
+        prediction_create(model_version=ui_model_version, risk=0.05)
+    # session, user, profile, alerts, low list, audit insert: 6 whether 3 or 30 alerts.
+    with django_assert_max_num_queries(6):
+        response = alice_client.get(reverse("worklist"))
+    assert len(rows(response)) == n_alerts
+    assert len(response.context["worklist"].low) == n_alerts // 3
