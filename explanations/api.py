@@ -1,0 +1,119 @@
+"""Prediction, outcome and explanation API (CONTRACT.md sections 2 and 3). Views stay thin."""
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from clinician_ui.access import audit_view, prediction_for_user
+from sightline.api_errors import ApiError, error_body
+
+from . import selectors, services
+from .auth import IsServiceToken, ServicePrincipal
+from .models import Prediction
+from .parsers import NDJSONParser
+from .serializers import OutcomeInSerializer, OutcomeOutSerializer, PredictionInSerializer
+
+
+class IsPerson(permissions.BasePermission):
+    """A signed-in person; a scoring-service token sees no patient data."""
+
+    message = "Patient data needs a signed-in user; a scoring-service token may only post."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated) and not isinstance(
+            request.user, ServicePrincipal
+        )
+
+
+class PredictionIngestApi(APIView):
+    permission_classes = [IsServiceToken]
+
+    @extend_schema(
+        request=PredictionInSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ApiError(code="invalid", detail="The body is one prediction as a JSON object.")
+        result = services.prediction_ingest(payload=request.data, source=Prediction.Source.REST)
+        return Response(
+            selectors.prediction_body(result.prediction),
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class PredictionBulkIngestApi(APIView):
+    """Up to BULK_MAX_ITEMS predictions as a JSON list or NDJSON; each item answered on its own."""
+
+    permission_classes = [IsServiceToken]
+    parser_classes = [JSONParser, NDJSONParser]
+
+    @extend_schema(request=PredictionInSerializer(many=True), responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise ApiError(
+                code="payload_too_large",
+                detail=f"The body is {length} bytes; split it into requests of at most "
+                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        payloads = request.data
+        if not isinstance(payloads, list):
+            raise ApiError(
+                code="invalid",
+                detail="The body is a JSON list of predictions, or NDJSON (application/x-ndjson).",
+                fields={"body": ["Expected a list."]},
+            )
+        if len(payloads) > settings.BULK_MAX_ITEMS:
+            raise ApiError(
+                code="payload_too_large",
+                detail=f"{len(payloads)} predictions in one request; the limit is {settings.BULK_MAX_ITEMS}.",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        outcomes = services.prediction_ingest_many(payloads=payloads, source=Prediction.Source.BULK)
+        results = []
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, ApiError):
+                body = error_body(outcome.code, str(outcome.detail), outcome.fields)
+                results.append({"index": index, "status": outcome.status_code, **body})
+            else:
+                code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+                results.append(
+                    {"index": index, "status": code, **selectors.prediction_body(outcome.prediction)}
+                )
+        return Response({"results": results}, status=status.HTTP_200_OK)
+
+
+class PredictionExplanationApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, prediction_id: int) -> Response:
+        prediction = prediction_for_user(request.user, prediction_id)
+        audit_view(request, action="api_explanation", prediction=prediction)
+        return Response(selectors.explanation_body(prediction))
+
+
+class OutcomeApi(APIView):
+    permission_classes = [IsServiceToken]
+
+    @extend_schema(
+        request=OutcomeInSerializer, responses={200: OutcomeOutSerializer, 201: OutcomeOutSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = OutcomeInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome, created = services.outcome_record(
+            encounter_id=serializer.validated_data["encounter_id"],
+            outcome=serializer.validated_data["outcome"],
+            occurred_at=serializer.validated_data.get("occurred_at"),
+        )
+        return Response(
+            OutcomeOutSerializer(outcome).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,163 @@
+"""The explanation of a prediction: queued after ingest, computed by a Celery worker."""
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from explanations import core
+from explanations.models import Explanation
+
+log = logging.getLogger(__name__)
+
+
+# Explanations per task message when many are queued at once (bulk ingest, the sweep): fewer
+# broker round trips, still spread over the workers.
+ENQUEUE_BATCH = 25
+
+
+def _messages(explanation_ids: Sequence[int]):
+    from explanations.tasks import explanation_compute_batch_task, explanation_compute_task
+
+    if len(explanation_ids) == 1:
+        yield explanation_compute_task, (explanation_ids[0],), 1
+        return
+    for start in range(0, len(explanation_ids), ENQUEUE_BATCH):
+        chunk = list(explanation_ids[start : start + ENQUEUE_BATCH])
+        yield explanation_compute_batch_task, (chunk,), len(chunk)
+
+
+def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
+    """Queue explanation tasks; return how many explanations were queued.
+
+    Called after commit. When the broker is unreachable the predictions are already stored
+    and acknowledged, so the failure is logged and the periodic sweep queues them later.
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import RedisError
+
+    from sightline.celery import app
+
+    if app.conf.task_always_eager:
+        # No broker (the embedded default, or tests): the tasks run here and now.
+        for task, args, _ in _messages(explanation_ids):
+            task.apply_async(args)
+        return len(explanation_ids)
+    queued = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for task, args, count in _messages(explanation_ids):
+                task.apply_async(args, producer=producer)
+                queued += count
+    except (BrokerError, RedisError, ConnectionError) as exc:
+        log.error(
+            "broker unreachable, %d explanation(s) left pending for the sweep: %s",
+            len(explanation_ids) - queued,
+            exc,
+        )
+    return queued
+
+
+def explanation_compute(*, explanation_id: int) -> Explanation:
+    """Compute and store the SHAP explanation of a prediction; claimed so it runs once.
+
+    A pending explanation is claimed by one worker; anything else (already claimed, ready,
+    failed) is returned as it is. An additivity failure or a changed artifact is stored as
+    `failed` with the reason, never as numbers.
+    """
+    from models_registry.serving import ArtifactTampered, serving_model
+
+    claimed = Explanation.objects.filter(id=explanation_id, status=Explanation.Status.PENDING).update(
+        status=Explanation.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    explanation = Explanation.objects.select_related("prediction__model_version__registered_model").get(
+        pk=explanation_id
+    )
+    if not claimed:
+        return explanation
+    prediction = explanation.prediction
+    try:
+        serving = serving_model(prediction.model_version)
+        row = serving.encode({name: f["value"] for name, f in prediction.features.items()})
+        attribution = core.explain(serving.explainer, row)
+        error = core.check_additivity(attribution, np.array([prediction.margin]))
+    except (core.AdditivityError, ArtifactTampered) as exc:
+        log.warning("explanation %s failed: %s", explanation_id, exc)
+        explanation.status = Explanation.Status.FAILED
+        explanation.error = str(exc)
+        explanation.finished_at = timezone.now()
+        explanation.save(update_fields=["status", "error", "finished_at"])
+        return explanation
+    except Exception:
+        # A transient failure (database, worker shutdown): hand the row back so a retry or the
+        # sweep can claim it again, instead of leaving it "running" until the sweep notices.
+        Explanation.objects.filter(pk=explanation_id, status=Explanation.Status.RUNNING).update(
+            status=Explanation.Status.PENDING
+        )
+        raise
+    explanation.base_value = attribution.base_value
+    explanation.contributions = [
+        {"name": name, "shap": float(value)}
+        for name, value in zip(serving.feature_names, attribution.values[0], strict=True)
+    ]
+    explanation.additivity_error = error
+    explanation.background_size = attribution.background_size
+    explanation.status = Explanation.Status.READY
+    explanation.error = ""
+    explanation.finished_at = timezone.now()
+    explanation.save(
+        update_fields=[
+            "base_value",
+            "contributions",
+            "additivity_error",
+            "background_size",
+            "status",
+            "error",
+            "finished_at",
+        ]
+    )
+    return explanation
+
+
+def explanation_fail(*, explanation_id: int, reason: str) -> None:
+    """Mark a claimed explanation failed (e.g. it exceeded its time limit)."""
+    Explanation.objects.filter(pk=explanation_id).exclude(status=Explanation.Status.READY).update(
+        status=Explanation.Status.FAILED, error=reason, finished_at=timezone.now()
+    )
+
+
+# An explanation that keeps getting lost (a worker killed mid-task each time) stops being retried.
+MAX_ATTEMPTS = 5
+
+
+def explanations_stuck_requeue(*, now: datetime | None = None) -> list[int]:
+    """Find explanations pending or running longer than EXPLANATION_STUCK_SECONDS; return their ids.
+
+    A running one is reset to pending first, so the re-queued task can claim it. Its queued_at
+    is moved to now, so one still waiting in a long queue is not queued again at every sweep.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.EXPLANATION_STUCK_SECONDS)
+    S = Explanation.Status
+    lost = Q(status=S.RUNNING, started_at__lt=cutoff) | Q(status=S.PENDING, queued_at__lt=cutoff)
+    Explanation.objects.filter(lost, attempts__gte=MAX_ATTEMPTS).update(
+        status=S.FAILED,
+        error=f"Gave up after {MAX_ATTEMPTS} attempts: the worker was lost each time.",
+        finished_at=now,
+    )
+    Explanation.objects.filter(status=S.RUNNING, started_at__lt=cutoff).update(
+        status=S.PENDING, queued_at=cutoff
+    )
+    with transaction.atomic():
+        ids = list(
+            Explanation.objects.select_for_update(skip_locked=True)
+            .filter(status=S.PENDING, queued_at__lte=cutoff)
+            .values_list("pk", flat=True)
+        )
+        Explanation.objects.filter(pk__in=ids).update(queued_at=now)
+    return ids

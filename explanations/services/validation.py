@@ -1,0 +1,300 @@
+"""Validation and scoring of posted predictions against their model version's schema."""
+
+import hashlib
+import json
+import logging
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+
+from explanations import core
+from explanations.models import Prediction
+from explanations.serializers import PredictionInSerializer
+from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from sightline.api_errors import ApiError, flatten_fields
+
+log = logging.getLogger(__name__)
+
+RISK_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    prediction: Prediction
+    created: bool
+
+
+@dataclass
+class Item:
+    """One prediction of a request on its way through validation, scoring and storage."""
+
+    index: int
+    payload: Any
+    data: dict = field(default_factory=dict)
+    sha256: str = ""
+    registered_model: RegisteredModel | None = None
+    version: ModelVersion | None = None
+    features: dict = field(default_factory=dict)
+    margin: float = math.nan
+    risk: float = math.nan
+    error: ApiError | None = None
+    result: IngestResult | None = None
+
+
+def payload_sha256(payload: Any) -> str:
+    """sha256 of the canonical JSON of a request body (sorted keys, no whitespace)."""
+    canonical = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def shape_check(item: Item, serializer: PredictionInSerializer) -> None:
+    """Check the body's shape with `serializer`, one instance reused for every item of a request
+    (building a nested DRF serializer costs more than running it)."""
+    if not isinstance(item.payload, dict):
+        item.error = ApiError(
+            code="invalid",
+            detail="Each prediction is a JSON object (CONTRACT.md section 2).",
+            fields={"body": ["Expected a JSON object."]},
+        )
+        return
+    try:
+        item.sha256 = payload_sha256(item.payload)
+    except (TypeError, ValueError) as exc:
+        item.error = ApiError(code="invalid", detail=f"The body is not plain JSON: {exc}.")
+        return
+    try:
+        item.data = serializer.run_validation(item.payload)
+    except ValidationError as exc:
+        fields = flatten_fields(exc.detail)
+        name, messages = next(iter(fields.items()))
+        item.error = ApiError(code="invalid", detail=f"{name}: {messages[0]}", fields=fields)
+
+
+class Registry:
+    """Models and versions looked up once per request."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, RegisteredModel | None] = {}
+        self.versions: dict[tuple[int, int | None], ModelVersion | None] = {}
+
+    def model(self, name: str) -> RegisteredModel | None:
+        if name not in self.models:
+            self.models[name] = RegisteredModel.objects.filter(name=name).first()
+        return self.models[name]
+
+    def version(self, model: RegisteredModel, number: int | None) -> ModelVersion | None:
+        key = (model.pk, number)
+        if key not in self.versions:
+            versions = ModelVersion.objects.filter(registered_model=model).prefetch_related("features")
+            if number is None:
+                versions = versions.filter(status=ModelVersion.Status.PRODUCTION)
+            else:
+                versions = versions.filter(version=number)
+            version = versions.first()
+            if version is not None:
+                version.registered_model = model
+            self.versions[key] = version
+        return self.versions[key]
+
+
+def model_resolve(item: Item, registry: Registry) -> None:
+    name = item.data["model"]
+    model = registry.model(name)
+    if model is None:
+        item.error = ApiError(
+            code="unknown_model",
+            detail=f"No model named '{name}' is registered.",
+            fields={"model": [f"Unknown model '{name}'."]},
+        )
+        return
+    item.registered_model = model
+
+
+def version_resolve(item: Item, registry: Registry) -> None:
+    model = item.registered_model
+    number = item.data.get("model_version")
+    version = registry.version(model, number)
+    if version is None and number is None:
+        item.error = ApiError(
+            code="no_production_version",
+            detail=f"Model '{model.name}' has no production version; promote one or pin model_version.",
+            fields={"model": [f"'{model.name}' has no production version."]},
+        )
+    elif version is None:
+        item.error = ApiError(
+            code="unknown_model_version",
+            detail=f"Model '{model.name}' has no version {number}.",
+            fields={"model_version": [f"'{model.name}' has no version {number}."]},
+        )
+    item.version = version
+
+
+def _same_unit(posted: str, schema: str) -> bool:
+    # NFKC so the micro sign and the Greek mu (µL, μL) are one unit; case matters (mg vs Mg).
+    return unicodedata.normalize("NFKC", posted.strip()) == unicodedata.normalize("NFKC", schema)
+
+
+def _value_check(spec: ModelFeature, value: Any) -> tuple[Any, str | None, str | None]:
+    """(value as stored, error code, message) for one non-null value against its feature's schema."""
+    if spec.kind == ModelFeature.Kind.CATEGORICAL:
+        categories = list(spec.categories or [])
+        if isinstance(value, bool) or value not in categories:
+            return None, "invalid_value", f"Expected one of {categories}; got {value!r}."
+        return value, None, None
+    if spec.kind == ModelFeature.Kind.BINARY:
+        if isinstance(value, bool):
+            return int(value), None, None
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return int(value), None, None
+        return None, "invalid_value", f"Expected true/false (or 1/0); got {value!r}."
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, "invalid_value", f"Expected a number; got {value!r}."
+    if not math.isfinite(value):
+        return None, "invalid_value", "Expected a finite number."
+    low, high = spec.range_min, spec.range_max
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        unit = f" {spec.unit}" if spec.unit else ""
+        return None, "out_of_range", f"{value}{unit} is outside the plausible range {bounds}{unit}."
+    return value, None, None
+
+
+def features_check(item: Item) -> None:
+    """Check every posted feature against the version's schema; build the stored features."""
+    schema = {f.name: f for f in item.version.features.all()}
+    scored_at = item.data["scored_at"]
+    invalid: dict[str, list[str]] = {}
+    leakage: dict[str, list[str]] = {}
+    first_code = None
+    stored: dict[str, dict] = {}
+    posted = item.data["features"]
+    for name, entry in posted.items():
+        spec = schema.get(name)
+        key = f"features.{name}"
+        if spec is None:
+            invalid[key] = [
+                f"Model '{item.registered_model.name}' v{item.version.version} has no feature '{name}'."
+            ]
+            first_code = first_code or "unknown_feature"
+            continue
+        entry = entry or {}
+        value = entry.get("value")
+        if not spec.decision_time:
+            if value is not None:
+                leakage[key] = [f"'{name}' is known only after the decision point and must not be sent."]
+            continue
+        unit = entry.get("unit")
+        if unit not in (None, "") and not _same_unit(unit, spec.unit):
+            invalid[f"{key}.unit"] = [f"Expected unit '{spec.unit}'; got '{unit}'."]
+            first_code = first_code or "unit_mismatch"
+        if value is not None:
+            value, code, message = _value_check(spec, value)
+            if code:
+                invalid[f"{key}.value"] = [message]
+                first_code = first_code or code
+        observed_at = entry.get("observed_at")
+        if observed_at is not None and observed_at > scored_at:
+            leakage[f"{key}.observed_at"] = [
+                f"Observed at {iso(observed_at)}, after the prediction was scored ({iso(scored_at)})."
+            ]
+        source = entry.get("source")
+        stored[name] = {
+            "value": value,
+            "unit": spec.unit,
+            "observed_at": iso(observed_at),
+            "source": dict(source) if source else None,
+        }
+    if invalid:
+        name, messages = next(iter(invalid.items()))
+        item.error = ApiError(code=first_code, detail=f"{name}: {messages[0]}", fields=invalid)
+        return
+    if leakage:
+        name, messages = next(iter(leakage.items()))
+        item.error = ApiError(
+            code="leakage",
+            detail=f"{name}: {messages[0]} Only information available at scoring time may be used.",
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            fields=leakage,
+        )
+        return
+    # Every input of the version is stored; one not sent is "not measured", never imputed.
+    for spec in item.version.input_features():
+        stored.setdefault(spec.name, {"value": None, "unit": spec.unit, "observed_at": None, "source": None})
+    item.features = {spec.name: stored[spec.name] for spec in item.version.input_features()}
+
+
+def _score_one_by_one(group: Sequence[Item], serving) -> None:
+    from models_registry.serving import EncodingError
+
+    for item in group:
+        try:
+            serving.encode({name: f["value"] for name, f in item.features.items()})
+        except EncodingError as exc:
+            item.error = ApiError(
+                code="invalid_value", detail=str(exc), fields={f"features.{exc.feature}.value": [str(exc)]}
+            )
+            continue
+        score([item])
+
+
+def score(items: Sequence[Item]) -> None:
+    """Score every valid item with its registered model: one predict call per model version."""
+    from models_registry.serving import ArtifactTampered, EncodingError, serving_model
+
+    by_version: dict[int, list[Item]] = {}
+    for item in items:
+        by_version.setdefault(item.version.pk, []).append(item)
+    for group in by_version.values():
+        version = group[0].version
+        try:
+            serving = serving_model(version)
+            rows = np.vstack(
+                [serving.encode({name: f["value"] for name, f in item.features.items()}) for item in group]
+            )
+            margins = np.asarray(serving.predict_margin(rows), dtype=np.float64).ravel()
+            # The model is a logistic one: risk is the sigmoid of the margin SHAP explains.
+            risks = np.asarray(core.sigmoid(margins), dtype=np.float64)
+        except EncodingError:
+            # Validation above should have caught it; never a 500 for a value the model refuses.
+            _score_one_by_one(group, serving)
+            continue
+        except ArtifactTampered as exc:
+            log.error("model %s cannot score: %s", version, exc)
+            error = ApiError(
+                code="model_unavailable",
+                detail=f"{version} cannot score: {exc} Nothing was stored; the registry admin is needed.",
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+            for item in group:
+                item.error = error
+            continue
+        for item, margin, risk in zip(group, margins, risks, strict=True):
+            item.margin, item.risk = float(margin), float(risk)
+            posted = item.data.get("risk")
+            if posted is not None and abs(posted - item.risk) > RISK_TOLERANCE:
+                item.error = ApiError(
+                    code="risk_mismatch",
+                    detail=(
+                        f"The posted risk {posted:.6f} differs from {version}'s output {item.risk:.6f} "
+                        f"by more than {RISK_TOLERANCE:g}; an explanation of a different number would be "
+                        "wrong. Check the model version and the feature values."
+                    ),
+                    status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                    fields={"risk": [f"Posted {posted:.6f}; the registered model gives {item.risk:.6f}."]},
+                )

@@ -1,0 +1,85 @@
+"""Celery tasks: thin wrappers that take ids and call services."""
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
+
+from . import services
+from .models import Explanation
+
+log = logging.getLogger(__name__)
+
+# A database restart or a broker blip: try again later rather than fail the explanation.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerError)
+
+
+def _compute(explanation_id: int) -> str:
+    try:
+        return services.explanation_compute(explanation_id=explanation_id).status
+    except TRANSIENT_ERRORS:
+        raise
+    except Explanation.DoesNotExist:
+        log.warning("explanation %s does not exist; nothing to do", explanation_id)
+        return "missing"
+    except SoftTimeLimitExceeded:
+        services.explanation_fail(
+            explanation_id=explanation_id, reason="The explanation took longer than the task time limit."
+        )
+        raise
+    except Exception as exc:
+        # A programming error is not retried forever: it is shown as a failed explanation
+        # with its reason, and logged with the traceback.
+        log.exception("explanation %s failed unexpectedly", explanation_id)
+        services.explanation_fail(
+            explanation_id=explanation_id, reason=f"Unexpected error: {type(exc).__name__}: {exc}"
+        )
+        return Explanation.Status.FAILED
+
+
+RETRY = {
+    "acks_late": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@shared_task(**RETRY)
+def explanation_compute_task(explanation_id: int) -> str:
+    """Compute one prediction's explanation; returns the explanation's status."""
+    try:
+        return _compute(explanation_id)
+    except SoftTimeLimitExceeded:
+        return Explanation.Status.FAILED
+
+
+@shared_task(**RETRY)
+def explanation_compute_batch_task(explanation_ids: list[int]) -> list[str]:
+    """Compute several explanations (queued together by bulk ingest or the sweep).
+
+    A retry after a transient error redoes only the ones still pending: the rest are claimed.
+    """
+    statuses = []
+    for explanation_id in explanation_ids:
+        try:
+            statuses.append(_compute(explanation_id))
+        except SoftTimeLimitExceeded:
+            # This one is marked failed; the rest of the batch waits for the sweep.
+            statuses.append(Explanation.Status.FAILED)
+            break
+    return statuses
+
+
+@shared_task(acks_late=True)
+def explanation_sweep() -> int:
+    """Re-queue explanations left pending or running by a lost message or a dead worker."""
+    ids = services.explanations_stuck_requeue()
+    if ids:
+        log.info("sweep re-queues %d explanation(s)", len(ids))
+        services.explanations_enqueue(ids)
+    return len(ids)
