@@ -95,6 +95,9 @@ TEMPLATES = [
     },
 ]
 
+if not env("DATABASE_URL"):
+    # The embedded default keeps its SQLite file under var/ (git-ignored).
+    (BASE_DIR / "var").mkdir(exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
@@ -124,6 +127,10 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/plotly", Path(plotly.__file__).parent / "package_data"),
 ]
+
+# Outside production, WhiteNoise serves static files straight from the app and vendor folders
+# (no collectstatic needed for the demo); production serves the collected, hashed copies.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
 # Registry artifacts, content-addressed by sha256.
 MODEL_STORE = Path(env("MODEL_STORE") or BASE_DIR / "var" / "model_store")
@@ -204,6 +211,11 @@ ALERT_ACTION_REASONS = {
     ],
 }
 
+# Seconds between the worklist's background refreshes (rows are updated in place).
+WORKLIST_POLL_SECONDS = envint("WORKLIST_POLL_SECONDS", 15)
+# Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
+EXPORT_CHUNK_SIZE = envint("EXPORT_CHUNK_SIZE", 2000)
+
 # Largest request body accepted by the API (bulk ingest of 10,000 predictions fits).
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
@@ -227,5 +239,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
