@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized API bodies are refused (413 JSON) before anything reads them.
+    "sightline.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +118,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
+# The hospital's local time zone: cohort slices take their day and shift (day 07:00-18:59) from it.
+HOSPITAL_TIME_ZONE = env("HOSPITAL_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 
@@ -155,6 +159,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": envint("EXPLANATION_SWEEP_SECONDS", 60),
     },
 }
+# Explanation engine thresholds (explanations.profile.DEFAULTS lists them all), e.g. the model
+# abstains when EXPLANATION_KEY_MISSING_ABSTAIN of the EXPLANATION_KEY_FEATURES most influential
+# inputs are not measured.
+EXPLANATION_ENGINE = {
+    "key_features": envint("EXPLANATION_KEY_FEATURES", 5),
+    "key_missing_abstain": envint("EXPLANATION_KEY_MISSING_ABSTAIN", 3),
+    "stability_perturbations": envint("EXPLANATION_STABILITY_PERTURBATIONS", 10),
+}
+# Cohort recompute: predictions per chunk task; bounded sample per (version, unit, shift, day).
+COHORT_CHUNK_SIZE = envint("COHORT_CHUNK_SIZE", 2000)
+COHORT_SAMPLE_SIZE = envint("COHORT_SAMPLE_SIZE", 200)
 # An explanation pending or running longer than this is re-queued by the sweep.
 EXPLANATION_STUCK_SECONDS = envint("EXPLANATION_STUCK_SECONDS", 300)
 
@@ -177,6 +192,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "sightline.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["sightline.throttling.CallerRateThrottle"],
+    # Per scoring-service token, per signed-in user, per anonymous address. Configurable because
+    # a hospital's scoring run may post a whole census at once.
+    "DEFAULT_THROTTLE_RATES": {
+        "service": env("THROTTLE_SERVICE_RATE", "60000/min"),
+        "user": env("THROTTLE_USER_RATE", "1200/min"),
+        "anon": env("THROTTLE_ANON_RATE", "60/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",
@@ -216,8 +239,15 @@ WORKLIST_POLL_SECONDS = envint("WORKLIST_POLL_SECONDS", 15)
 # Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
 EXPORT_CHUNK_SIZE = envint("EXPORT_CHUNK_SIZE", 2000)
 
-# Largest request body accepted by the API (bulk ingest of 10,000 predictions fits).
-DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+# Largest request body accepted by the API, per path prefix; larger bodies get 413 JSON unread.
+# A bulk ingest of 10,000 predictions is ~20 MB; a model bundle upload is a zip file.
+API_BODY_LIMIT_DEFAULT = envint("API_BODY_LIMIT_DEFAULT", 1024 * 1024)
+API_BODY_LIMITS = {
+    "/api/v1/predictions/bulk/": envint("API_BODY_LIMIT_BULK", 40 * 1024 * 1024),
+    "/api/v1/models/": envint("API_BODY_LIMIT_MODELS", 1024 * 1024 * 1024),
+    "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
 
 if PRODUCTION:

@@ -1,0 +1,31 @@
+"""Rate limits per API caller: per scoring-service token, per signed-in user, per anonymous address.
+
+Over the limit the API answers 429 JSON with Retry-After. Rates are in REST_FRAMEWORK
+DEFAULT_THROTTLE_RATES (scopes "service", "user", "anon"), counted in the shared cache (Redis).
+"""
+
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class CallerRateThrottle(SimpleRateThrottle):
+    def __init__(self) -> None:
+        # The scope, and so the rate, is known only once the caller is: see allow_request.
+        self.scope = None
+        self.ident = None
+
+    def allow_request(self, request, view) -> bool:
+        from explanations.auth import ServicePrincipal
+
+        user = request.user
+        if isinstance(user, ServicePrincipal):
+            self.scope, self.ident = "service", f"token-{user.token.pk}"
+        elif getattr(user, "is_authenticated", False):
+            self.scope, self.ident = "user", f"user-{user.pk}"
+        else:
+            self.scope, self.ident = "anon", self.get_ident(request)
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.ident}
