@@ -4,7 +4,6 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +14,8 @@ from sightline.api_errors import ApiError, error_body
 from . import selectors, services
 from .auth import IsServiceToken, ServicePrincipal
 from .models import Prediction
+from sightline.parsers import StrictJSONParser
+
 from .parsers import NDJSONParser
 from .serializers import OutcomeInSerializer, OutcomeOutSerializer, PredictionInSerializer
 
@@ -50,7 +51,7 @@ class PredictionBulkIngestApi(APIView):
     """Up to BULK_MAX_ITEMS predictions as a JSON list or NDJSON; each item answered on its own."""
 
     permission_classes = [IsServiceToken]
-    parser_classes = [JSONParser, NDJSONParser]
+    parser_classes = [StrictJSONParser, NDJSONParser]
 
     @extend_schema(request=PredictionInSerializer(many=True), responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:

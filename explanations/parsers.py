@@ -1,10 +1,10 @@
 """NDJSON request bodies for bulk ingest: one JSON object per line."""
 
-import json
-
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
+
+from sightline.parsers import strict_loads
 
 
 class NDJSONParser(BaseParser):
@@ -18,11 +18,7 @@ class NDJSONParser(BaseParser):
             if not line:
                 continue
             try:
-                items.append(json.loads(line, parse_constant=_reject_constant))
-            except ValueError as exc:
+                items.append(strict_loads(line))
+            except (ValueError, RecursionError) as exc:
                 raise ParseError(f"Line {number} is not valid JSON: {exc}") from exc
         return items
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")

@@ -6,10 +6,12 @@ checked in services.prediction_ingest.
 """
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -117,27 +119,74 @@ def _source_check(source, url_validator) -> tuple[dict | None, dict[str, list[st
     return clean, problems
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would quietly turn 12345 into "12345"."""
+
+    default_error_messages = {"not_a_string": "Expected a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(StrictCharField, serializers.SlugField):
+    pass
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number: not "0.7", not true (DRF's FloatField would accept both)."""
+
+    default_error_messages = {"not_a_number": "Expected a number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("not_a_number")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: not "3", not 1.5, not true."""
+
+    default_error_messages = {"not_an_integer": "Expected a whole number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("not_an_integer")
+        return super().to_internal_value(data)
+
+
 class PatientSerializer(serializers.Serializer):
-    id = serializers.CharField(max_length=100)
-    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    unit = serializers.CharField(max_length=50)
-    bed = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    id = StrictCharField(max_length=100)
+    display_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    unit = StrictCharField(max_length=50)
+    bed = StrictCharField(max_length=50, required=False, allow_blank=True, default="")
 
 
 class PredictionInSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=200)
-    model = serializers.SlugField(max_length=100)
-    model_version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    external_id = StrictCharField(max_length=200)
+    model = StrictSlugField(max_length=100)
+    model_version = StrictIntegerField(min_value=1, required=False, allow_null=True)
     patient = PatientSerializer()
-    encounter_id = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
+    encounter_id = StrictCharField(max_length=100, required=False, allow_null=True, allow_blank=True)
     scored_at = AwareDateTimeField()
-    risk = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+    risk = StrictFloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     # name -> {"value", "unit", "observed_at", "source"}, or null for "not measured".
     features = serializers.DictField(child=FeatureEntryField(allow_null=True), allow_empty=True)
 
+    def validate_scored_at(self, value: datetime) -> datetime:
+        # A score from the future is a clock or integration fault; its leakage check would be void.
+        latest = timezone.now() + timedelta(seconds=settings.SCORED_AT_MAX_FUTURE_SECONDS)
+        if value > latest:
+            raise serializers.ValidationError(
+                f"scored_at is in the future (more than {settings.SCORED_AT_MAX_FUTURE_SECONDS} s ahead "
+                "of this server's clock); check the scoring service's clock."
+            )
+        return value
+
 
 class OutcomeInSerializer(serializers.Serializer):
-    encounter_id = serializers.CharField(max_length=100)
+    encounter_id = StrictCharField(max_length=100)
     outcome = serializers.BooleanField()
     occurred_at = AwareDateTimeField(required=False, allow_null=True)
 
@@ -147,3 +196,17 @@ class OutcomeOutSerializer(serializers.Serializer):
     outcome = serializers.BooleanField()
     occurred_at = AwareDateTimeField(allow_null=True)
     received_at = AwareDateTimeField()
+
+
+class CohortQuerySerializer(serializers.Serializer):
+    model = serializers.SlugField(max_length=100)
+    version = serializers.IntegerField(min_value=1, required=False)
+    unit = serializers.CharField(max_length=50, required=False)
+    shift = serializers.ChoiceField(choices=["day", "night"], required=False)
+    # Days in HOSPITAL_TIME_ZONE, inclusive.
+    to = serializers.DateField(required=False)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.DateField(required=False)  # a Python keyword, so added here
+        return fields

@@ -158,6 +158,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "explanations.tasks.explanation_sweep",
         "schedule": envint("EXPLANATION_SWEEP_SECONDS", 60),
     },
+    # Recompute the monitoring dashboard's default views (monitoring.services.default_comparisons).
+    "refresh-monitoring-summaries": {
+        "task": "monitoring.tasks.monitoring_refresh",
+        "schedule": envint("MONITORING_REFRESH_SECONDS", 600),
+    },
 }
 # Explanation engine thresholds (explanations.profile.DEFAULTS lists them all), e.g. the model
 # abstains when EXPLANATION_KEY_MISSING_ABSTAIN of the EXPLANATION_KEY_FEATURES most influential
@@ -188,7 +193,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sightline.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "sightline.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -249,6 +254,8 @@ API_BODY_LIMITS = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
+# A prediction scored further ahead of this server's clock is refused (clock fault).
+SCORED_AT_MAX_FUTURE_SECONDS = envint("SCORED_AT_MAX_FUTURE_SECONDS", 300)
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

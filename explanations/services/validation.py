@@ -165,7 +165,11 @@ def _value_check(spec: ModelFeature, value: Any) -> tuple[Any, str | None, str |
         return None, "invalid_value", f"Expected true/false (or 1/0); got {value!r}."
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None, "invalid_value", f"Expected a number; got {value!r}."
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite:
         return None, "invalid_value", "Expected a finite number."
     low, high = spec.range_min, spec.range_max
     if (low is not None and value < low) or (high is not None and value > high):
