@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.people",
     "tests.fixtures.ingest",
+    "tests.fixtures.worker",
 ]
