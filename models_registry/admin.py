@@ -1,6 +1,28 @@
-from django.contrib import admin
+import tempfile
+from pathlib import Path
 
-from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from models_registry.bundle import BundleError
+from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+from models_registry.services import PromotionRefused, is_admin, model_register
+
+
+class BundleUploadForm(forms.Form):
+    bundle = forms.FileField(help_text="A .zip of a model bundle (CONTRACT.md section 1).")
+    promote = forms.BooleanField(
+        required=False, help_text="Make it production if it clears the promotion gate."
+    )
+    override_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Only to promote although the gate fails: why (kept in the promotion audit).",
+    )
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -21,6 +43,46 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("created_at",)
     inlines = [ModelVersionInline]
+    change_list_template = "admin/models_registry/registeredmodel/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="models_registry_upload"),
+            *super().get_urls(),
+        ]
+
+    def upload_view(self, request):
+        """Register (and optionally promote) an uploaded bundle zip; admins only."""
+        if not is_admin(request.user):
+            raise PermissionDenied
+        form = BundleUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["bundle"]
+            with tempfile.TemporaryDirectory(prefix="sightline-upload-") as tmp:
+                archive = Path(tmp) / "bundle.zip"
+                with archive.open("wb") as handle:
+                    for chunk in upload.chunks():
+                        handle.write(chunk)
+                try:
+                    version, created = model_register(
+                        path=archive,
+                        promote=form.cleaned_data["promote"],
+                        user=request.user,
+                        override_reason=form.cleaned_data["override_reason"] or None,
+                    )
+                except (BundleError, PromotionRefused) as exc:
+                    form.add_error("bundle" if isinstance(exc, BundleError) else "promote", str(exc))
+                else:
+                    verb = "Registered" if created else "Already registered"
+                    self.message_user(request, f"{verb} {version} ({version.status}).", messages.SUCCESS)
+                    return redirect(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Upload a model bundle",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/models_registry/upload.html", context)
 
 
 class ModelFeatureInline(admin.TabularInline):
@@ -68,6 +130,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "background_size",
         "reference_size",
         "checks",
+        "metrics",
+        "gate",
         "registered_at",
         "registered_by",
         "promoted_at",
@@ -87,5 +151,40 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to promote.", level="error")
             return
         version = queryset.get()
-        model_version_promote(version=version, user=request.user)
+        try:
+            model_version_promote(version=version, user=request.user)
+        except PromotionRefused as exc:
+            self.message_user(
+                request,
+                f"{exc} To override, register the bundle again through Upload with a reason, or use "
+                "register_model --promote --override-reason.",
+                level="error",
+            )
+            return
         self.message_user(request, f"{version} is now production.")
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    """The promotion audit: read-only, never edited or deleted."""
+
+    list_display = ("version", "promoted_at", "user", "gate_passed", "overridden")
+    list_filter = ("overridden", "gate_passed")
+    readonly_fields = (
+        "version",
+        "user",
+        "promoted_at",
+        "gate_passed",
+        "overridden",
+        "override_reason",
+        "gate",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

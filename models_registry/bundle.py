@@ -1,8 +1,13 @@
 """Read and verify a model bundle (CONTRACT.md section 1). Plain Python, no Django.
 
 `read_bundle` either returns a fully checked `Bundle` or raises `BundleError` with one sentence
-naming the first problem. Nothing here is ever unpickled: XGBoost models are read from their
-native JSON, and the skops challenger is loaded only with an explicit list of trusted types.
+naming the first problem. Nothing here is ever unpickled: models are read by `formats` (XGBoost
+JSON, LightGBM text, scikit-learn via skops with an allow-list of types), and the skops challenger
+is loaded only with an explicit list of trusted types.
+
+Besides the checks that reject, registration computes figures a reviewer judges: performance and
+calibration with bootstrap intervals (`metrics`), the background documentation and
+model-randomisation checks and the promotion gate (`checks`). All are stored with the version.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import pandas as pd
 import yaml
 
 from explanations import core
+from models_registry import checks as judged
+from models_registry import metrics
+from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 FORMAT_VERSION = 1
-MODEL_FORMATS = ("xgboost", "lightgbm", "sklearn-skops")
-SUPPORTED_MODEL_FORMATS = ("xgboost",)
 FEATURE_KINDS = ("numeric", "binary", "categorical")
 EXPECTED_RISK_TOLERANCE = 1e-5
 ADDITIVITY_SAMPLE = 200
 ADDITIVITY_SEED = 0
+RANDOMISATION_ROWS = 100
 MAX_UNCOMPRESSED_BYTES = 1024**3
 CHALLENGER_TRUSTED_TYPES = (
     "sklearn.pipeline.Pipeline",
@@ -54,13 +61,21 @@ class Bundle:
     spec: dict
     features: list[dict]  # normalised feature specs, in bundle.yaml order
     input_names: list[str]  # decision_time features = model inputs, in model order
-    booster: object  # xgboost.Booster
+    model: TreeModel
     background: pd.DataFrame
     reference: pd.DataFrame
     files: dict[str, bytes]  # bundle-relative path -> content, every artifact incl. bundle.yaml
     artifacts: dict[str, str]  # bundle-relative path -> sha256
     bundle_sha256: str
     checks: dict = field(default_factory=dict)
+    # metrics.performance of the model (and of the challenger) on the reference set.
+    metrics: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)
+
+    @property
+    def booster(self):
+        """The loaded native model (xgboost/lightgbm Booster or scikit-learn estimator)."""
+        return self.model.native
 
     @property
     def name(self) -> str:
@@ -159,18 +174,17 @@ def _read_directory(root: Path) -> Bundle:
             f"Unknown model format '{model_format}': expected one of {', '.join(MODEL_FORMATS)} "
             "(pickled models are never accepted)."
         )
-    if model_format not in SUPPORTED_MODEL_FORMATS:
-        raise BundleError(
-            f"Model format '{model_format}' is not supported yet; this registry serves 'xgboost' models."
-        )
-    booster = load_xgboost(files[model_path], model_path)
+    try:
+        model = load_model(files[model_path], model_format, model_path)
+    except ModelFormatError as exc:
+        raise BundleError(str(exc)) from exc
 
     by_name = {f["name"]: f for f in features}
     input_names = [f["name"] for f in features if f["decision_time"]]
-    model_names = list(booster.feature_names or [])
+    model_names = list(model.feature_names)
     if not model_names:
         raise BundleError(
-            f"{model_path} has no feature names; save the model from a booster trained with them."
+            f"{model_path} has no feature names; save the model from one trained on named columns."
         )
     for name in model_names:
         if name not in by_name:
@@ -195,34 +209,79 @@ def _read_directory(root: Path) -> Bundle:
     _check_frame(background, background_path, features=features, input_names=input_names)
     _check_frame(reference, reference_path, features=features, input_names=input_names)
     _check_reference(reference, reference_path, label)
+    if not model.handles_missing:
+        for frame, frame_name in ((background, background_path), (reference, reference_path)):
+            missing = [c for c in input_names if frame[c].isna().any()]
+            if missing:
+                raise BundleError(
+                    f"{frame_name} column '{missing[0]}' has missing values, but the model "
+                    f"({type(model.native).__name__}) cannot take missing values."
+                )
+    margin = _auroc_margin(spec)
 
     checks: dict = {"feature_names_match": {"passed": True, "inputs": len(input_names)}}
     reference_inputs = reference[input_names].to_numpy(dtype=np.float64)
-    checks["reproduces_expected_risk"] = _check_expected_risk(
-        booster, input_names, reference, reference_inputs
+    background_inputs = background[input_names].to_numpy(dtype=np.float64)
+    checks["reproduces_expected_risk"] = _check_expected_risk(model, reference, reference_inputs)
+    checks["shap_additivity"], sample, attribution = _check_additivity(
+        model, background_inputs, reference_inputs
     )
-    checks["shap_additivity"] = _check_additivity(
-        booster, input_names, background[input_names].to_numpy(dtype=np.float64), reference_inputs
+    checks["model_randomisation"] = _check_randomisation(model, background_inputs, sample, attribution)
+    checks["background_documentation"] = judged.background_documentation(
+        background=background,
+        reference=reference,
+        description=str(spec["background"].get("description") or ""),
     )
+    labels = reference[label].to_numpy(dtype=np.float64)
+    risk = reference["expected_risk"].to_numpy(dtype=np.float64)
+    tiers = {"high": float(spec["tiers"]["high"]), "medium": float(spec["tiers"]["medium"])}
+    performance = {"model": metrics.performance(labels, risk, thresholds=tiers)}
+    challenger_risk = None
     if challenger is not None:
-        checks["challenger"] = _check_challenger(
+        checks["challenger"], challenger_risk = _check_challenger(
             challenger, files[challenger["path"]], reference[input_names], reference[label]
         )
-    checks["reference_auroc"] = _auroc(reference[label].to_numpy(), reference["expected_risk"].to_numpy())
+        performance["challenger"] = metrics.performance(labels, challenger_risk, thresholds=tiers)
+    checks["reference_auroc"] = performance["model"]["auroc"]["value"]
+    gate = judged.promotion_gate(
+        model=performance["model"],
+        challenger=performance.get("challenger"),
+        margin=margin,
+        auroc_difference=(
+            metrics.paired_difference(labels, risk, challenger_risk, "auroc")
+            if challenger_risk is not None
+            else None
+        ),
+    )
+    gate["margin_reason"] = str((spec.get("promotion") or {}).get("reason") or "")
 
     artifacts = {name: sha256_bytes(data) for name, data in files.items()}
     return Bundle(
         spec=spec,
         features=features,
         input_names=input_names,
-        booster=booster,
+        model=model,
         background=background,
         reference=reference,
         files=files,
         artifacts=artifacts,
         bundle_sha256=bundle_digest(artifacts),
         checks=checks,
+        metrics=performance,
+        gate=gate,
     )
+
+
+def _auroc_margin(spec: dict) -> float:
+    promotion = spec.get("promotion")
+    if promotion is None:
+        return judged.DEFAULT_AUROC_MARGIN
+    if not isinstance(promotion, dict):
+        raise BundleError("bundle.yaml promotion must be a mapping, e.g. {auroc_margin: 0.03}.")
+    margin = promotion.get("auroc_margin", judged.DEFAULT_AUROC_MARGIN)
+    if not _number(margin) or not 0 <= margin <= 0.5:
+        raise BundleError("bundle.yaml promotion.auroc_margin must be a number from 0 to 0.5 (AUROC points).")
+    return float(margin)
 
 
 def _require(mapping: dict, key: str, where: str) -> object:
@@ -332,23 +391,6 @@ def _parse_features(raw: list) -> list[dict]:
     return features
 
 
-def load_xgboost(data: bytes, name: str = "model.json"):
-    """An xgboost.Booster from its native JSON (or UBJSON) bytes; never from a pickle."""
-    import xgboost as xgb
-
-    if data[:1] not in (b"{", b"["):
-        # XGBoost's JSON starts with '{', UBJSON with '{' too; a pickle starts with 0x80.
-        raise BundleError(f"{name} is not an XGBoost JSON model (pickled models are never accepted).")
-    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return xgb.Booster(model_file=tmp.name)
-        except xgb.core.XGBoostError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            raise BundleError(f"{name} is not a readable XGBoost model: {first_line}.") from exc
-
-
 def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(io.BytesIO(data))
@@ -414,15 +456,11 @@ def _check_reference(reference: pd.DataFrame, name: str, label: str) -> None:
         raise BundleError(f"{name} expected_risk must be a finite probability between 0 and 1 on every row.")
 
 
-def _predict(booster, input_names: list[str], rows: np.ndarray, *, margin: bool) -> np.ndarray:
-    import xgboost as xgb
-
-    matrix = xgb.DMatrix(rows, feature_names=input_names, missing=np.nan)
-    return np.asarray(booster.predict(matrix, output_margin=margin), dtype=np.float64)
-
-
-def _check_expected_risk(booster, input_names, reference: pd.DataFrame, rows: np.ndarray) -> dict:
-    risk = _predict(booster, input_names, rows, margin=False)
+def _check_expected_risk(model: TreeModel, reference: pd.DataFrame, rows: np.ndarray) -> dict:
+    try:
+        risk = np.asarray(core.sigmoid(model.predict_margin(rows)), dtype=np.float64)
+    except Exception as exc:  # each library raises its own types for inputs it cannot score
+        raise BundleError(f"The model cannot score the reference set: {type(exc).__name__}: {exc}") from exc
     diff = float(np.max(np.abs(risk - reference["expected_risk"].to_numpy(dtype=np.float64))))
     if not diff <= EXPECTED_RISK_TOLERANCE:
         raise BundleError(
@@ -433,20 +471,25 @@ def _check_expected_risk(booster, input_names, reference: pd.DataFrame, rows: np
     return {"passed": True, "max_abs_diff": diff, "rows": len(rows), "tolerance": EXPECTED_RISK_TOLERANCE}
 
 
-def _check_additivity(booster, input_names, background: np.ndarray, reference_rows: np.ndarray) -> dict:
+def _check_additivity(
+    model: TreeModel, background: np.ndarray, reference_rows: np.ndarray
+) -> tuple[dict, np.ndarray, core.Attribution]:
     rng = np.random.default_rng(ADDITIVITY_SEED)
     size = min(ADDITIVITY_SAMPLE, len(reference_rows))
-    sample = reference_rows[np.sort(rng.choice(len(reference_rows), size=size, replace=False))]
-    explainer = core.tree_explainer(booster, background)
+    sample = model.prepare(reference_rows[np.sort(rng.choice(len(reference_rows), size=size, replace=False))])
+    try:
+        explainer = core.tree_explainer(model.shap_model, model.prepare(background))
+    except Exception as exc:  # shap raises several types for a model it cannot read
+        raise BundleError(f"SHAP's TreeExplainer cannot read the model: {type(exc).__name__}: {exc}") from exc
     started = time.perf_counter()
     attribution = core.explain(explainer, sample)
     seconds = time.perf_counter() - started
-    margins = _predict(booster, input_names, sample, margin=True)
+    margins = model.predict_margin(sample)
     try:
         worst = core.check_additivity(attribution, margins)
     except core.AdditivityError as exc:
         raise BundleError(f"SHAP additivity fails on the reference set: {exc}") from exc
-    return {
+    figures = {
         "passed": True,
         "max_error": worst,
         "sample_size": size,
@@ -454,9 +497,28 @@ def _check_additivity(booster, input_names, background: np.ndarray, reference_ro
         "tolerance": core.ADDITIVITY_TOLERANCE,
         "ms_per_row": round(1000 * seconds / max(size, 1), 3),
     }
+    return figures, sample, attribution
 
 
-def _check_challenger(spec: dict, data: bytes, inputs: pd.DataFrame, labels: pd.Series) -> dict:
+def _check_randomisation(
+    model: TreeModel, background: np.ndarray, sample: np.ndarray, attribution: core.Attribution
+) -> dict:
+    seed = judged.RANDOMISATION_SEED
+    randomised = model.randomised_copy(seed)
+    explainer = core.tree_explainer(randomised.shap_model, model.prepare(background))
+    # A ranking of mean |SHAP| over the features is stable on 100 rows; it halves the cost.
+    rows = min(RANDOMISATION_ROWS, len(sample))
+    return judged.model_randomisation(
+        real_shap=attribution.values[:rows],
+        randomised_shap=core.explain(explainer, sample[:rows]).values,
+        feature_names=model.feature_names,
+        seed=seed,
+    )
+
+
+def _check_challenger(
+    spec: dict, data: bytes, inputs: pd.DataFrame, labels: pd.Series
+) -> tuple[dict, np.ndarray]:
     try:
         challenger = load_challenger(data, spec["path"])
         risk = np.asarray(challenger.predict_proba(inputs)[:, 1], dtype=np.float64)
@@ -466,7 +528,9 @@ def _check_challenger(spec: dict, data: bytes, inputs: pd.DataFrame, labels: pd.
         raise BundleError(
             f"{spec['path']} cannot score the reference set: {type(exc).__name__}: {exc}."
         ) from exc
-    return {"passed": True, "reference_auroc": _auroc(labels.to_numpy(), risk)}
+    if not np.isfinite(risk).all():
+        raise BundleError(f"{spec['path']} gives a non-finite risk on the reference set.")
+    return {"passed": True, "reference_auroc": _auroc(labels.to_numpy(), risk)}, risk
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:

@@ -40,6 +40,10 @@ class ModelVersion(models.Model):
     # Registration checks with their figures:
     # {"reproduces_expected_risk": {"passed": true, "max_abs_diff": ...}, ...}
     checks = models.JSONField(default=dict)
+    # metrics.performance on the reference set: {"model": {...}, "challenger": {...}}, with CIs.
+    metrics = models.JSONField(default=dict, blank=True)
+    # The promotion gate's figures (checks.promotion_gate), computed at registration.
+    gate = models.JSONField(default=dict, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -101,3 +105,31 @@ class ModelFeature(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Imported here, not at the top: clinician_ui.models imports explanations.models, which imports
+# the classes above from this module (Django loads models_registry first, per INSTALLED_APPS).
+from clinician_ui.models import AppendOnlyModel  # noqa: E402
+
+
+class Promotion(AppendOnlyModel):
+    """One promotion of a version to production: who, when, the gate's figures at that moment and,
+    when the gate failed, the admin's written reason for overriding it. Never edited or deleted."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    promoted_at = models.DateTimeField(auto_now_add=True)
+    gate_passed = models.BooleanField()
+    # True when the gate failed and an admin promoted anyway; override_reason then says why.
+    overridden = models.BooleanField(default=False)
+    override_reason = models.TextField(blank=True)
+    gate = models.JSONField()
+
+    class Meta:
+        ordering = ["promoted_at", "id"]
+
+    def __str__(self) -> str:
+        how = "override" if self.overridden else "gate passed"
+        return f"{self.version} promoted {self.promoted_at:%Y-%m-%d %H:%M} ({how})"

@@ -1,4 +1,4 @@
-"""Registry writes: registering a bundle and promoting a version."""
+"""Registry writes: registering a bundle and promoting a version through the promotion gate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,18 @@ from django.db.models import Max
 from django.utils import timezone
 
 from models_registry.bundle import Bundle, read_bundle, sha256_bytes
-from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+
+# An override of the promotion gate must say why in words, not "ok".
+MIN_OVERRIDE_REASON_CHARS = 20
+
+
+class PromotionRefused(Exception):
+    """The promotion gate fails (or was never computed) and no admin override was given."""
+
+    def __init__(self, message: str, *, gate: dict) -> None:
+        super().__init__(message)
+        self.gate = gate
 
 
 def artifact_store_path(sha256: str) -> Path:
@@ -38,13 +49,16 @@ def _artifact_store(*, data: bytes, sha256: str) -> Path:
     return target
 
 
-def model_register(*, path: Path | str, promote: bool = False, user=None) -> tuple[ModelVersion, bool]:
+def model_register(
+    *, path: Path | str, promote: bool = False, user=None, override_reason: str | None = None
+) -> tuple[ModelVersion, bool]:
     """Verify the bundle at `path` (directory or .zip) and register it as the next version.
 
     Returns (version, created). A bundle identical to an already registered version of the same
     model (same artifact hashes) returns that version with created=False; with promote=True it is
     then promoted if it is not production already. Raises BundleError and stores nothing when the
-    bundle fails a check.
+    bundle fails a check. With promote=True, raises PromotionRefused and stores nothing when the
+    promotion gate fails and no admin override (user + override_reason) is given.
     """
     bundle = read_bundle(path)
     # Files first, outside the transaction: content-addressed, so a rolled-back registration
@@ -59,12 +73,12 @@ def model_register(*, path: Path | str, promote: bool = False, user=None) -> tup
         existing = registered.versions.filter(bundle_sha256=bundle.bundle_sha256).first()
         if existing is not None:
             if promote and existing.status != ModelVersion.Status.PRODUCTION:
-                model_version_promote(version=existing, user=user)
+                model_version_promote(version=existing, user=user, override_reason=override_reason)
                 existing.refresh_from_db()
             return existing, False
         version = _version_create(registered=registered, bundle=bundle, user=user)
         if promote:
-            model_version_promote(version=version, user=user)
+            model_version_promote(version=version, user=user, override_reason=override_reason)
             version.refresh_from_db()
     return version, True
 
@@ -85,6 +99,8 @@ def _version_create(*, registered: RegisteredModel, bundle: Bundle, user) -> Mod
         background_size=len(bundle.background),
         reference_size=len(bundle.reference),
         checks=bundle.checks,
+        metrics=bundle.metrics,
+        gate=bundle.gate,
         registered_by=user,
     )
     ModelFeature.objects.bulk_create(
@@ -108,10 +124,50 @@ def _version_create(*, registered: RegisteredModel, bundle: Bundle, user) -> Mod
     return version
 
 
+def is_admin(user) -> bool:
+    from clinician_ui.access import user_role
+    from clinician_ui.models import Profile
+
+    return user is not None and user_role(user) == Profile.Role.ADMIN
+
+
 @transaction.atomic
-def model_version_promote(*, version: ModelVersion, user=None) -> ModelVersion:
-    """Make `version` its model's production version; the previous production version is retired."""
+def model_version_promote(
+    *, version: ModelVersion, user=None, override_reason: str | None = None
+) -> ModelVersion:
+    """Make `version` its model's production version; the previous production version is retired.
+
+    Allowed when the promotion gate computed at registration passed. Otherwise only an admin with a
+    written `override_reason` may promote; the override is kept in the append-only Promotion record
+    with the gate's figures. Raises PromotionRefused naming the failed criteria and their figures.
+    """
+    gate = version.gate or {}
+    passed = bool(gate.get("passed"))
+    overridden = False
+    if not passed:
+        message = gate.get("detail") or (
+            f"{version} has no promotion gate figures (registered before the gate existed); "
+            "re-register its bundle to compute them"
+        )
+        reason = (override_reason or "").strip()
+        if not reason:
+            raise PromotionRefused(
+                f"{version} cannot be promoted. {message} An admin may override with a written reason.",
+                gate=gate,
+            )
+        if not is_admin(user):
+            raise PromotionRefused(
+                f"{version} cannot be promoted. {message} Only an admin may override the gate.", gate=gate
+            )
+        if len(reason) < MIN_OVERRIDE_REASON_CHARS:
+            raise PromotionRefused(
+                f"{version} cannot be promoted: the override reason must explain in at least "
+                f"{MIN_OVERRIDE_REASON_CHARS} characters why the gate is overridden.",
+                gate=gate,
+            )
+        overridden = True
     RegisteredModel.objects.select_for_update().get(pk=version.registered_model_id)
+    # .update() on the ModelVersion queryset is fine: versions are not append-only, promotions are.
     ModelVersion.objects.filter(
         registered_model_id=version.registered_model_id, status=ModelVersion.Status.PRODUCTION
     ).exclude(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
@@ -119,4 +175,12 @@ def model_version_promote(*, version: ModelVersion, user=None) -> ModelVersion:
     version.promoted_at = timezone.now()
     version.promoted_by = user
     version.save(update_fields=["status", "promoted_at", "promoted_by"])
+    Promotion.objects.create(
+        version=version,
+        user=user,
+        gate_passed=passed,
+        overridden=overridden,
+        override_reason=(override_reason or "").strip() if overridden else "",
+        gate=gate,
+    )
     return version

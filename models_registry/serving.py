@@ -2,7 +2,8 @@
 
 Ingest (risk, tier) and the SHAP task use `serving_model(version)`; the interface below
 (feature_names, encode, predict_margin, predict_risk, background, reference, explainer) is what
-they are written against.
+they are written against, the same for every model format (XGBoost, LightGBM, scikit-learn):
+`predict_margin` is always the log-odds that `explainer` explains.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from explanations import core
-from models_registry.bundle import load_xgboost, sha256_bytes
+from models_registry.bundle import sha256_bytes
+from models_registry.formats import ModelFormatError, TreeModel, load_model
 from models_registry.models import ModelVersion
 from models_registry.services import artifact_store_path
 
@@ -48,11 +50,16 @@ class _FeatureCodec:
 class ServingModel:
     version_id: int
     feature_names: list[str]
-    booster: Any  # xgboost.Booster
+    model: TreeModel
     background: np.ndarray
     reference: pd.DataFrame
     codecs: list[_FeatureCodec] = field(repr=False)
     _explainer: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def booster(self) -> Any:
+        """The loaded native model: xgboost/lightgbm Booster or scikit-learn estimator."""
+        return self.model.native
 
     def encode(self, values: Mapping[str, Any]) -> np.ndarray:
         """One model-input row: NaN for missing/None, binary -> 1.0/0.0, categorical -> index.
@@ -65,19 +72,20 @@ class ServingModel:
             if isinstance(value, Mapping):
                 value = value.get("value")
             if value is None or (isinstance(value, float) and np.isnan(value)):
+                if not self.model.handles_missing:
+                    raise EncodingError(
+                        codec.name,
+                        f"{codec.name} is required: this model cannot take a missing value "
+                        "(and Sightline never imputes one silently).",
+                    )
                 continue
             row[i] = _encode_value(codec, value)
-        return row
-
-    def _matrix(self, rows: np.ndarray):
-        import xgboost as xgb
-
-        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        return xgb.DMatrix(rows, feature_names=self.feature_names, missing=np.nan)
+        # scikit-learn compares float32 inputs: round here so SHAP sees exactly what the model sees.
+        return self.model.prepare(row)[0]
 
     def predict_margin(self, rows: np.ndarray) -> np.ndarray:
         """Log-odds, one per row."""
-        return np.asarray(self.booster.predict(self._matrix(rows), output_margin=True), dtype=np.float64)
+        return self.model.predict_margin(rows)
 
     def predict_risk(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(core.sigmoid(self.predict_margin(rows)), dtype=np.float64)
@@ -89,7 +97,7 @@ class ServingModel:
         if explainer is None:
             with _LOCK:
                 if self._explainer is None:
-                    self._explainer = core.tree_explainer(self.booster, self.background)
+                    self._explainer = core.tree_explainer(self.model.shap_model, self.background)
                 explainer = self._explainer
         return explainer
 
@@ -137,24 +145,25 @@ def _artifact_bytes(version: ModelVersion, name: str) -> bytes:
 
 
 def _load(version: ModelVersion) -> ServingModel:
-    if version.model_format != "xgboost":
-        raise ValueError(f"{version}: model format {version.model_format} is not supported for serving.")
     # Every artifact is re-hashed, not only the ones loaded here: a changed file of any kind
     # means the registered version is no longer what was verified.
     contents = {name: _artifact_bytes(version, name) for name in version.artifacts}
     spec = version.spec
-    booster = load_xgboost(contents[spec["model"]["path"]], spec["model"]["path"])
+    try:
+        model = load_model(contents[spec["model"]["path"]], version.model_format, spec["model"]["path"])
+    except ModelFormatError as exc:
+        raise ArtifactTampered(f"{version}: the stored model cannot be loaded: {exc}") from exc
     features = [f for f in version.features.all().order_by("position") if f.decision_time]
     names = [f.name for f in features]
-    if list(booster.feature_names or []) != names:
+    if list(model.feature_names) != names:
         raise ArtifactTampered(f"{version}: the stored model's inputs differ from the registered features.")
     background = pd.read_parquet(io.BytesIO(contents[spec["background"]["path"]]))
     reference = pd.read_parquet(io.BytesIO(contents[spec["reference"]["path"]]))
     return ServingModel(
         version_id=version.pk,
         feature_names=names,
-        booster=booster,
-        background=background[names].to_numpy(dtype=np.float64),
+        model=model,
+        background=model.prepare(background[names].to_numpy(dtype=np.float64)),
         reference=reference,
         codecs=[_FeatureCodec(f.name, f.kind, list(f.categories or [])) for f in features],
     )

@@ -121,8 +121,12 @@ def _pickled_model_file(path):
     (path / "model.json").write_bytes(pickle.dumps({"trees": []}))
 
 
-def _lightgbm_not_supported_yet(path):
-    _edit_spec(path, lambda spec: spec["model"].update(format="lightgbm"))
+def _skops_declared_for_xgboost_json(path):
+    _edit_spec(path, lambda spec: spec["model"].update(format="sklearn-skops"))
+
+
+def _negative_auroc_margin(path):
+    _edit_spec(path, lambda spec: spec.update(promotion={"auroc_margin": -0.05}))
 
 
 def _model_path_escapes_bundle(path):
@@ -165,8 +169,9 @@ CASES = [
     (_expected_risk_not_reproduced, "does not reproduce expected_risk: largest difference 1.00e-03"),
     (_expected_risk_missing, "reference.parquet has no expected_risk column"),
     (_pickle_model_format, "Unknown model format 'pickle'"),
-    (_pickled_model_file, "model.json is not an XGBoost JSON model (pickled models are never accepted)"),
-    (_lightgbm_not_supported_yet, "Model format 'lightgbm' is not supported yet"),
+    (_pickled_model_file, "model.json is a pickle; pickled models are never accepted."),
+    (_skops_declared_for_xgboost_json, "model.json is not a readable skops file"),
+    (_negative_auroc_margin, "promotion.auroc_margin must be a number from 0 to 0.5"),
     (_model_path_escapes_bundle, "model path '../model.json' points outside the bundle"),
     (_background_missing_column, "background.parquet has no column 'shift'"),
     (_untrusted_challenger, "challenger.skops contains types that are not trusted"),

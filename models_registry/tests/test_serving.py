@@ -39,12 +39,13 @@ def test_encode_and_predict_reproduce_expected_risk(model_version):
 
 
 def test_encode_maps_binary_categorical_and_missing():
+    from models_registry.formats import TreeModel
     from models_registry.serving import ServingModel, _FeatureCodec
 
     model = ServingModel(
         version_id=0,
         feature_names=["lactate", "dnr", "cancer"],
-        booster=None,
+        model=TreeModel("xgboost", None, ["lactate", "dnr", "cancer"], handles_missing=True),
         background=np.zeros((1, 3)),
         reference=None,
         codecs=[

@@ -1,0 +1,115 @@
+"""Registry API: bundle upload (admins) and the model card as JSON (any logged-in user)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import permissions, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from models_registry.bundle import BundleError
+from models_registry.selectors import model_card, model_version_get
+from models_registry.services import PromotionRefused, is_admin, model_register
+from sightline.api_errors import ApiError
+
+# Largest bundle zip accepted over the API (the unpacked bundle may hold up to 1 GiB).
+DEFAULT_UPLOAD_MAX_BYTES = 512 * 1024 * 1024
+
+
+def upload_max_bytes() -> int:
+    return int(getattr(settings, "MODEL_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES))
+
+
+class IsRegistryAdmin(permissions.BasePermission):
+    message = "Only an admin may register models."
+
+    def has_permission(self, request, view) -> bool:
+        return is_admin(request.user)
+
+
+def _truthy(value) -> bool:
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class ModelUploadApi(APIView):
+    """POST /api/v1/models/ — multipart: `bundle` (a .zip of a bundle), optional `promote` and
+    `override_reason`. Session authentication of an admin user."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [permissions.IsAuthenticated, IsRegistryAdmin]
+    parser_classes = [MultiPartParser]
+
+    def post(self, request):
+        limit = upload_max_bytes()
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > limit:
+            # Refused before the body is read.
+            raise _too_large(declared, limit)
+        upload = request.FILES.get("bundle")
+        if upload is None:
+            raise ApiError(
+                code="invalid",
+                detail="Send the bundle as a .zip in the multipart field 'bundle'.",
+                fields={"bundle": ["This field is required."]},
+            )
+        if upload.size > limit:
+            raise _too_large(upload.size, limit)
+        promote = _truthy(request.data.get("promote"))
+        override_reason = str(request.data.get("override_reason") or "") or None
+        with tempfile.TemporaryDirectory(prefix="sightline-upload-") as tmp:
+            archive = Path(tmp) / "bundle.zip"
+            with archive.open("wb") as handle:
+                for chunk in upload.chunks():
+                    handle.write(chunk)
+            try:
+                version, created = model_register(
+                    path=archive, promote=promote, user=request.user, override_reason=override_reason
+                )
+            except BundleError as exc:
+                raise ApiError(code="invalid_bundle", detail=str(exc), fields={"bundle": [str(exc)]}) from exc
+            except PromotionRefused as exc:
+                raise ApiError(
+                    code="promotion_refused",
+                    detail=f"{exc} Nothing was registered.",
+                    status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                    fields={"promote": [str(exc)]},
+                ) from exc
+        return Response(
+            {
+                "name": version.registered_model.name,
+                "version": version.version,
+                "status": version.status,
+                "created": created,
+                "gate": version.gate,
+                "card_url": reverse(
+                    "api-model-card",
+                    kwargs={"name": version.registered_model.name, "version": version.version},
+                ),
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        code="payload_too_large",
+        detail=f"The upload is {size:,} bytes; bundles of at most {limit:,} bytes are accepted.",
+        status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        fields={"bundle": [f"At most {limit:,} bytes."]},
+    )
+
+
+class ModelCardApi(APIView):
+    """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data)."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get(self, request, name: str, version: int):
+        return Response(model_card(model_version_get(name=name, version=version)))

@@ -1,0 +1,225 @@
+"""Registry reads: the model list, one version, its model card and the card's chart data.
+
+The card holds no patient data: only the bundle's metadata, schema and aggregate figures on the
+reference set, so any logged-in role may read it.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+
+from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+
+CHECK_TITLES = {
+    "feature_names_match": "Model inputs match the feature schema (names, order, no leakage features)",
+    "reproduces_expected_risk": "Serving stack reproduces the training environment's risk",
+    "shap_additivity": "SHAP values add up to the model output",
+    "model_randomisation": "Explanations depend on what the model learned (randomised-leaves sanity check)",
+    "background_documentation": "SHAP background documented and like the reference set",
+    "challenger": "Challenger scores the reference set",
+}
+DIFF_METRICS = ("auroc", "auprc", "brier", "ece")
+FEATURE_FIELDS = (
+    "label",
+    "unit",
+    "source",
+    "code",
+    "kind",
+    "categories",
+    "range",
+    "decision_time",
+    "mutable",
+)
+
+
+def model_list() -> QuerySet[RegisteredModel]:
+    return RegisteredModel.objects.order_by("name").prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.order_by("-version"))
+    )
+
+
+def model_version_get(*, name: str, version: int) -> ModelVersion:
+    try:
+        return (
+            ModelVersion.objects.select_related("registered_model", "registered_by", "promoted_by")
+            .prefetch_related("features")
+            .get(registered_model__name=name, version=version)
+        )
+    except ModelVersion.DoesNotExist:
+        raise Http404(f"No version {version} of model {name!r}.") from None
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _feature(feature: ModelFeature) -> dict:
+    return {
+        "name": feature.name,
+        "label": feature.label,
+        "unit": feature.unit,
+        "source": feature.source,
+        "code": feature.code,
+        "kind": feature.kind,
+        "categories": list(feature.categories or []),
+        "range": [feature.range_min, feature.range_max] if feature.range_min is not None else None,
+        "decision_time": feature.decision_time,
+        "mutable": feature.mutable,
+    }
+
+
+def _checks(version: ModelVersion) -> list[dict]:
+    out = []
+    for name, figures in (version.checks or {}).items():
+        if not isinstance(figures, dict):
+            continue  # reference_auroc: a figure, shown with the performance
+        out.append(
+            {
+                "name": name,
+                "title": CHECK_TITLES.get(name, name.replace("_", " ")),
+                "status": "flag" if figures.get("flagged") or not figures.get("passed", True) else "pass",
+                "figures": figures,
+            }
+        )
+    return out
+
+
+def _version_diff(version: ModelVersion, previous: ModelVersion | None) -> dict | None:
+    if previous is None:
+        return None
+    now = {f["name"]: f for f in map(_feature, version.features.all())}
+    before = {f["name"]: f for f in map(_feature, previous.features.all())}
+    changed = []
+    for name in sorted(set(now) & set(before)):
+        fields = {
+            field: {"previous": before[name][field], "current": now[name][field]}
+            for field in FEATURE_FIELDS
+            if before[name][field] != now[name][field]
+        }
+        if fields:
+            changed.append({"name": name, "changes": fields})
+    metrics_now = (version.metrics or {}).get("model", {})
+    metrics_before = (previous.metrics or {}).get("model", {})
+    deltas = {}
+    for metric in DIFF_METRICS:
+        current = (metrics_now.get(metric) or {}).get("value")
+        earlier = (metrics_before.get(metric) or {}).get("value")
+        deltas[metric] = {
+            "previous": earlier,
+            "current": current,
+            "delta": round(current - earlier, 4) if current is not None and earlier is not None else None,
+        }
+    for tier in ("high", "medium"):
+        current = (metrics_now.get("alerts_per_100", {}).get(tier) or {}).get("value")
+        earlier = (metrics_before.get("alerts_per_100", {}).get(tier) or {}).get("value")
+        deltas[f"alerts_per_100_{tier}"] = {
+            "previous": earlier,
+            "current": current,
+            "delta": round(current - earlier, 2) if current is not None and earlier is not None else None,
+        }
+    return {
+        "previous_version": previous.version,
+        "features_added": sorted(set(now) - set(before)),
+        "features_removed": sorted(set(before) - set(now)),
+        "features_changed": changed,
+        "metrics": deltas,
+        "tiers": {
+            "previous": {"high": previous.tier_high, "medium": previous.tier_medium},
+            "current": {"high": version.tier_high, "medium": version.tier_medium},
+        },
+    }
+
+
+def model_card(version: ModelVersion) -> dict:
+    """Everything the model card shows, as plain JSON: the page and the API serve the same dict."""
+    spec = version.spec or {}
+    performance = version.metrics or {}
+    model_metrics = performance.get("model", {})
+    background = (version.checks or {}).get("background_documentation", {})
+    previous = (
+        version.registered_model.versions.filter(version__lt=version.version).order_by("-version").first()
+    )
+    promotions = (
+        Promotion.objects.filter(version=version).select_related("user").order_by("promoted_at", "id")
+    )
+    alerts = model_metrics.get("alerts_per_100", {})
+    return {
+        "name": version.registered_model.name,
+        "version": version.version,
+        "status": version.status,
+        "model_format": version.model_format,
+        "registered_at": _iso(version.registered_at),
+        "registered_by": _username(version.registered_by),
+        "promoted_at": _iso(version.promoted_at),
+        "promoted_by": _username(version.promoted_by),
+        "intended_use": str(spec.get("intended_use") or ""),
+        "outcome": version.registered_model.outcome,
+        "horizon_hours": version.registered_model.horizon_hours,
+        "known_failure_modes": str(spec.get("known_failure_modes") or ""),
+        "cohort": {
+            "reference_size": version.reference_size,
+            "label": (spec.get("reference") or {}).get("label"),
+            "events": model_metrics.get("events"),
+            "label_rate": model_metrics.get("label_rate"),
+            "units": {
+                unit: shares["reference"]
+                for unit, shares in background.get("unit", {}).get("shares", {}).items()
+            },
+            "shifts": {
+                shift: shares["reference"]
+                for shift, shares in background.get("shift", {}).get("shares", {}).items()
+            },
+        },
+        "background": {"size": version.background_size, "description": version.background_description},
+        "features": [_feature(f) for f in version.features.all()],
+        "tiers": {
+            tier: {"threshold": threshold, "alerts_per_100": alerts.get(tier)}
+            for tier, threshold in (("high", version.tier_high), ("medium", version.tier_medium))
+        },
+        "performance": performance,
+        "checks": _checks(version),
+        "gate": version.gate or {},
+        "promotions": [
+            {
+                "promoted_at": _iso(p.promoted_at),
+                "user": _username(p.user),
+                "gate_passed": p.gate_passed,
+                "overridden": p.overridden,
+                "override_reason": p.override_reason,
+            }
+            for p in promotions
+        ],
+        "artifacts": version.artifacts,
+        "bundle_sha256": version.bundle_sha256,
+        "diff": _version_diff(version, previous),
+    }
+
+
+def model_card_charts(card: dict) -> dict:
+    """Exactly what the card's two Plotly figures need: the reliability diagram and the
+    discrimination/calibration figures with their 95% intervals, model and challenger."""
+    series = []
+    for who, summary in card["performance"].items():
+        bins = [b for b in summary.get("reliability", []) if b["count"]]
+        series.append(
+            {
+                "name": who,
+                "mean_predicted": [b["mean_predicted"] for b in bins],
+                "observed_rate": [b["observed_rate"]["value"] for b in bins],
+                "observed_low": [b["observed_rate"]["ci_low"] for b in bins],
+                "observed_high": [b["observed_rate"]["ci_high"] for b in bins],
+                "count": [b["count"] for b in bins],
+            }
+        )
+    metrics = []
+    for metric in DIFF_METRICS:
+        for who, summary in card["performance"].items():
+            figure = summary.get(metric)
+            if figure:
+                metrics.append({"metric": metric, "who": who, **figure})
+    return {"reliability": series, "metrics": metrics}

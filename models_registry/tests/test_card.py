@@ -1,0 +1,129 @@
+"""The model card page, its chart data and its JSON API; the registry list."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from models_registry.services import model_register
+
+
+@pytest.fixture(autouse=True)
+def _registry_pages(settings):
+    settings.ROOT_URLCONF = "models_registry.tests.urls"
+
+
+CARD = "/api/v1/models/icu-mortality-30d/versions/1/card/"
+PAGE = "/models/icu-mortality-30d/versions/1/"
+
+
+def test_card_json_values_equal_sklearn_on_the_fixture_bundle(model_version, demo_bundle_dir, alice_client):
+    reference = pd.read_parquet(demo_bundle_dir / "reference.parquet")
+    labels = reference["died_30d"].to_numpy()
+    risk = reference["expected_risk"].to_numpy(dtype=np.float64)
+
+    response = alice_client.get(CARD)
+
+    assert response.status_code == 200
+    card = response.json()
+    model = card["performance"]["model"]
+    assert model["auroc"]["value"] == round(roc_auc_score(labels, risk), 4)
+    assert model["auprc"]["value"] == round(average_precision_score(labels, risk), 4)
+    assert model["brier"]["value"] == round(brier_score_loss(labels, risk), 4)
+    assert model["auroc"]["ci_low"] < model["auroc"]["value"] < model["auroc"]["ci_high"]
+    high = card["tiers"]["high"]
+    assert high["threshold"] == model_version.tier_high
+    assert high["alerts_per_100"]["value"] == round(100 * (risk >= model_version.tier_high).mean(), 2)
+    assert card["cohort"]["reference_size"] == 1147
+    assert card["cohort"]["label_rate"] == round(labels.mean(), 4)
+    assert card["cohort"]["units"]["MICU"] == round((reference["unit"] == "MICU").mean(), 4)
+    assert (card["name"], card["version"], card["status"]) == ("icu-mortality-30d", 1, "production")
+    assert card["outcome"] == "death within 30 days of ICU admission" and card["horizon_hours"] == 720
+    assert card["known_failure_modes"].startswith("Trained on five US teaching hospitals")
+    statuses = {c["name"]: c["status"] for c in card["checks"]}
+    assert statuses == {
+        "feature_names_match": "pass",
+        "reproduces_expected_risk": "pass",
+        "shap_additivity": "pass",
+        "model_randomisation": "pass",
+        "background_documentation": "pass",
+        "challenger": "pass",
+    }
+    assert card["gate"]["passed"] is True
+    assert card["promotions"][0]["overridden"] is False
+    rhc = next(f for f in card["features"] if f["name"] == "rhc_day1")
+    assert rhc["decision_time"] is False
+    assert card["diff"] is None
+
+
+def test_card_api_needs_a_login_and_answers_404_json(model_version, client, alice_client):
+    assert client.get(CARD).status_code == 403
+    missing = alice_client.get("/api/v1/models/icu-mortality-30d/versions/9/card/")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_card_page_shows_every_section_to_any_role(model_version, alice_client, auditor_client, client):
+    assert client.get(PAGE).status_code == 302  # to the login page
+
+    for reader in (alice_client, auditor_client):
+        response = reader.get(PAGE)
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert "Intended use" in body and "Decision support for ICU clinicians" in body
+        assert "Creatinine" in body and "LOINC:2160-0" in body
+        assert "documented, never an input (leakage)" in body
+        assert "vendor/plotly/plotly.min.js" in body
+        assert "Spearman ρ of mean |SHAP|" in body
+        assert "Known failure modes" in body and "This is the first version." in body
+        assert f"≥ {model_version.tier_high}" in body
+
+
+def test_chart_data_is_what_the_figures_need(model_version, alice_client):
+    response = alice_client.get("/models/icu-mortality-30d/versions/1/charts.json")
+
+    assert response.status_code == 200
+    data = response.json()
+    model = next(s for s in data["reliability"] if s["name"] == "model")
+    bins = [b for b in model_version.metrics["model"]["reliability"] if b["count"]]
+    assert model["mean_predicted"] == [b["mean_predicted"] for b in bins]
+    assert sum(model["count"]) == 1147
+    assert {(m["metric"], m["who"]) for m in data["metrics"]} >= {("auroc", "model"), ("auroc", "challenger")}
+
+
+def test_second_version_card_shows_the_diff(model_version, bad_bundle, alice_client):
+    path = bad_bundle()
+    spec = yaml.safe_load((path / "bundle.yaml").read_text())
+    spec["tiers"]["high"] = 0.6
+    spec["features"] = [f for f in spec["features"] if f["name"] != "rhc_day1"]
+    next(f for f in spec["features"] if f["name"] == "sodium")["label"] = "Serum sodium"
+    (path / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    model_register(path=path)
+
+    card = alice_client.get("/api/v1/models/icu-mortality-30d/versions/2/card/").json()
+
+    diff = card["diff"]
+    assert diff["previous_version"] == 1
+    assert (diff["features_added"], diff["features_removed"]) == ([], ["rhc_day1"])
+    assert diff["features_changed"] == [
+        {"name": "sodium", "changes": {"label": {"previous": "Sodium", "current": "Serum sodium"}}}
+    ]
+    assert diff["metrics"]["auroc"]["delta"] == 0.0  # same model, same reference set
+    before = model_version.metrics["model"]["alerts_per_100"]["high"]["value"]
+    after = card["performance"]["model"]["alerts_per_100"]["high"]["value"]
+    assert diff["metrics"]["alerts_per_100_high"] == {
+        "previous": before,
+        "current": after,
+        "delta": round(after - before, 2),
+    }
+    assert after < before
+    page = alice_client.get("/models/icu-mortality-30d/versions/2/").content.decode()
+    assert "Removed: rhc_day1" in page
+
+
+def test_registry_list_shows_each_version_and_status(model_version, alice_client):
+    body = alice_client.get("/models/").content.decode()
+
+    assert "icu-mortality-30d" in body
+    assert 'href="/models/icu-mortality-30d/versions/1/"' in body
+    assert "production" in body and "passed" in body

@@ -1,0 +1,164 @@
+"""Bundle upload over the API (admins only) and through the Django admin."""
+
+import io
+import zipfile
+
+import pytest
+import yaml
+
+from models_registry.models import ModelVersion, Promotion, RegisteredModel
+
+URL = "/api/v1/models/"
+REASON = "Clinical safety board accepted a smaller AUROC gain on 2026-01-04 (minutes ref 17)."
+
+
+def _zip(directory, change_spec=None) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(directory.iterdir()):
+            data = file.read_bytes()
+            if file.name == "bundle.yaml" and change_spec is not None:
+                spec = yaml.safe_load(data)
+                change_spec(spec)
+                data = yaml.safe_dump(spec, sort_keys=False).encode()
+            archive.writestr(f"bundle/{file.name}", data)
+    buffer.seek(0)
+    buffer.name = "bundle.zip"
+    return buffer
+
+
+def _strict_margin(spec):
+    spec["promotion"] = {"auroc_margin": 0.03}
+
+
+def test_admin_uploads_a_zip_and_gets_201_with_name_and_version(
+    db, model_store, demo_bundle_dir, charlie_client
+):
+    response = charlie_client.post(URL, {"bundle": _zip(demo_bundle_dir), "promote": "true"})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["name"], body["version"], body["status"]) == ("icu-mortality-30d", 1, "production")
+    assert body["card_url"] == "/api/v1/models/icu-mortality-30d/versions/1/card/"
+    version = ModelVersion.objects.get()
+    assert version.registered_by.username == "charlie"
+    # The same zip again: the existing version, 200.
+    again = charlie_client.post(URL, {"bundle": _zip(demo_bundle_dir)})
+    assert (again.status_code, again.json()["version"]) == (200, 1)
+
+
+def test_clinician_auditor_and_anonymous_may_not_upload(
+    db, model_store, demo_bundle_dir, alice_client, auditor_client, client
+):
+    for who in (alice_client, auditor_client, client):
+        response = who.post(URL, {"bundle": _zip(demo_bundle_dir)})
+        assert response.status_code == 403
+        assert response.json()["error"] in {"permission_denied", "not_authenticated"}
+    assert RegisteredModel.objects.count() == 0
+
+
+def test_bad_bundle_upload_is_400_naming_the_problem(db, model_store, demo_bundle_dir, charlie_client):
+    broken = _zip(demo_bundle_dir, lambda spec: spec["features"].pop(0))
+
+    response = charlie_client.post(URL, {"bundle": broken})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_bundle",
+        "detail": "Model input 'age' is not in the bundle.yaml features.",
+        "fields": {"bundle": ["Model input 'age' is not in the bundle.yaml features."]},
+    }
+    assert RegisteredModel.objects.count() == 0
+
+
+def test_missing_field_and_non_zip_are_400(db, model_store, charlie_client):
+    missing = charlie_client.post(URL, {"promote": "true"})
+    assert missing.status_code == 400 and missing.json()["fields"] == {"bundle": ["This field is required."]}
+
+    not_zip = io.BytesIO(b"not a zip at all")
+    not_zip.name = "bundle.zip"
+    response = charlie_client.post(URL, {"bundle": not_zip})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "bundle.zip is neither a bundle directory nor a .zip file."
+
+
+def test_too_large_upload_is_413(db, model_store, demo_bundle_dir, charlie_client, settings):
+    settings.MODEL_UPLOAD_MAX_BYTES = 10_000
+
+    response = charlie_client.post(URL, {"bundle": _zip(demo_bundle_dir)})
+
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert "at most 10,000 bytes" in response.json()["detail"]
+    assert RegisteredModel.objects.count() == 0
+
+
+def test_upload_promotion_refused_by_the_gate_is_422_and_override_is_audited(
+    db, model_store, demo_bundle_dir, charlie_client
+):
+    refused = charlie_client.post(URL, {"bundle": _zip(demo_bundle_dir, _strict_margin), "promote": "true"})
+
+    assert refused.status_code == 422
+    assert refused.json()["error"] == "promotion_refused"
+    assert "The promotion gate fails: AUROC" in refused.json()["detail"]
+    assert RegisteredModel.objects.count() == 0
+
+    overridden = charlie_client.post(
+        URL,
+        {"bundle": _zip(demo_bundle_dir, _strict_margin), "promote": "true", "override_reason": REASON},
+    )
+
+    assert overridden.status_code == 201 and overridden.json()["status"] == "production"
+    record = Promotion.objects.get()
+    assert (record.user.username, record.overridden, record.override_reason) == ("charlie", True, REASON)
+
+
+@pytest.mark.parametrize("promote", [False, True])
+def test_admin_site_upload_registers_the_zip(
+    db, model_store, demo_bundle_dir, charlie_client, admin_client, promote
+):
+    page = charlie_client.get("/admin/models_registry/registeredmodel/upload/")
+    assert page.status_code == 200 and b'name="bundle"' in page.content
+    return_link = admin_client.get("/admin/models_registry/registeredmodel/")
+    assert b"/admin/models_registry/registeredmodel/upload/" in return_link.content
+
+    response = charlie_client.post(
+        "/admin/models_registry/registeredmodel/upload/",
+        {"bundle": _zip(demo_bundle_dir), "promote": "on" if promote else ""},
+    )
+
+    version = ModelVersion.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/models_registry/modelversion/{version.pk}/change/"
+    assert version.status == ("production" if promote else "candidate")
+
+
+def test_admin_site_upload_shows_the_bundle_problem(db, model_store, demo_bundle_dir, charlie_client):
+    response = charlie_client.post(
+        "/admin/models_registry/registeredmodel/upload/",
+        {"bundle": _zip(demo_bundle_dir, lambda spec: spec.update(format_version=2))},
+    )
+
+    assert response.status_code == 200
+    assert "format_version is 2" in response.content.decode()
+    assert RegisteredModel.objects.count() == 0
+
+
+def test_admin_promote_action_refuses_a_failed_gate_with_a_message(
+    db, model_store, demo_bundle_dir, admin_client, tmp_path
+):
+    archive = tmp_path / "strict.zip"
+    archive.write_bytes(_zip(demo_bundle_dir, _strict_margin).getvalue())
+    from models_registry.services import model_register
+
+    version, _ = model_register(path=archive)
+
+    response = admin_client.post(
+        "/admin/models_registry/modelversion/",
+        {"action": "promote", "_selected_action": [version.pk]},
+        follow=True,
+    )
+
+    assert "The promotion gate fails: AUROC" in response.content.decode()
+    version.refresh_from_db()
+    assert version.status == "candidate"
