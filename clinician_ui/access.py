@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest
 
 from explanations.models import Alert, Patient, Prediction
 
-from .models import AuditEvent, Profile
+from .models import AlertAction, AuditEvent, Profile
 
 
 def user_role(user) -> str | None:
@@ -51,10 +51,22 @@ def patients_for_user(user) -> QuerySet[Patient]:
     return _restrict(Patient.objects.all(), user)
 
 
+def alert_actions_for_user(user) -> QuerySet[AlertAction]:
+    """Actions on the alerts of the user's units (the outcome-study export reads these)."""
+    return _restrict(AlertAction.objects.all(), user, field="alert__unit")
+
+
+def may_read_audit(user) -> bool:
+    """Auditors and admins read the audit log and export clinicians' actions for outcome studies."""
+    return user_role(user) in (Profile.Role.ADMIN, Profile.Role.AUDITOR)
+
+
 def prediction_for_user(user, prediction_id: int) -> Prediction:
     try:
-        return predictions_for_user(user).select_related("patient", "model_version__registered_model").get(
-            pk=prediction_id
+        return (
+            predictions_for_user(user)
+            .select_related("patient", "model_version__registered_model")
+            .get(pk=prediction_id)
         )
     except Prediction.DoesNotExist:
         raise Http404("No such prediction.") from None

@@ -1,8 +1,12 @@
 """POST /api/v1/alerts/{id}/actions/ (CONTRACT.md section 4): the UI and other clients post the same."""
 
-from drf_spectacular.utils import extend_schema
+import tempfile
+
+from django.http import FileResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +14,14 @@ from rest_framework.views import APIView
 from sightline.api_errors import ApiError
 
 from . import access
+from .exports import (
+    ExportParamError,
+    csv_stream,
+    export_chunks,
+    export_window_parse,
+    overrides_queryset,
+    parquet_write,
+)
 from .models import AlertAction
 from .selectors import action_reasons, reason_label
 from .services import alert_action_record, user_may_act
@@ -83,4 +95,60 @@ class AlertActionCreateApi(APIView):
         record.alert = alert
         return Response(
             AlertActionOutput(record).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class _JsonErrorsOnly(DefaultContentNegotiation):
+    """`format` is the export's own parameter (csv|parquet), not DRF's renderer override; the view
+    builds its file responses itself and DRF renders only its JSON errors."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class OverridesExportApi(APIView):
+    """GET /api/v1/exports/overrides/?from=...&to=...&format=csv|parquet (CONTRACT.md section 4)."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    content_negotiation_class = _JsonErrorsOnly
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "from", str, required=True, description="ISO-8601 date or datetime (inclusive)."
+            ),
+            OpenApiParameter(
+                "to", str, required=True, description="ISO-8601 datetime (exclusive), or a date: to its end."
+            ),
+            OpenApiParameter("format", str, enum=["csv", "parquet"], description="Default csv."),
+        ],
+        responses={200: None},
+        description="One row per clinician action on an alert in the window, oldest first, with a "
+        "pseudonymised patient id, the top features shown and the outcome when known. Admins and auditors.",
+    )
+    def get(self, request):
+        if not access.may_read_audit(request.user):
+            raise ApiError(
+                code="permission_denied",
+                detail="Only admins and auditors export clinicians' actions.",
+                status_code=status.HTTP_403_FORBIDDEN,
+            )
+        try:
+            window = export_window_parse(request.query_params)
+        except ExportParamError as exc:
+            raise ApiError(code="invalid", detail=str(exc), fields={exc.field: [exc.message]}) from None
+        access.audit_view(request, action="export")
+        chunks = export_chunks(overrides_queryset(access.alert_actions_for_user(request.user), window))
+        if window.format == "csv":
+            response = StreamingHttpResponse(csv_stream(chunks), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{window.filename}"'
+            return response
+        # Parquet needs its footer last: row groups go to a temporary file (deleted when closed),
+        # which is then streamed.
+        sink = tempfile.TemporaryFile(suffix=".parquet")  # noqa: SIM115 - FileResponse closes it
+        parquet_write(chunks, sink)
+        sink.seek(0)
+        return FileResponse(
+            sink, as_attachment=True, filename=window.filename, content_type="application/vnd.apache.parquet"
         )

@@ -6,12 +6,13 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Case, OuterRef, QuerySet, Subquery, Value, When
-from django.utils.dateparse import parse_datetime
 
 from explanations.models import Alert, Explanation, Patient, Prediction
 from models_registry.models import ModelFeature
 
 from . import access
+from .history import EARLIER_SCORES, FeatureTrend, Trend, earlier_scores, feature_trend, trends_for_patients
+from .history import observed_at_parse as _observed_at
 from .models import AlertAction
 
 ALERT_TIERS = ("high", "medium")
@@ -37,6 +38,20 @@ class Worklist:
     units: list[str]
     unit: str | None
     tier: str | None
+    state: str | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.unit or self.tier or self.state)
+
+    @property
+    def shows_alerts(self) -> bool:
+        return self.tier != "low"
+
+    @property
+    def shows_low(self) -> bool:
+        # Low-tier patients have no alert, so a state filter shows alerts only.
+        return self.tier in (None, "low") and self.state is None
 
 
 def worklist_units(user) -> list[str]:
@@ -47,37 +62,53 @@ def worklist_units(user) -> list[str]:
     return sorted(set(units))
 
 
-def worklist_get(*, user, unit: str | None = None, tier: str | None = None) -> Worklist:
-    """Current alerts (one per patient, high tier first, then by risk) and the low-tier patients.
+def worklist_get(
+    *, user, unit: str | None = None, tier: str | None = None, state: str | None = None
+) -> Worklist:
+    """Current alerts (one per patient, high tier first, then by risk) and the low-tier patients,
+    each with `trend`: the patient's last scores (history.Trend) for the sparkline and the change
+    since the previous score.
 
-    Three queries whatever the number of patients: units, alerts with their prediction and
-    patient, low-tier predictions with their patient."""
+    Four queries whatever the number of patients (one more for an admin's unit list): alerts with
+    their prediction and patient, low-tier predictions with their patient, and every listed
+    patient's last scores ranked by a window function."""
     units = worklist_units(user)
     unit = unit if unit in units else None
     tier = tier if tier in TIERS else None
+    state = state if state in Alert.State.values else None
 
     current = _current_predictions(user)
     if unit:
         current = current.filter(unit=unit)
 
-    alerts: list[Alert] = []
-    if tier in (None, *ALERT_TIERS):
+    data = Worklist(alerts=[], low=[], units=units, unit=unit, tier=tier, state=state)
+    if data.shows_alerts:
         alert_qs = access.alerts_for_user(user).filter(prediction__in=current, tier__in=ALERT_TIERS)
         if tier:
             alert_qs = alert_qs.filter(tier=tier)
-        alerts = list(
+        if state:
+            alert_qs = alert_qs.filter(state=state)
+        data.alerts = list(
+            # The feature payloads are not shown on the worklist: not loaded (nor JSON-decoded).
             alert_qs.select_related("prediction", "patient")
+            .defer("prediction__features")
             .annotate(tier_order=_TIER_ORDER)
             .order_by("tier_order", "-risk", "-created_at", "id")
         )
 
-    low: list[Prediction] = []
-    if tier in (None, "low"):
-        low = list(
-            current.filter(tier="low").select_related("patient").order_by("-risk", "unit", "bed", "id")
+    if data.shows_low:
+        data.low = list(
+            current.filter(tier="low")
+            .select_related("patient")
+            .defer("features")
+            .order_by("-risk", "unit", "bed", "id")
         )
 
-    return Worklist(alerts=alerts, low=low, units=units, unit=unit, tier=tier)
+    listed = [a.patient_id for a in data.alerts] + [p.patient_id for p in data.low]
+    trends = trends_for_patients(user=user, patient_ids=listed)
+    for row in (*data.alerts, *data.low):
+        row.trend = trends.get(row.patient_id) or Trend(())
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +129,10 @@ class FeatureRow:
     source_url: str  # only http(s) urls; anything else is not linked
     shap: float | None
     probability_points: float | None
+    kind: str = ModelFeature.Kind.NUMERIC
+    raw_value: object = None
+    # Against the patient's most recent earlier measured value (set on the alert/score page).
+    trend: FeatureTrend | None = None
 
 
 @dataclass
@@ -112,6 +147,8 @@ class ScoreDetail:
     background_size: int | None = None
     background_description: str = ""
     simulated: bool = False
+    # The patient's scores before this one, newest first (set by score_page_get).
+    earlier: list[Prediction] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -153,15 +190,6 @@ def safe_url(url) -> str:
     if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
         return url
     return ""
-
-
-def _observed_at(raw) -> datetime | None:
-    if not raw or not isinstance(raw, str):
-        return None
-    try:
-        return parse_datetime(raw)
-    except ValueError:
-        return None
 
 
 def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> ScoreDetail:
@@ -222,11 +250,38 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
                 source_url=safe_url(source.get("url")),
                 shap=shap_by_name.get(feature.name),
                 probability_points=points_by_name.get(feature.name),
+                kind=feature.kind,
+                raw_value=value,
             )
         )
     if shap_by_name:
         detail.rows.sort(key=lambda r: -abs(r.shap) if r.shap is not None else 0.0)
     return detail
+
+
+def score_page_get(*, user, prediction: Prediction, alert: Alert | None = None) -> ScoreDetail:
+    """What the alert and score pages show: score_detail_get plus the patient's earlier scores the
+    user may see and, per feature, a trend mark against its most recent earlier measured value.
+    A constant number of queries: the earlier scores are one query, whatever their number."""
+    detail = score_detail_get(prediction=prediction, alert=alert)
+    detail.earlier = earlier_scores(user=user, prediction=prediction, limit=EARLIER_SCORES)
+    for row in detail.rows:
+        row.trend = feature_trend(
+            name=row.name,
+            kind=row.kind,
+            unit=row.unit,
+            value=row.raw_value,
+            earlier=detail.earlier,
+            format_value=format_value,
+        )
+    return detail
+
+
+def model_card_path(version) -> str:
+    """The model card of a registered version (served by models_registry)."""
+    from urllib.parse import quote
+
+    return f"/models/{quote(version.registered_model.name, safe='')}/versions/{version.version}/"
 
 
 def explanation_figure(detail: ScoreDetail, *, top: int = 12) -> dict:

@@ -5,6 +5,7 @@ from . import api, views
 
 urlpatterns = [
     path("", views.worklist, name="worklist"),
+    path("worklist.json", views.worklist_json, name="worklist-json"),
     path(
         "login/",
         auth_views.LoginView.as_view(
@@ -16,5 +17,7 @@ urlpatterns = [
     path("predictions/<int:prediction_id>/", views.prediction_detail, name="prediction-detail"),
     path("predictions/<int:prediction_id>/explanation.json", views.explanation_json, name="explanation-json"),
     path("alerts/<int:alert_id>/", views.alert_detail, name="alert-detail"),
+    path("audit/", views.audit_log, name="audit-log"),
     path("api/v1/alerts/<int:alert_id>/actions/", api.AlertActionCreateApi.as_view(), name="alert-actions"),
+    path("api/v1/exports/overrides/", api.OverridesExportApi.as_view(), name="export-overrides"),
 ]

@@ -5,14 +5,25 @@ Debian's Chromium driven by Playwright against pytest-django's live_server. Scre
 tests/artifacts/ (git-ignored) for a person to look at.
 """
 
+import csv
+import io
+import json
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from clinician_ui.exports import patient_pseudonym
 from clinician_ui.models import AlertAction, AuditEvent
-from clinician_ui.tests.factories import model_version_create, prediction_create
+from clinician_ui.tests.factories import (
+    feature_payload,
+    model_version_create,
+    patient_create,
+    prediction_create,
+)
 from explanations.models import Alert
 from tests.fixtures.people import PASSWORD
 
@@ -66,7 +77,7 @@ def log_in(page, base_url: str, username: str, screenshot: str | None = None) ->
     page.wait_for_url(base_url + "/")
 
 
-def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward):
+def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, charlie):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list[str] = []
@@ -111,6 +122,7 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward):
         page.wait_for_selector("#action-status:has-text('Recorded')")
         assert "Not clinically relevant for this patient" in page.locator("#action-list").inner_text()
         assert page.locator("#alert-state").inner_text() == "Actioned"
+        assert page.locator(".risk-box .state").inner_text() == "Actioned"
         assert AlertAction.objects.filter(alert=ward["high"].alert).count() == 1
         record = AlertAction.objects.get(alert=ward["high"].alert)
         assert (record.user.username, record.action, record.reason) == (
@@ -128,6 +140,36 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward):
         assert not errors, errors
     finally:
         context.close()
+
+    # Charlie, an admin, finds the dismiss with its reason in the outcome-study export.
+    admin = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = admin.new_page()
+        log_in(page, live_server.url, "charlie")
+        page.click("nav >> text=Audit log")
+        page.wait_for_url(f"{live_server.url}/audit/")
+        assert "alert_dismiss" in page.locator(".audit-table").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "audit_log.png"), full_page=True)
+        today = timezone.now().date().isoformat()
+        response = admin.request.get(
+            f"{live_server.url}/api/v1/exports/overrides/?from={today}&to={today}&format=csv"
+        )
+        assert response.status == 200
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
+        rows = list(csv.DictReader(io.StringIO(response.text())))
+        (dismiss,) = [r for r in rows if r["action"] == "dismiss"]
+        assert int(dismiss["alert_id"]) == ward["high"].alert.pk
+        assert (dismiss["reason"], dismiss["reason_label"], dismiss["user_role"]) == (
+            "not_clinically_relevant",
+            "Not clinically relevant for this patient",
+            "clinician",
+        )
+        assert dismiss["comment"] == "Lactate from before fluid resuscitation."
+        assert dismiss["patient_pseudonym"] == patient_pseudonym(ward["high"].patient.external_id)
+        assert ward["high"].patient.external_id not in response.text()
+        assert float(dismiss["seconds_to_decision"]) == record.seconds_to_decision
+    finally:
+        admin.close()
 
 
 def test_low_tier_score_shows_only_the_cue_until_asked(browser, live_server, ward):
@@ -163,5 +205,196 @@ def test_alert_page_at_tablet_width(browser, live_server, ward):
         # One column: nothing wider than the screen.
         assert page.evaluate("document.documentElement.scrollWidth") <= 820
         page.screenshot(path=str(ARTIFACTS / "alert_tablet.png"), full_page=True)
+    finally:
+        context.close()
+
+
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+
+
+def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, live_server, ward, settings):
+    settings.WORKLIST_POLL_SECONDS = 1
+    version = ward["high"].model_version
+    now = timezone.now()
+    for i in range(24):
+        patient = patient_create(unit="MICU")
+        # Some patients have a history, so the sparklines and changes have something to show.
+        for hours, risk in ((9, 0.12 + i / 90), (6, 0.2 + i / 60), (3, 0.45 - i / 100))[: i % 4]:
+            prediction_create(
+                model_version=version, patient=patient, risk=risk, scored_at=now - timedelta(hours=hours)
+            )
+        prediction_create(model_version=version, patient=patient, risk=0.30 + i / 100)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        log_in(page, live_server.url, "alice")
+        rows = page.locator("#alerts-body tr")
+        assert rows.count() == 26
+        page.evaluate("window.__notReloaded = true")
+        # An unsaved choice in the filter form, then the keyboard focus on a row far down the list.
+        page.select_option("#filter-tier", "high")
+        target = rows.nth(15).locator("a")
+        href = target.get_attribute("href")
+        target.focus()
+        target.scroll_into_view_if_needed()
+        page.evaluate("window.scrollBy(0, 200)")
+        top_before = target.bounding_box()["y"]
+        first_poll = page.get_attribute("#worklist", "data-last-poll")
+
+        # A new high alert lands above everything, and another row's state changes.
+        new = prediction_create(model_version=version, unit="MICU", risk=0.97)
+        Alert.objects.filter(pk=ward["medium"].alert.pk).update(state=Alert.State.ACKNOWLEDGED)
+        page.wait_for_function("document.querySelectorAll('#alerts-body tr').length === 27", timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#alerts-body tr').textContent.indexOf('97%') !== -1", timeout=5_000
+        )
+
+        assert page.evaluate("window.__notReloaded") is True
+        assert page.get_attribute("#worklist", "data-last-poll") != first_poll
+        assert page.locator("#alerts-count").inner_text() == "27"
+        first = rows.nth(0)
+        assert new.patient.display_name in first.inner_text()
+        assert "first score" in first.inner_text()
+        assert "row-fresh" in first.get_attribute("class")
+        medium_row = page.locator(f'#alerts-body tr[data-key="alert-{ward["medium"].alert.pk}"]')
+        assert "Acknowledged" in medium_row.inner_text()
+        # Focus, place on screen and the unsaved filter are where the clinician left them.
+        assert page.evaluate("document.activeElement.getAttribute('href')") == href
+        assert abs(page.locator(f'#alerts-body a[href="{href}"]').bounding_box()["y"] - top_before) <= 2
+        assert page.input_value("#filter-tier") == "high"
+        announced = page.locator("#worklist-announcer").inner_text()
+        assert announced.startswith("1 new alert: high tier, ")
+        assert new.patient.display_name in announced
+        assert not errors, errors
+        page.screenshot(path=str(ARTIFACTS / "worklist_live.png"))
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "worklist_1280.png"))
+    finally:
+        context.close()
+
+
+def test_worklist_and_alert_page_at_tablet_width(browser, live_server, ward):
+    version = ward["high"].model_version
+    patient = ward["high"].patient
+    earlier = timezone.now() - timedelta(hours=5)
+    features = feature_payload(
+        earlier,
+        lactate={
+            "value": 2.0,
+            "unit": "mmol/L",
+            "observed_at": (earlier - timedelta(minutes=20)).isoformat(),
+        },
+        map={"value": 71.0, "unit": "mmHg", "observed_at": earlier.isoformat()},
+    )
+    prediction_create(model_version=version, patient=patient, risk=0.42, scored_at=earlier, features=features)
+    context = browser.new_context(viewport={"width": 820, "height": 1180})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        # Every column of the alert table fits: no sideways scrolling inside it either.
+        assert page.evaluate("(t => t.scrollWidth <= t.clientWidth)(document.getElementById('alerts-table'))")
+        page.screenshot(path=str(ARTIFACTS / "worklist_tablet.png"), full_page=True)
+        page.goto(f"{live_server.url}/alerts/{ward['high'].alert.pk}/")
+        page.wait_for_selector("#waterfall.js-plotly-plot .waterfalllayer .point", timeout=15_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        assert page.locator(".history-table tbody tr").count() == 2
+        lactate = page.locator(".feature-table tr", has_text="Lactate").locator(".trend")
+        assert lactate.inner_text() == "↑ was 2 mmol/L"
+        assert lactate.get_attribute("title").startswith("Up from 2 mmol/L (")
+        mean_pressure = page.locator(".feature-table tr", has_text="Mean arterial pressure").locator(".trend")
+        assert mean_pressure.inner_text() == "↓ was 71 mmHg"
+        page.screenshot(path=str(ARTIFACTS / "alert_history_tablet.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_alert_is_operable_with_the_keyboard_alone(browser, live_server, ward):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{ward['medium'].alert.pk}/")
+        page.wait_for_selector("#waterfall.js-plotly-plot .waterfalllayer .point", timeout=15_000)
+        reached = []
+        for _ in range(80):
+            page.keyboard.press("Tab")
+            info = page.evaluate(
+                """() => { const el = document.activeElement; const s = getComputedStyle(el);
+                  return {tag: el.tagName, name: el.name || '', href: el.getAttribute('href') || '',
+                          text: (el.textContent || '').trim().slice(0, 40), outline: s.outlineStyle}; }"""
+            )
+            reached.append(info)
+            if info["tag"] == "INPUT" and info["name"] == "action":
+                break
+        # The model card link is on the way, and every stop shows a visible focus ring.
+        assert any(r["href"] == "/models/icu-mortality-30d/versions/1/" for r in reached)
+        assert all(r["outline"] != "none" for r in reached), [r for r in reached if r["outline"] == "none"]
+        assert reached[-1]["name"] == "action"
+        # Radios: space checks the first, arrows move along the group to "dismiss".
+        page.keyboard.press("Space")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("document.querySelector('input[name=action]:checked').value") == "dismiss"
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.name") == "reason"
+        page.keyboard.press("ArrowDown")
+        reason = page.evaluate("document.activeElement.value")
+        assert reason in {"already_aware", "not_clinically_relevant", "data_error", "patient_comfort_care"}
+        page.keyboard.press("Tab")
+        page.keyboard.type("Typed with the keyboard.")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent.trim()") == "Record action"
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#action-status:has-text('Recorded')")
+        record = AlertAction.objects.get(alert=ward["medium"].alert)
+        assert (record.action, record.reason, record.comment) == (
+            "dismiss",
+            reason,
+            "Typed with the keyboard.",
+        )
+    finally:
+        context.close()
+
+
+def test_script_in_patient_name_or_comment_never_runs(browser, live_server, ward, settings, alice):
+    settings.WORKLIST_POLL_SECONDS = 1
+    version = ward["high"].model_version
+    patient = patient_create(unit="MICU", display_name=XSS)
+    evil = prediction_create(model_version=version, patient=patient, risk=0.88)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        assert XSS in page.locator("#alerts-body").inner_text()  # shown as text
+        # Wait for a background refresh, which inserts the server's row html.
+        first_poll = page.get_attribute("#worklist", "data-last-poll")
+        Alert.objects.filter(pk=evil.alert.pk).update(state=Alert.State.ACKNOWLEDGED)
+        page.wait_for_function(
+            "document.querySelector('#alerts-body').textContent.indexOf('Acknowledged') !== -1"
+            " && document.querySelector('#worklist').getAttribute('data-last-poll') !== "
+            + json.dumps(first_poll),
+            timeout=10_000,
+        )
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert page.locator("#alerts-body img").count() == 0
+
+        page.goto(f"{live_server.url}/alerts/{evil.alert.pk}/")
+        page.check("input[name=action][value=escalate]")
+        page.select_option("select[name=reason]", "senior_review")
+        page.fill("textarea[name=comment]", XSS)
+        page.click("#action-form button[type=submit]")
+        page.wait_for_selector("#action-status:has-text('Recorded')")
+        assert XSS in page.locator("#action-list").inner_text()
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        page.reload()
+        assert XSS in page.locator("#action-list").inner_text()
+        assert XSS in page.locator("h1").inner_text()
+        page.wait_for_timeout(300)
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert AlertAction.objects.get(alert=evil.alert).comment == XSS
+        page.screenshot(path=str(ARTIFACTS / "xss_alert.png"), full_page=True)
     finally:
         context.close()

@@ -1,6 +1,8 @@
 """Small display helpers shared by the clinician templates."""
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from clinician_ui import access
 
@@ -60,3 +62,81 @@ def action_reason_label(record) -> str:
     from clinician_ui.selectors import reason_label
 
     return reason_label(record.action, record.reason)
+
+
+_SPARK_W, _SPARK_H, _SPARK_PAD = 96, 26, 3
+
+
+@register.simple_tag
+def sparkline(trend) -> str:
+    """The patient's last scores as a small inline SVG on a fixed 0-100% axis (so a flat line means
+    a stable risk, not a zoomed-in wobble), with the same numbers as its text alternative."""
+    points = list(getattr(trend, "points", ()) or ())
+    if not points:
+        return ""
+    risks = [float(p.risk) for p in points]
+    span = _SPARK_W - 2 * _SPARK_PAD
+    step = span / (len(risks) - 1) if len(risks) > 1 else 0.0
+    coords = [
+        (
+            _SPARK_PAD + (i * step if len(risks) > 1 else span / 2),
+            _SPARK_PAD + (1.0 - min(max(r, 0.0), 1.0)) * (_SPARK_H - 2 * _SPARK_PAD),
+        )
+        for i, r in enumerate(risks)
+    ]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    last_x, last_y = coords[-1]
+    scores = ", ".join(percent(r) for r in risks)
+    noun = "score" if len(risks) == 1 else f"{len(risks)} scores"
+    label = f"Risk trend, last {noun}, oldest first: {scores}"
+    line = (
+        format_html('<polyline points="{}" fill="none" stroke="currentColor" stroke-width="1.5"/>', path)
+        if len(coords) > 1
+        else ""
+    )
+    return format_html(
+        '<svg class="sparkline" role="img" aria-label="{label}" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}"><title>{label}</title>'
+        '<line x1="0" y1="{base}" x2="{w}" y2="{base}" class="spark-axis"/>{line}'
+        '<circle cx="{cx}" cy="{cy}" r="2.5" fill="currentColor"/></svg>',
+        label=label,
+        w=_SPARK_W,
+        h=_SPARK_H,
+        base=_SPARK_H - _SPARK_PAD,
+        line=line,
+        cx=f"{last_x:.1f}",
+        cy=f"{last_y:.1f}",
+    )
+
+
+@register.simple_tag
+def risk_change(trend) -> str:
+    """What changed since the previous score: "▲ +12 pts, was medium"; "first score" when none.
+    The arrow is decoration; the words carry the direction for screen readers."""
+    delta = getattr(trend, "delta_points", None)
+    if delta is None:
+        return mark_safe('<span class="change change-first">first score</span>')  # noqa: S308 - constant
+    direction = "up" if delta > 0 else "down" if delta < 0 else "same"
+    text = (f"{delta:+d} pt" + ("" if abs(delta) == 1 else "s")).replace("-", "\u2212") if delta else "±0 pts"
+    was = f", was {trend.previous_tier}" if trend.previous_tier else ""
+    return format_html(
+        '<span class="change change-{}"><span aria-hidden="true">{}</span>'
+        '<span class="visually-hidden">risk {}</span> {}{}</span>',
+        direction,
+        {"up": "▲", "down": "▼", "same": "→"}[direction],
+        {"up": "up", "down": "down", "same": "unchanged,"}[direction],
+        text,
+        was,
+    )
+
+
+@register.filter
+def model_card_url(version) -> str:
+    from clinician_ui.selectors import model_card_path
+
+    return model_card_path(version)
+
+
+@register.simple_tag
+def may_read_audit(user) -> bool:
+    return access.may_read_audit(user)

@@ -108,8 +108,23 @@ def test_worklist_query_count_does_not_grow_with_alerts(
         prediction_create(model_version=ui_model_version, risk=0.3 + (i % 60) / 100)
     for _ in range(n_alerts // 3):
         prediction_create(model_version=ui_model_version, risk=0.05)
-    # session, user, profile, alerts, low list, audit insert: 6 whether 3 or 30 alerts.
-    with django_assert_max_num_queries(6):
+    # Every patient has history too, so the sparklines have something to draw.
+    for alert in Alert.objects.all():
+        prediction_create(
+            model_version=ui_model_version,
+            patient=alert.patient,
+            risk=0.2,
+            scored_at=timezone.now() - timedelta(hours=3),
+        )
+    # session, user, profile, alerts, low list, every patient's last scores (one window query),
+    # audit insert: 7 whether 3 or 30 alerts.
+    with django_assert_max_num_queries(7):
         response = alice_client.get(reverse("worklist"))
     assert len(rows(response)) == n_alerts
     assert len(response.context["worklist"].low) == n_alerts // 3
+    assert all(len(a.trend.points) == 2 for a in rows(response))
+    # The background refresh runs the same reads, without the audit insert.
+    with django_assert_max_num_queries(6):
+        body = alice_client.get(reverse("worklist-json")).json()
+    assert len(body["alerts"]) == n_alerts
+    assert len(body["low"]) == n_alerts // 3

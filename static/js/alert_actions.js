@@ -85,9 +85,11 @@
             return;
           }
           addToList(document.getElementById("action-list"), result.data);
-          var state = document.getElementById("alert-state");
-          state.textContent = result.data.alert_state.charAt(0).toUpperCase() + result.data.alert_state.slice(1);
-          state.className = "state state-" + result.data.alert_state;
+          // The state in the page head and in this panel.
+          document.querySelectorAll(".js-alert-state").forEach(function (state) {
+            state.textContent = result.data.alert_state.charAt(0).toUpperCase() + result.data.alert_state.slice(1);
+            state.className = "state state-" + result.data.alert_state + " js-alert-state";
+          });
           status.textContent = "Recorded: " + result.data.action + " \u2014 " + result.data.reason_label + ".";
           form.reset();
           key = newKey();

@@ -1,0 +1,179 @@
+"""Reads of a patient's earlier scores: the worklist's risk trend and change since the previous
+score, and the alert page's earlier scores and per-feature trend marks.
+
+Every queryset starts from clinician_ui.access, so a clinician's history of a patient holds only
+the scores made in their own units. Each read is one query whatever the number of patients.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils.dateparse import parse_datetime
+
+from explanations.models import Prediction
+from models_registry.models import ModelFeature
+
+from . import access
+
+# How many scores a worklist sparkline shows (the current one included).
+TREND_POINTS = 8
+# How many earlier scores the alert page lists and searches for a feature's previous value.
+EARLIER_SCORES = 20
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    prediction_id: int
+    scored_at: datetime
+    risk: float
+    tier: str
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A patient's latest scores, oldest first; the last is the current score."""
+
+    points: tuple[ScorePoint, ...]
+
+    @property
+    def current(self) -> ScorePoint | None:
+        return self.points[-1] if self.points else None
+
+    @property
+    def previous(self) -> ScorePoint | None:
+        return self.points[-2] if len(self.points) > 1 else None
+
+    @property
+    def delta_points(self) -> int | None:
+        """Risk change since the previous score in whole percentage points (None: first score)."""
+        if self.previous is None:
+            return None
+        return round((self.current.risk - self.previous.risk) * 100)
+
+    @property
+    def previous_tier(self) -> str | None:
+        """The previous score's tier when it differs from the current one."""
+        if self.previous is None or self.previous.tier == self.current.tier:
+            return None
+        return self.previous.tier
+
+    def as_json(self) -> dict:
+        return {
+            "points": [
+                {
+                    "prediction": p.prediction_id,
+                    "scored_at": p.scored_at.isoformat(),
+                    "risk": p.risk,
+                    "tier": p.tier,
+                }
+                for p in self.points
+            ],
+            "delta_points": self.delta_points,
+            "previous_tier": self.previous_tier,
+        }
+
+
+def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POINTS) -> dict[int, Trend]:
+    """Each patient's last `points` visible scores, in one query (a window function ranks each
+    patient's scores newest first; PostgreSQL and SQLite both run it)."""
+    if not patient_ids:
+        return {}
+    ranked = (
+        access.predictions_for_user(user)
+        .filter(patient_id__in=patient_ids)
+        .annotate(
+            recency=Window(
+                RowNumber(), partition_by=[F("patient_id")], order_by=[F("scored_at").desc(), F("id").desc()]
+            )
+        )
+        .filter(recency__lte=points)
+        .order_by("patient_id", "scored_at", "id")
+        .values_list("patient_id", "id", "scored_at", "risk", "tier")
+    )
+    grouped: dict[int, list[ScorePoint]] = {}
+    for patient_id, prediction_id, scored_at, risk, tier in ranked:
+        grouped.setdefault(patient_id, []).append(ScorePoint(prediction_id, scored_at, risk, tier))
+    return {patient_id: Trend(tuple(scores)) for patient_id, scores in grouped.items()}
+
+
+def earlier_scores(*, user, prediction: Prediction, limit: int = EARLIER_SCORES) -> list[Prediction]:
+    """The patient's scores before this one (newest first) that the user may see, with features."""
+    before = Q(scored_at__lt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__lt=prediction.id)
+    return list(
+        access.predictions_for_user(user)
+        .filter(before, patient_id=prediction.patient_id)
+        .only("id", "scored_at", "risk", "tier", "unit", "features", "patient_id")
+        .order_by("-scored_at", "-id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class FeatureTrend:
+    """How a feature's value compares with its most recent earlier value for this patient."""
+
+    direction: str  # up | down | same | changed
+    previous_text: str  # "3.1 mmol/L"
+    previous_at: datetime  # when the earlier value was observed (or scored, if not given)
+    previous_prediction_id: int
+
+    @property
+    def mark(self) -> str:
+        return {"up": "↑", "down": "↓", "same": "→", "changed": "≠"}[self.direction]
+
+    @property
+    def words(self) -> str:
+        return {"up": "up from", "down": "down from", "same": "unchanged from", "changed": "changed from"}[
+            self.direction
+        ]
+
+
+def observed_at_parse(raw) -> datetime | None:
+    """A feature's `observed_at` as stored (ISO-8601 text), or None when absent or unreadable."""
+    if not raw or not isinstance(raw, str):
+        return None
+    try:
+        return parse_datetime(raw)
+    except ValueError:
+        return None
+
+
+def _as_number(value) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def feature_trend(
+    *, name: str, kind: str, unit: str, value, earlier: list[Prediction], format_value
+) -> FeatureTrend | None:
+    """Compare `value` with the most recent earlier score in which the feature was measured.
+
+    None when the current value is not measured or the patient has no earlier measured value."""
+    if value is None:
+        return None
+    for previous in earlier:
+        entry = (previous.features or {}).get(name) or {}
+        old = entry.get("value")
+        if old is None:
+            continue
+        new_num, old_num = _as_number(value), _as_number(old)
+        if new_num is not None and old_num is not None and kind != ModelFeature.Kind.CATEGORICAL:
+            tolerance = 1e-9 * max(1.0, abs(old_num))
+            direction = (
+                "same" if abs(new_num - old_num) <= tolerance else ("up" if new_num > old_num else "down")
+            )
+        else:
+            direction = "same" if str(value) == str(old) else "changed"
+        old_unit = entry.get("unit") or unit
+        text = format_value(old, kind)
+        return FeatureTrend(
+            direction=direction,
+            previous_text=f"{text} {old_unit}".strip() if kind == ModelFeature.Kind.NUMERIC else text,
+            previous_at=observed_at_parse(entry.get("observed_at")) or previous.scored_at,
+            previous_prediction_id=previous.pk,
+        )
+    return None

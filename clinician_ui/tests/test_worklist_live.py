@@ -1,0 +1,162 @@
+"""The worklist's risk trend, change since the previous score, state filter, and the JSON view its
+background refresh polls (same selector, same filters, same access)."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from explanations.models import Alert
+
+from .factories import patient_create, prediction_create
+
+
+def scored(hours_ago: float):
+    return timezone.now() - timedelta(hours=hours_ago)
+
+
+@pytest.fixture
+def history_patient(ui_model_version):
+    """A MICU patient scored ten times, hourly: 10%, 15%, ... 49% (medium), then 61% (high) now."""
+    patient = patient_create(unit="MICU", display_name="Trend, Tess")
+    risks = [0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.49, 0.61]
+    tiers_expected = ["low"] * 3 + ["medium"] * 6 + ["high"]
+    predictions = [
+        prediction_create(model_version=ui_model_version, patient=patient, risk=r, scored_at=scored(10 - i))
+        for i, r in enumerate(risks)
+    ]
+    assert [p.tier for p in predictions] == tiers_expected
+    return patient, predictions
+
+
+def test_sparkline_shows_the_last_eight_scores_with_a_text_alternative(alice_client, history_patient):
+    patient, predictions = history_patient
+    response = alice_client.get(reverse("worklist"))
+    (alert,) = response.context["worklist"].alerts
+    assert alert.prediction_id == predictions[-1].pk
+    assert [p.prediction_id for p in alert.trend.points] == [p.pk for p in predictions[-8:]]
+    html = response.content.decode()
+    label = "Risk trend, last 8 scores, oldest first: 20%, 25%, 30%, 35%, 40%, 45%, 49%, 61%"
+    assert f'<svg class="sparkline" role="img" aria-label="{label}"' in html
+    assert f"<title>{label}</title>" in html
+    polyline = re.search(r'<polyline points="([^"]+)"', html).group(1)
+    assert len(polyline.split()) == 8
+    # Fixed 0-100% axis, 26 px high with 3 px padding: 61% sits at y = 3 + 0.39 * 20.
+    assert polyline.split()[-1].endswith(",10.8")
+
+
+def test_change_since_previous_score_in_points_and_tier(alice_client, history_patient):
+    html = alice_client.get(reverse("worklist")).content.decode()
+    # 49% (medium) -> 61% (high).
+    assert (
+        '<span class="change change-up"><span aria-hidden="true">▲</span>'
+        '<span class="visually-hidden">risk up</span> +12 pts, was medium</span>'
+    ) in html
+
+
+def test_change_down_within_the_same_tier_and_first_score(alice_client, ui_model_version):
+    patient = patient_create(unit="MICU")
+    prediction_create(model_version=ui_model_version, patient=patient, risk=0.90, scored_at=scored(1))
+    prediction_create(model_version=ui_model_version, patient=patient, risk=0.82)
+    prediction_create(model_version=ui_model_version, risk=0.60)  # another patient, first score
+    html = alice_client.get(reverse("worklist")).content.decode()
+    assert "risk down</span> −8 pts</span>" in html
+    assert '<span class="change change-first">first score</span>' in html
+
+
+def test_history_holds_only_scores_from_the_users_units(alice_client, bob_client, ui_model_version):
+    """A patient moved from CCU to MICU: Alice (MICU) sees only the MICU score in the trend."""
+    patient = patient_create(unit="CCU")
+    ccu = prediction_create(model_version=ui_model_version, patient=patient, risk=0.3, scored_at=scored(2))
+    patient.unit = "MICU"
+    patient.save()
+    micu = prediction_create(model_version=ui_model_version, patient=patient, risk=0.7)
+    assert (ccu.unit, micu.unit) == ("CCU", "MICU")
+    (alert,) = alice_client.get(reverse("worklist")).context["worklist"].alerts
+    assert [p.prediction_id for p in alert.trend.points] == [micu.pk]
+    assert alert.trend.delta_points is None
+    # Bob (CCU) no longer lists the patient: their latest score is in MICU.
+    assert bob_client.get(reverse("worklist")).context["worklist"].alerts == []
+
+
+def test_filter_by_state(alice_client, ui_model_version):
+    new = prediction_create(model_version=ui_model_version, risk=0.8).alert
+    seen = prediction_create(model_version=ui_model_version, risk=0.7).alert
+    Alert.objects.filter(pk=seen.pk).update(state=Alert.State.ACKNOWLEDGED)
+    prediction_create(model_version=ui_model_version, risk=0.05)
+
+    response = alice_client.get(reverse("worklist"), {"state": "acknowledged"})
+    assert [a.pk for a in response.context["worklist"].alerts] == [seen.pk]
+    # Low-tier patients have no alert state: a state filter lists alerts only.
+    assert response.context["worklist"].low == []
+    assert 'id="low-list"' not in response.content.decode()
+    assert '<option value="acknowledged" selected>' in response.content.decode()
+
+    body = alice_client.get(reverse("worklist-json"), {"state": "new"}).json()
+    assert [row["alert"] for row in body["alerts"]] == [new.pk]
+    assert body["filters"] == {"unit": None, "tier": None, "state": "new"}
+    assert body["shows_low"] is False
+    # An unknown state is ignored, not an error.
+    assert len(alice_client.get(reverse("worklist-json"), {"state": "bogus"}).json()["alerts"]) == 2
+
+
+def test_json_rows_match_the_page_and_carry_escaped_html(alice_client, history_patient, ui_model_version):
+    patient, predictions = history_patient
+    low = prediction_create(model_version=ui_model_version, risk=0.04)
+    evil = prediction_create(model_version=ui_model_version, risk=0.6)
+    evil.patient.display_name = '<img src=x onerror="window.__xss=1">'
+    evil.patient.save()
+
+    page = alice_client.get(reverse("worklist")).content.decode()
+    body = alice_client.get(reverse("worklist-json")).json()
+    assert [row["key"] for row in body["alerts"]] == [
+        f"alert-{predictions[-1].alert.pk}",
+        f"alert-{evil.alert.pk}",
+    ]
+    assert [row["key"] for row in body["low"]] == [f"prediction-{low.pk}"]
+    first = body["alerts"][0]
+    assert first["patient"] == {"id": patient.external_id, "display_name": "Trend, Tess"}
+    assert (first["tier"], first["risk"], first["state"], first["unit"]) == ("high", 0.61, "new", "MICU")
+    assert first["url"] == reverse("alert-detail", args=[predictions[-1].alert.pk])
+    assert first["trend"]["delta_points"] == 12
+    assert first["trend"]["previous_tier"] == "medium"
+    assert [p["risk"] for p in first["trend"]["points"]] == [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.49, 0.61]
+    # The page renders the very same row html and signature the poll returns.
+    for row in body["alerts"] + body["low"]:
+        assert f'data-key="{row["key"]}" data-sig="{row["sig"]}">{row["html"]}<' in page
+    # Outside text arrives escaped inside the html the page inserts.
+    evil_row = body["alerts"][1]
+    assert "<img" not in evil_row["html"]
+    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;" in evil_row["html"]
+    assert evil_row["patient"]["display_name"] == '<img src=x onerror="window.__xss=1">'
+
+
+def test_json_signature_changes_only_when_the_row_does(alice_client, ui_model_version):
+    alert = prediction_create(model_version=ui_model_version, risk=0.8).alert
+    first = alice_client.get(reverse("worklist-json")).json()["alerts"][0]["sig"]
+    assert alice_client.get(reverse("worklist-json")).json()["alerts"][0]["sig"] == first
+    Alert.objects.filter(pk=alert.pk).update(state=Alert.State.ACKNOWLEDGED)
+    row = alice_client.get(reverse("worklist-json")).json()["alerts"][0]
+    assert row["sig"] != first
+    assert "Acknowledged" in row["html"]
+
+
+def test_json_respects_units_and_login(client, bob_client, alice_client, ui_model_version):
+    prediction_create(model_version=ui_model_version, unit="MICU", risk=0.8)
+    assert bob_client.get(reverse("worklist-json")).json()["alerts"] == []
+    assert bob_client.get(reverse("worklist-json"), {"unit": "MICU"}).json()["filters"]["unit"] is None
+    assert len(alice_client.get(reverse("worklist-json")).json()["alerts"]) == 1
+    response = client.get(reverse("worklist-json"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_poll_interval_comes_from_settings(alice_client, settings):
+    settings.WORKLIST_POLL_SECONDS = 7
+    html = alice_client.get(reverse("worklist")).content.decode()
+    assert 'data-poll-seconds="7"' in html
+    assert f'data-url="{reverse("worklist-json")}"' in html
+    assert 'aria-live="polite"' in html
+    assert alice_client.get(reverse("worklist-json")).json()["poll_seconds"] == 7
