@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "models_registry",
     "explanations",
     "clinician_ui",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -170,7 +171,7 @@ CELERY_BEAT_SCHEDULE = {
 EXPLANATION_ENGINE = {
     "key_features": envint("EXPLANATION_KEY_FEATURES", 5),
     "key_missing_abstain": envint("EXPLANATION_KEY_MISSING_ABSTAIN", 3),
-    "stability_perturbations": envint("EXPLANATION_STABILITY_PERTURBATIONS", 10),
+    "stability_perturbations": envint("EXPLANATION_STABILITY_PERTURBATIONS", 20),
 }
 # Cohort recompute: predictions per chunk task; bounded sample per (version, unit, shift, day).
 COHORT_CHUNK_SIZE = envint("COHORT_CHUNK_SIZE", 2000)

@@ -7,6 +7,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("explanations.urls")),
     path("api/v1/", include("models_registry.urls")),
+    path("monitoring/", include("monitoring.urls")),
+    path("fhir/", include("monitoring.fhir_urls")),
+    path("", include("models_registry.page_urls")),
     path("", include("clinician_ui.urls")),
 ]
 

@@ -1,0 +1,351 @@
+"""Drift statistics between a reference cohort and a current cohort. Plain numpy/pandas/scipy, no Django.
+
+Values are model inputs as the model sees them: numbers, binary as 0/1, categorical as the index of
+the category; NaN is "not measured" and is never imputed: it is its own bin in PSI and its share is
+reported as the missingness change.
+
+Severity (documented thresholds, the usual ones in model monitoring):
+
+- PSI (quantile bins of the reference, missing as its own bin): < 0.10 stable, 0.10-0.25 moderate,
+  >= 0.25 major (Siddiqi, Credit Risk Scorecards, 2006; the convention NannyML and Evidently use).
+- Kolmogorov-Smirnov statistic D (numeric): >= 0.10 moderate, >= 0.20 major, only when p < 0.01.
+- Chi-squared (binary, categorical), effect size Cramer's V: >= 0.10 moderate, >= 0.20 major,
+  only when p < 0.01. (With thousands of rows any difference is "significant", so the p-value alone
+  never raises severity: the effect size has to be large enough to matter.)
+- Missingness: an absolute change in the share not measured >= 0.05 moderate, >= 0.15 major.
+
+A feature's severity is the worst of these; features are sorted by severity, then PSI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+PSI_BINS = 10
+PSI_EPSILON = 1e-4
+PSI_MODERATE, PSI_MAJOR = 0.10, 0.25
+KS_MODERATE, KS_MAJOR = 0.10, 0.20
+CRAMERS_V_MODERATE, CRAMERS_V_MAJOR = 0.10, 0.20
+MISSING_MODERATE, MISSING_MAJOR = 0.05, 0.15
+P_VALUE = 0.01
+SEVERITIES = ("stable", "moderate", "major")
+# Too few rows on either side for a statistic worth showing.
+MIN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: str = "numeric"  # numeric | binary | categorical
+    label: str = ""
+    unit: str = ""
+    categories: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("binary", "categorical")
+
+    def level_names(self) -> list[str]:
+        if self.kind == "binary":
+            return ["false", "true"]
+        return [str(c) for c in self.categories]
+
+
+def _as_float(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+# --- PSI -----------------------------------------------------------------------------------------
+
+
+def quantile_edges(reference, bins: int = PSI_BINS) -> np.ndarray:
+    """Inner cut points at the reference's quantiles (duplicates dropped, so ties share a bin)."""
+    ref = _as_float(reference)
+    ref = ref[~np.isnan(ref)]
+    if ref.size == 0:
+        return np.array([], dtype=np.float64)
+    cuts = np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.unique(cuts)
+
+
+def bin_counts(values, edges: np.ndarray) -> np.ndarray:
+    """Counts in the bins (-inf, e0], (e0, e1], ..., (e_last, inf), then the missing bin last."""
+    values = _as_float(values)
+    missing = np.isnan(values)
+    index = np.searchsorted(edges, values[~missing], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype(np.float64)
+    return np.append(counts, float(missing.sum()))
+
+
+def level_counts(values, levels: int) -> np.ndarray:
+    """Counts of the discrete levels 0..levels-1, then the missing bin last."""
+    values = _as_float(values)
+    missing = np.isnan(values)
+    present = values[~missing].astype(np.int64)
+    present = present[(present >= 0) & (present < levels)]
+    counts = np.bincount(present, minlength=levels).astype(np.float64)
+    return np.append(counts, float(missing.sum()))
+
+
+def psi_from_counts(reference_counts, current_counts, epsilon: float = PSI_EPSILON) -> float:
+    """sum((c - r) * ln(c / r)) over bins, proportions floored at `epsilon` so an empty bin is finite."""
+    ref = _as_float(reference_counts)
+    cur = _as_float(current_counts)
+    if ref.sum() == 0 or cur.sum() == 0:
+        return float("nan")
+    r = np.maximum(ref / ref.sum(), epsilon)
+    c = np.maximum(cur / cur.sum(), epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def psi(reference, current, *, bins: int = PSI_BINS, discrete_levels: int | None = None) -> float:
+    """Population stability index of `current` against `reference`; missing values are a bin of their own.
+
+    Numeric: `bins` quantile bins of the reference. Discrete (binary/categorical): one bin per level.
+    """
+    if discrete_levels is not None:
+        return psi_from_counts(
+            level_counts(reference, discrete_levels), level_counts(current, discrete_levels)
+        )
+    edges = quantile_edges(reference, bins)
+    return psi_from_counts(bin_counts(reference, edges), bin_counts(current, edges))
+
+
+# --- tests and distances -------------------------------------------------------------------------
+
+
+def ks(reference, current) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov (statistic, p-value) on the measured values."""
+    ref, cur = _as_float(reference), _as_float(current)
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if ref.size == 0 or cur.size == 0:
+        return float("nan"), float("nan")
+    result = stats.ks_2samp(ref, cur)
+    return float(result.statistic), float(result.pvalue)
+
+
+def wasserstein(reference, current) -> float:
+    """Earth mover's distance between the measured values, in the feature's unit."""
+    ref, cur = _as_float(reference), _as_float(current)
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if ref.size == 0 or cur.size == 0:
+        return float("nan")
+    return float(stats.wasserstein_distance(ref, cur))
+
+
+def chi_squared(reference, current, levels: int) -> tuple[float, float, float]:
+    """(chi-squared statistic, p-value, Cramer's V) of the 2 x levels table of measured values.
+
+    Levels seen in neither cohort are dropped (a zero column has no expected count).
+    """
+    table = np.vstack([level_counts(reference, levels)[:-1], level_counts(current, levels)[:-1]])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0, 0.0
+    statistic, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+    n = table.sum()
+    cramers_v = float(np.sqrt(statistic / (n * (min(table.shape) - 1))))
+    return float(statistic), float(p_value), cramers_v
+
+
+def missing_share(values) -> float:
+    values = _as_float(values)
+    return float(np.isnan(values).mean()) if values.size else float("nan")
+
+
+def _grade(value: float, moderate: float, major: float) -> int:
+    if value is None or not np.isfinite(value):
+        return 0
+    return 2 if value >= major else 1 if value >= moderate else 0
+
+
+# --- per feature ---------------------------------------------------------------------------------
+
+
+def distribution(reference, current, spec: FeatureSpec, bins: int = 30) -> dict:
+    """What the overlay figure needs: shares per bin (common edges) or per level, and missing shares."""
+    ref, cur = _as_float(reference), _as_float(current)
+    out: dict = {
+        "missing": {"reference": missing_share(ref), "current": missing_share(cur)},
+        "n": {"reference": int(ref.size), "current": int(cur.size)},
+    }
+    if spec.discrete:
+        levels = len(spec.level_names())
+        r, c = level_counts(ref, levels)[:-1], level_counts(cur, levels)[:-1]
+        out["kind"] = "levels"
+        out["levels"] = spec.level_names()
+        out["reference"] = (r / max(r.sum(), 1)).round(6).tolist()
+        out["current"] = (c / max(c.sum(), 1)).round(6).tolist()
+        return out
+    measured = np.concatenate([ref[~np.isnan(ref)], cur[~np.isnan(cur)]])
+    if measured.size == 0:
+        out.update(kind="histogram", edges=[], reference=[], current=[])
+        return out
+    low, high = np.quantile(measured, [0.001, 0.999])
+    if high <= low:
+        low, high = float(measured.min()), float(measured.max()) + 1e-9
+    edges = np.linspace(low, high, bins + 1)
+
+    def shares(values: np.ndarray) -> list[float]:
+        values = np.clip(values[~np.isnan(values)], low, high)
+        counts, _ = np.histogram(values, bins=edges)
+        return (counts / max(counts.sum(), 1)).round(6).tolist()
+
+    out.update(kind="histogram", edges=edges.round(6).tolist(), reference=shares(ref), current=shares(cur))
+    return out
+
+
+def feature_drift(reference, current, spec: FeatureSpec) -> dict:
+    """Every statistic of one feature, with its severity and the reason for it."""
+    ref, cur = _as_float(reference), _as_float(current)
+    row: dict = {
+        "feature": spec.name,
+        "label": spec.label or spec.name,
+        "unit": spec.unit,
+        "kind": spec.kind,
+        "n_reference": int(ref.size),
+        "n_current": int(cur.size),
+        "missing_reference": missing_share(ref),
+        "missing_current": missing_share(cur),
+        "psi": None,
+        "ks": None,
+        "ks_p": None,
+        "chi2": None,
+        "chi2_p": None,
+        "cramers_v": None,
+        "wasserstein": None,
+    }
+    row["missing_change"] = row["missing_current"] - row["missing_reference"]
+    if ref.size < MIN_ROWS or cur.size < MIN_ROWS:
+        row.update(severity="insufficient", severity_level=-1, reasons=["too few rows to compare"])
+        return row
+    reasons: list[tuple[int, str]] = []
+    if spec.discrete:
+        levels = len(spec.level_names())
+        row["psi"] = psi(ref, cur, discrete_levels=levels)
+        row["chi2"], row["chi2_p"], row["cramers_v"] = chi_squared(ref, cur, levels)
+        if row["chi2_p"] < P_VALUE:
+            reasons.append((_grade(row["cramers_v"], CRAMERS_V_MODERATE, CRAMERS_V_MAJOR), "Cramer's V"))
+    else:
+        row["psi"] = psi(ref, cur)
+        row["ks"], row["ks_p"] = ks(ref, cur)
+        row["wasserstein"] = wasserstein(ref, cur)
+        if row["ks_p"] is not None and np.isfinite(row["ks_p"]) and row["ks_p"] < P_VALUE:
+            reasons.append((_grade(row["ks"], KS_MODERATE, KS_MAJOR), "KS"))
+    reasons.append((_grade(row["psi"], PSI_MODERATE, PSI_MAJOR), "PSI"))
+    reasons.append((_grade(abs(row["missing_change"]), MISSING_MODERATE, MISSING_MAJOR), "missingness"))
+    level = max(grade for grade, _ in reasons)
+    row["severity_level"] = level
+    row["severity"] = SEVERITIES[level]
+    row["reasons"] = [name for grade, name in reasons if grade == level and level > 0]
+    return row
+
+
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame, specs: Sequence[FeatureSpec]) -> list[dict]:
+    """One row per feature (feature_drift), most severe first, then by PSI."""
+    rows = [feature_drift(reference[s.name], current[s.name], s) for s in specs]
+    return sorted(rows, key=lambda r: (-r["severity_level"], -(r["psi"] or 0.0), r["feature"]))
+
+
+# --- attribution drift ---------------------------------------------------------------------------
+
+
+def attribution_drift(names: Sequence[str], reference_mean_abs, current_mean_abs, *, top_k: int = 10) -> dict:
+    """Change in mean |SHAP| per feature and in the ranking of the features between two cohorts.
+
+    Ranks are 1 = largest mean |SHAP|. Spearman's rho and Kendall's tau compare the whole ranking;
+    `top_k_overlap` is the share of the reference's top k still in the current top k.
+    """
+    ref = _as_float(reference_mean_abs)
+    cur = _as_float(current_mean_abs)
+    ref_rank = stats.rankdata(-ref, method="min").astype(int)
+    cur_rank = stats.rankdata(-cur, method="min").astype(int)
+    rows = []
+    for i, name in enumerate(names):
+        rows.append(
+            {
+                "feature": name,
+                "reference": float(ref[i]),
+                "current": float(cur[i]),
+                "change": float(cur[i] - ref[i]),
+                "relative_change": float((cur[i] - ref[i]) / ref[i]) if ref[i] > 0 else None,
+                "rank_reference": int(ref_rank[i]),
+                "rank_current": int(cur_rank[i]),
+                "rank_change": int(ref_rank[i] - cur_rank[i]),
+            }
+        )
+    rows.sort(key=lambda r: r["rank_reference"])
+    k = min(top_k, len(names))
+    top_ref = {r["feature"] for r in rows[:k]}
+    top_cur = {names[i] for i in np.argsort(-cur, kind="stable")[:k]}
+    finite = np.isfinite(ref) & np.isfinite(cur)
+    if finite.sum() >= 2 and np.ptp(ref[finite]) > 0 and np.ptp(cur[finite]) > 0:
+        spearman = float(stats.spearmanr(ref[finite], cur[finite]).statistic)
+        kendall = float(stats.kendalltau(ref[finite], cur[finite]).statistic)
+    else:
+        spearman = kendall = None
+    return {
+        "features": rows,
+        "top_k": k,
+        "top_k_overlap": len(top_ref & top_cur) / k if k else None,
+        "spearman": spearman,
+        "kendall": kendall,
+    }
+
+
+# --- prediction drift ----------------------------------------------------------------------------
+
+
+def tier_of(risk, high: float, medium: float) -> np.ndarray:
+    risk = _as_float(risk)
+    return np.where(risk >= high, "high", np.where(risk >= medium, "medium", "low"))
+
+
+def prediction_drift(
+    reference_risk,
+    current_risk,
+    *,
+    tier_high: float,
+    tier_medium: float,
+    current_windows=None,
+) -> dict:
+    """Risk distribution drift (PSI on reference quantile bins, KS) and tier mix, overall and per window.
+
+    `current_windows`: one label per current row (e.g. the day) for the over-time series.
+    """
+    ref, cur = _as_float(reference_risk), _as_float(current_risk)
+    edges = quantile_edges(ref)
+    ref_counts = bin_counts(ref, edges)
+    statistic, p_value = ks(ref, cur)
+
+    def tier_mix(risk: np.ndarray) -> dict:
+        tiers = tier_of(risk, tier_high, tier_medium)
+        n = max(len(tiers), 1)
+        return {t: float((tiers == t).sum() / n) for t in ("low", "medium", "high")}
+
+    out = {
+        "psi": psi_from_counts(ref_counts, bin_counts(cur, edges)),
+        "ks": statistic,
+        "ks_p": p_value,
+        "tier_mix": {"reference": tier_mix(ref), "current": tier_mix(cur)},
+        "windows": [],
+    }
+    if current_windows is not None:
+        labels = np.asarray(current_windows)
+        for label in sorted(set(labels.tolist())):
+            risk = cur[labels == label]
+            out["windows"].append(
+                {
+                    "window": str(label),
+                    "n": int(risk.size),
+                    "mean_risk": float(risk.mean()),
+                    "psi": psi_from_counts(ref_counts, bin_counts(risk, edges)),
+                    "tier_mix": tier_mix(risk),
+                }
+            )
+    return out

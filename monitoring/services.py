@@ -1,0 +1,336 @@
+"""The monitoring summary of one cohort comparison, computed (by a Celery task) and cached.
+
+A summary is keyed by (model version, current window, reference, slice). It is computed from the
+database in bounded memory (monitoring.selectors) and stored in the Django cache for
+MONITORING_CACHE_SECONDS (default 15 minutes): the dashboard only ever reads the cache, so its
+pages cost the same for a day or a year of scores. The periodic task keeps the default views (the
+last 7 days against the version's reference set, overall, per unit and per shift) warm; any other
+view is computed on demand when first asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from explanations.models import Prediction
+from models_registry.models import ModelVersion
+from models_registry.serving import serving_model
+
+from . import burden, drift, performance, selectors
+from .selectors import Slice
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_DAYS = 7
+CACHE_PREFIX = "monitoring:v1"
+
+
+def cache_seconds() -> int:
+    return int(getattr(settings, "MONITORING_CACHE_SECONDS", 900))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A current window against a reference (the version's reference set, or a past window)."""
+
+    version_id: int
+    start: datetime
+    end: datetime
+    where: str = "overall"
+    reference: str = "reference"  # reference | window
+    reference_start: datetime | None = None
+    reference_end: datetime | None = None
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        for key in ("start", "end", "reference_start", "reference_end"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> Comparison:
+        data = dict(data)
+        for key in ("start", "end", "reference_start", "reference_end"):
+            data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
+        return cls(**data)
+
+    @property
+    def cache_key(self) -> str:
+        parts = "|".join(str(v) for v in self.as_json().values())
+        return f"{CACHE_PREFIX}:summary:{self.version_id}:{hashlib.sha256(parts.encode()).hexdigest()[:32]}"
+
+
+def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The last DEFAULT_WINDOW_DAYS days up to the current hour (stable for an hour, so cached)."""
+    end = (now or timezone.now()).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return end - timedelta(days=DEFAULT_WINDOW_DAYS), end
+
+
+def summary_cached(comparison: Comparison) -> dict | None:
+    return cache.get(comparison.cache_key)
+
+
+# --- the version's reference set -----------------------------------------------------------------
+
+
+def _reference_profile(version: ModelVersion) -> dict:
+    """Per version (cached for a day, keyed by the bundle hash): the isotonic calibration of the
+    reference set's expected risk to its labels (for CBPE), and mean |SHAP| of the reference set
+    per slice (for attribution drift)."""
+    key = f"{CACHE_PREFIX}:reference:{version.pk}:{version.bundle_sha256}"
+    profile = cache.get(key)
+    if profile is not None:
+        return profile
+    serving = serving_model(version)
+    reference = serving.reference
+    names = serving.feature_names
+    label = version.spec["reference"]["label"]
+    shap_values = np.abs(selectors.reference_shap(serving, names))
+    slices = ["overall"]
+    slices += (
+        [f"unit:{u}" for u in sorted(reference["unit"].dropna().unique())] if "unit" in reference else []
+    )
+    slices += [f"shift:{s}" for s in ("day", "night")] if "shift" in reference else []
+    mean_abs = {}
+    for text in slices:
+        mask = Slice.parse(text).reference_mask(reference)
+        if mask.any():
+            mean_abs[text] = {"mean": shap_values[mask].mean(axis=0).tolist(), "n": int(mask.sum())}
+    profile = {
+        "calibrator": performance.calibrator_fit(reference["expected_risk"], reference[label]),
+        "mean_abs_shap": mean_abs,
+    }
+    cache.set(key, profile, 24 * 3600)
+    return profile
+
+
+# --- the summary ---------------------------------------------------------------------------------
+
+
+def _shares(counts: np.ndarray) -> list[float]:
+    total = counts.sum()
+    return (counts / total).round(6).tolist() if total else [0.0] * len(counts)
+
+
+def _finite(value):
+    """JSON has no NaN: not computable is None."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _performance_windows(data: selectors.WindowData, calibrator: dict) -> dict:
+    by_window: dict[str, list[tuple[float, bool | None]]] = {}
+    for _, score, outcome, label in data.encounters.values():
+        by_window.setdefault(label, []).append((score, outcome))
+    everything = [pair for pairs in by_window.values() for pair in pairs]
+
+    def one(pairs: list[tuple[float, bool | None]], window: str) -> dict:
+        scores = np.array([s for s, _ in pairs], dtype=np.float64)
+        labelled = [(s, o) for s, o in pairs if o is not None]
+        realised = performance.performance(
+            [s for s, _ in labelled], [float(o) for _, o in labelled], bootstrap=performance.BOOTSTRAP
+        )
+        estimate = performance.cbpe(scores, calibrator)
+        return {"window": window, "encounters": len(pairs), "realised": realised, "estimate": estimate}
+
+    return {
+        "unit_of_analysis": "encounter (its latest score in the window)",
+        "overall": one(everything, "all"),
+        "windows": [one(by_window[w], w) for w in sorted(by_window)],
+    }
+
+
+def summary_compute(*, comparison: Comparison) -> dict:
+    """Compute one comparison's summary and store it in the cache; returns it."""
+    started = time.perf_counter()
+    version = ModelVersion.objects.select_related("registered_model").get(pk=comparison.version_id)
+    where = Slice.parse(comparison.where)
+    specs = selectors.feature_specs(version)
+    names = [s.name for s in specs]
+    profile = _reference_profile(version)
+    span_days = (comparison.end - comparison.start).total_seconds() / 86400
+    bucket = selectors.bucket_of(span_days)
+
+    if comparison.reference == "window":
+        ref_window = selectors.window_collect(
+            version,
+            comparison.reference_start,
+            comparison.reference_end,
+            where,
+            risk_edges=np.array([]),
+        )
+        ref_frame = ref_window.sample[names]
+        ref_risk = ref_window.sample["__risk__"].to_numpy()
+        ref_n, ref_sampled = ref_window.n, ref_window.sampled
+        ref_shap, ref_shap_n = selectors.current_mean_abs_shap(
+            selectors.predictions_in(version, comparison.reference_start, comparison.reference_end, where),
+            names,
+        )
+        ref_label = (
+            f"{comparison.reference_start:%Y-%m-%d %H:%M} to {comparison.reference_end:%Y-%m-%d %H:%M}"
+        )
+    else:
+        reference = serving_model(version).reference
+        mask = where.reference_mask(reference)
+        ref_frame = reference.loc[mask, names]
+        ref_risk = reference.loc[mask, "expected_risk"].to_numpy(dtype=np.float64)
+        ref_n, ref_sampled = int(mask.sum()), False
+        ref_entry = profile["mean_abs_shap"].get(str(where))
+        ref_shap = np.array(ref_entry["mean"]) if ref_entry else np.full(len(names), np.nan)
+        ref_shap_n = ref_entry["n"] if ref_entry else 0
+        ref_label = f"{version} reference set"
+
+    risk_edges = drift.quantile_edges(ref_risk)
+    current = selectors.window_collect(
+        version, comparison.start, comparison.end, where, risk_edges=risk_edges, bucket=bucket
+    )
+    cur_frame = current.sample[names]
+    cur_risk = current.sample["__risk__"].to_numpy()
+
+    table = drift.drift_table(ref_frame, cur_frame, specs)
+    distributions = {s.name: drift.distribution(ref_frame[s.name], cur_frame[s.name], s) for s in specs}
+
+    ref_counts = drift.bin_counts(ref_risk, risk_edges)
+    cur_counts = sum(current.risk_counts.values(), np.zeros(len(risk_edges) + 2))
+    ks_statistic, ks_p = drift.ks(ref_risk, cur_risk)
+    ref_tiers = drift.tier_of(ref_risk, version.tier_high, version.tier_medium)
+    cur_tiers_total = {
+        t: sum(c.get(t, 0) for c in current.tier_counts.values()) for t in ("low", "medium", "high")
+    }
+    hist_edges = np.linspace(0, 1, selectors.RISK_HISTOGRAM_BINS + 1)
+    prediction = {
+        "psi": drift.psi_from_counts(ref_counts, cur_counts),
+        "ks": ks_statistic,
+        "ks_p": ks_p,
+        "tier_mix": {
+            "reference": {
+                t: float((ref_tiers == t).mean()) if ref_tiers.size else None for t in cur_tiers_total
+            },
+            "current": {t: c / current.n if current.n else None for t, c in cur_tiers_total.items()},
+        },
+        "histogram": {
+            "edges": hist_edges.round(4).tolist(),
+            "reference": _shares(np.histogram(np.clip(ref_risk, 0, 1), bins=hist_edges)[0]),
+            "current": _shares(current.risk_histogram),
+        },
+        "bucket": bucket,
+        "windows": [
+            {
+                "window": label,
+                "n": int(sum(current.tier_counts[label].values())),
+                "psi": drift.psi_from_counts(ref_counts, current.risk_counts[label]),
+                "tier_mix": {
+                    t: c / max(sum(current.tier_counts[label].values()), 1)
+                    for t, c in current.tier_counts[label].items()
+                },
+            }
+            for label in sorted(current.risk_counts)
+        ],
+    }
+
+    cur_shap, cur_shap_n = selectors.current_mean_abs_shap(
+        selectors.predictions_in(version, comparison.start, comparison.end, where), names
+    )
+    if ref_shap_n and cur_shap_n:
+        attribution = drift.attribution_drift(names, ref_shap, cur_shap)
+        attribution.update(n_reference=ref_shap_n, n_current=cur_shap_n, available=True)
+    else:
+        attribution = {
+            "available": False,
+            "n_reference": ref_shap_n,
+            "n_current": cur_shap_n,
+            "note": "No ready explanations in one of the cohorts yet.",
+        }
+
+    groups, seconds = selectors.alerts_in(version, comparison.start, comparison.end, where)
+    alert_burden = burden.alert_burden(
+        {u: len(days) for u, days in current.patient_days.items()}, groups, seconds
+    )
+
+    summary = _finite(
+        {
+            "status": "ready",
+            "comparison": comparison.as_json(),
+            "version": {"id": version.pk, "name": version.registered_model.name, "version": version.version},
+            "slice": str(where),
+            "reference_label": ref_label,
+            "n_reference": ref_n,
+            "n_current": current.n,
+            "sampled": {
+                "reference": ref_sampled,
+                "current": current.sampled,
+                "sample_size": selectors.SAMPLE_SIZE,
+            },
+            "simulated_current": Prediction.objects.filter(
+                model_version=version,
+                scored_at__gte=comparison.start,
+                scored_at__lt=comparison.end,
+                simulated=True,
+            ).exists(),
+            "thresholds": {
+                "psi": [drift.PSI_MODERATE, drift.PSI_MAJOR],
+                "ks": [drift.KS_MODERATE, drift.KS_MAJOR],
+                "cramers_v": [drift.CRAMERS_V_MODERATE, drift.CRAMERS_V_MAJOR],
+                "missing_change": [drift.MISSING_MODERATE, drift.MISSING_MAJOR],
+                "p_value": drift.P_VALUE,
+            },
+            "features": table,
+            "distributions": distributions,
+            "attribution": attribution,
+            "prediction": prediction,
+            "performance": _performance_windows(current, profile["calibrator"]),
+            "burden": alert_burden,
+            "computed_at": timezone.now().isoformat(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    cache.set(comparison.cache_key, summary, cache_seconds())
+    return summary
+
+
+def summary_request(*, comparison: Comparison) -> dict | None:
+    """The cached summary, or None after queueing its computation (once, however often asked)."""
+    summary = summary_cached(comparison)
+    if summary is not None:
+        return summary
+    from .tasks import monitoring_summary_task
+
+    if cache.add(f"{comparison.cache_key}:queued", 1, timeout=300):
+        monitoring_summary_task.delay(comparison.as_json())
+    # With tasks executed in-process (the embedded default, tests) the summary is already there.
+    return summary_cached(comparison)
+
+
+def summary_invalidate(*, comparison: Comparison) -> None:
+    cache.delete_many([comparison.cache_key, f"{comparison.cache_key}:queued"])
+
+
+def default_comparisons(*, now: datetime | None = None) -> list[Comparison]:
+    """What the periodic task keeps warm: for every production version, the last 7 days against its
+    reference set, overall, per unit scored in that window, and per shift."""
+    start, end = default_window(now)
+    out = []
+    for version in ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION):
+        units = (
+            Prediction.objects.filter(model_version=version, scored_at__gte=start, scored_at__lt=end)
+            .values_list("unit", flat=True)
+            .distinct()
+            .order_by("unit")
+        )
+        slices = ["overall", *[f"unit:{u}" for u in units], "shift:day", "shift:night"]
+        out += [Comparison(version_id=version.pk, start=start, end=end, where=s) for s in slices]
+    return out

@@ -1,0 +1,33 @@
+"""Celery tasks: thin wrappers around monitoring.services."""
+
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+
+from explanations.tasks import RETRY
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(**RETRY)
+def monitoring_summary_task(comparison: dict) -> str:
+    """Compute and cache one comparison's summary; returns its cache key."""
+    parsed = services.Comparison.from_json(comparison)
+    try:
+        services.summary_compute(comparison=parsed)
+    finally:
+        cache.delete(f"{parsed.cache_key}:queued")
+    return parsed.cache_key
+
+
+@shared_task(acks_late=True)
+def monitoring_refresh() -> int:
+    """Periodic (CELERY_BEAT_SCHEDULE): queue the default comparisons of every production version."""
+    comparisons = services.default_comparisons()
+    for comparison in comparisons:
+        monitoring_summary_task.delay(comparison.as_json())
+    log.info("monitoring: queued %d summaries", len(comparisons))
+    return len(comparisons)
