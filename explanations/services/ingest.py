@@ -244,7 +244,12 @@ def prediction_ingest_many(
 
     score([i for i in items if i.error is None and i.result is None])
 
-    pending = [i for i in items if i.error is None and i.result is None]
+    # Stored in patient then encounter order, so concurrent requests for the same patients take
+    # their row and unique-key locks in one order and cannot deadlock each other.
+    pending = sorted(
+        (i for i in items if i.error is None and i.result is None),
+        key=lambda i: (i.data["patient"]["id"], i.data.get("encounter_id") or ""),
+    )
     for start in range(0, len(pending), BULK_CHUNK):
         chunk = pending[start : start + BULK_CHUNK]
         with transaction.atomic():
