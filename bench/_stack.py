@@ -1,0 +1,150 @@
+"""Start and stop the real stack (PostgreSQL database, gunicorn, Celery worker) for a benchmark.
+
+Loopback only; every process started here is stopped on exit. Each benchmark uses a database
+and a Redis db of its own, recreated on every run, so it never touches the demo or the tests.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def recreate_database(name: str, admin_url: str = "postgres://postgres@127.0.0.1:5432/postgres") -> str:
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def bench_env(*, database: str, redis_db: int, store: Path, queue: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": recreate_database(database),
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "MODEL_STORE": str(store),
+        "CELERY_QUEUE": queue,
+        "LOG_LEVEL": "WARNING",
+        "THROTTLE_SERVICE_RATE": "1000000/min",
+        "THROTTLE_USER_RATE": "1000000/min",
+    }
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def demo_bundle(env: dict) -> Path:
+    bundle = ROOT / "var" / "demo_bundle"
+    if not (bundle / "bundle.yaml").exists():
+        manage(env, "train_demo_model", str(bundle))
+    return bundle
+
+
+def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def peak_rss_mb(process: subprocess.Popen) -> float:
+    """Largest peak resident set (VmHWM) among the process and its children, in MB."""
+    peak = 0
+    pids = [process.pid]
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+@contextmanager
+def stack(env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path):
+    log_dir.mkdir(parents=True, exist_ok=True)
+    web = _start(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "sightline.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(web_workers),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        env,
+        log_dir / "web.log",
+    )
+    worker = _start(
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "sightline",
+            "worker",
+            "--pool=prefork",
+            "-c",
+            str(worker_concurrency),
+            "-Q",
+            env["CELERY_QUEUE"],
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        log_dir / "worker.log",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
+                break
+            except OSError:
+                if time.monotonic() > deadline or web.poll() is not None:
+                    raise SystemExit(f"gunicorn did not start; see {log_dir / 'web.log'}") from None
+                time.sleep(0.3)
+        yield web, worker
+    finally:
+        _stop(web)
+        _stop(worker)

@@ -1,0 +1,219 @@
+"""Load test: N concurrent clients post predictions and read pages against the real stack.
+
+    python bench/load.py [--clients 32] [--seconds 60] [--batch 50]
+
+Starts gunicorn and a Celery worker on loopback against a database of its own
+(`sightline_bench_load`, recreated) and Redis db 9 (flushed), registers the demo bundle, then for
+--seconds runs --clients threads, each looping: post a bulk of --batch predictions (most
+requests), post a single prediction, or read the worklist as a signed-in clinician. The
+predictions are the demo's RHC scoring run resampled with new ids (synthetic load, real values).
+Bounded in time and count; loopback only. Prints throughput, latency percentiles and errors, then
+waits for the worker and checks that every accepted prediction is stored and explained.
+"""
+
+import argparse
+import http.cookiejar
+import json
+import random
+import re
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import ROOT, bench_env, demo_bundle, manage, peak_rss_mb, stack  # noqa: E402
+
+PASSWORD = "bench-load-password-1"  # noqa: S105 - a throwaway user in a throwaway database
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+class Client(threading.Thread):
+    def __init__(self, number: int, base: str, token: str, payloads: list[dict], args, deadline: float):
+        super().__init__(daemon=True)
+        self.number, self.base, self.token, self.payloads = number, base, token, payloads
+        self.args, self.deadline = args, deadline
+        self.latency: dict[str, list[float]] = {"bulk": [], "single": [], "page": []}
+        self.statuses: Counter = Counter()
+        self.accepted: set[str] = set()
+        self.sequence = 0
+        jar = http.cookiejar.CookieJar()
+        self.browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        self.jar = jar
+
+    def _payload(self) -> dict:
+        payload = dict(random.choice(self.payloads))
+        self.sequence += 1
+        payload["external_id"] = f"load/{self.number}/{self.sequence}"
+        return payload
+
+    def _post(self, path: str, body: object) -> tuple[int, object]:
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def login(self) -> None:
+        page = self.browser.open(self.base + "/login/").read().decode()
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {"username": "bench-clinician", "password": PASSWORD, "csrfmiddlewaretoken": csrf}
+        )
+        self.browser.open(
+            urllib.request.Request(
+                self.base + "/login/", data=form.encode(), headers={"Referer": self.base + "/login/"}
+            )
+        )
+
+    def run(self) -> None:
+        self.login()
+        while time.monotonic() < self.deadline:
+            roll = random.random()
+            started = time.perf_counter()
+            if roll < 0.1:
+                try:
+                    status = self.browser.open(self.base + "/", timeout=60).status
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                self.latency["page"].append(time.perf_counter() - started)
+                self.statuses[f"page {status}"] += 1
+            elif roll < 0.3:
+                payload = self._payload()
+                status, _ = self._post("/api/v1/predictions/", payload)
+                self.latency["single"].append(time.perf_counter() - started)
+                self.statuses[f"single {status}"] += 1
+                if status in (200, 201):
+                    self.accepted.add(payload["external_id"])
+            else:
+                batch = [self._payload() for _ in range(self.args.batch)]
+                status, body = self._post("/api/v1/predictions/bulk/", batch)
+                self.latency["bulk"].append(time.perf_counter() - started)
+                self.statuses[f"bulk {status}"] += 1
+                if status == 200:
+                    for item, payload in zip(body["results"], batch, strict=True):
+                        self.statuses[f"bulk item {item['status']}"] += 1
+                        if item["status"] in (200, 201):
+                            self.accepted.add(payload["external_id"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=50, help="predictions per bulk request")
+    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--web-workers", type=int, default=3)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--explain-timeout", type=int, default=1800, help="seconds to wait for explanations")
+    args = parser.parse_args()
+
+    store = ROOT / "var" / "bench_load_store"
+    env = bench_env(database="sightline_bench_load", redis_db=9, store=store, queue="sightline-bench-load")
+    print("setting up: migrate, register the demo bundle, token, clinician ...", flush=True)
+    manage(env, "migrate", "--noinput")
+    bundle = demo_bundle(env)
+    manage(env, "register_model", str(bundle), "--promote")
+    token = manage(env, "create_service_token", "bench-load").strip().split()[-1]
+    env_user = {**env, "BENCH_PASSWORD": PASSWORD}
+    manage(
+        env_user,
+        "create_user",
+        "bench-clinician",
+        "--role",
+        "clinician",
+        "--units",
+        "MICU,CCU,RESP-ICU,ONC-ICU,NEURO-ICU",
+        "--password-from-env",
+        "BENCH_PASSWORD",
+    )
+
+    import os
+
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "MODEL_STORE", "CELERY_QUEUE")})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
+    import django
+
+    django.setup()
+    from explanations.models import Explanation, Prediction
+    from models_registry import demo_rhc
+
+    payloads = list(demo_rhc.scoring_payloads(model_name="icu-mortality-30d"))
+    base = f"http://127.0.0.1:{args.port}"
+    with stack(
+        env,
+        port=args.port,
+        web_workers=args.web_workers,
+        worker_concurrency=args.worker_concurrency,
+        log_dir=ROOT / "var" / "bench_load_logs",
+    ) as (web, worker):
+        print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
+        started = time.monotonic()
+        clients = [
+            Client(i, base, token, payloads, args, started + args.seconds) for i in range(args.clients)
+        ]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        elapsed = time.monotonic() - started
+
+        accepted = set().union(*(c.accepted for c in clients))
+        statuses = sum((c.statuses for c in clients), Counter())
+        print(f"\n== load: {args.clients} clients, {elapsed:.1f} s")
+        print(f"predictions accepted: {len(accepted):,} ({len(accepted) / elapsed:,.0f}/s)")
+        for kind in ("bulk", "single", "page"):
+            values = [v * 1000 for c in clients for v in c.latency[kind]]
+            if values:
+                print(
+                    f"{kind:<7} requests {len(values):>6,}  p50 {percentile(values, 50):7.1f} ms  "
+                    f"p95 {percentile(values, 95):7.1f} ms  p99 {percentile(values, 99):7.1f} ms  "
+                    f"mean {statistics.fmean(values):7.1f} ms"
+                )
+        errors = {k: v for k, v in statuses.items() if not re.search(r" (200|201)$", k)}
+        print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
+
+        print("waiting for the worker to explain every accepted prediction ...", flush=True)
+        deadline = time.monotonic() + args.explain_timeout
+        explanations = Explanation.objects.filter(prediction__external_id__startswith="load/")
+        while time.monotonic() < deadline:
+            left = explanations.filter(status__in=["pending", "running"]).count()
+            if left == 0:
+                break
+            time.sleep(2)
+        drained = time.monotonic() - started
+        stored = set(
+            Prediction.objects.filter(external_id__startswith="load/").values_list("external_id", flat=True)
+        )
+        by_status = Counter(explanations.values_list("status", flat=True))
+        lost = accepted - stored
+        print(f"stored: {len(stored):,}; lost (accepted, not stored): {len(lost)}")
+        print(f"explanations: {dict(by_status)}; all explained {drained:.0f} s after the start")
+        print(
+            f"peak RSS: web {peak_rss_mb(web):.0f} MB (largest process), worker {peak_rss_mb(worker):.0f} MB"
+        )
+        ok = not lost and not errors and set(by_status) <= {"ready"}
+        print("RESULT:", "zero errors, zero lost, all explained" if ok else "FAILED")
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
