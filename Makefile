@@ -42,8 +42,11 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks print figures; each uses a database and Redis db of its own (see bench/*.py).
 bench: venv
 	$(PY) bench/explain.py
+	$(PY) bench/drift.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf var staticfiles tests/artifacts
