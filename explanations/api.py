@@ -8,16 +8,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinician_ui.access import audit_view, prediction_for_user
+from clinician_ui.access import audit_view, prediction_for_user, visible_units
 from sightline.api_errors import ApiError, error_body
+from sightline.parsers import StrictJSONParser
 
 from . import selectors, services
 from .auth import IsServiceToken, ServicePrincipal
-from .models import Prediction
-from sightline.parsers import StrictJSONParser
-
+from .models import CohortJob, Prediction
 from .parsers import NDJSONParser
-from .serializers import OutcomeInSerializer, OutcomeOutSerializer, PredictionInSerializer
+from .serializers import (
+    CohortQuerySerializer,
+    OutcomeInSerializer,
+    OutcomeOutSerializer,
+    PredictionInSerializer,
+)
 
 
 class IsPerson(permissions.BasePermission):
@@ -117,4 +121,60 @@ class OutcomeApi(APIView):
         return Response(
             OutcomeOutSerializer(outcome).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class PredictionWhatIfApi(APIView):
+    """`POST {"changes": {"<feature>": value}}`: the risk and SHAP with mutable inputs changed.
+
+    Answered synchronously; nothing is stored but the audit event."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request, prediction_id: int) -> Response:
+        prediction = prediction_for_user(request.user, prediction_id)
+        body = request.data if isinstance(request.data, dict) else {}
+        result = services.prediction_what_if(prediction=prediction, changes=body.get("changes"))
+        audit_view(request, action="api_what_if", prediction=prediction)
+        return Response(result)
+
+
+class CohortJobApi(APIView):
+    """Progress of a cohort recompute job (no patient data)."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, job_id: int) -> Response:
+        job = CohortJob.objects.select_related("version__registered_model").filter(pk=job_id).first()
+        if job is None:
+            raise ApiError(code="not_found", detail="No such job.", status_code=status.HTTP_404_NOT_FOUND)
+        return Response(services.cohort_job_progress(job))
+
+
+class CohortApi(APIView):
+    """`GET ?model=NAME[&version=V][&unit=MICU][&shift=day|night][&from=YYYY-MM-DD][&to=...]`:
+    cohort SHAP importance and a bounded sample, over the units the user may see."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        serializer = CohortQuerySerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        version = selectors.version_for_cohort(name=query["model"], version=query.get("version"))
+        allowed = visible_units(request.user)
+        units = [query["unit"]] if query.get("unit") else allowed
+        if allowed is not None and units is not None:
+            units = [u for u in units if u in allowed]
+        return Response(
+            selectors.cohort_summary(
+                version=version,
+                units=units,
+                shift=query.get("shift"),
+                day_from=query.get("from"),
+                day_to=query.get("to"),
+            )
         )

@@ -83,3 +83,21 @@ def explanation_sweep() -> int:
         log.info("sweep re-queues %d explanation(s)", len(ids))
         services.explanations_enqueue(ids)
     return len(ids)
+
+
+@shared_task(**RETRY)
+def cohort_chunk_task(chunk_id: int) -> int:
+    """Recompute one chunk of a cohort job; returns the rows it explained. Safe to run twice."""
+    from .services.cohort import cohort_chunk_compute
+
+    return cohort_chunk_compute(chunk_id=chunk_id).rows
+
+
+@shared_task(acks_late=True)
+def version_profile_build_task(version_id: int) -> str:
+    """Build a model version's explanation profile (e.g. queued at registration)."""
+    from models_registry.models import ModelVersion
+
+    from .services.profiles import version_profile_build
+
+    return version_profile_build(version=ModelVersion.objects.get(pk=version_id)).status

@@ -10,5 +10,12 @@ urlpatterns = [
         api.PredictionExplanationApi.as_view(),
         name="prediction-explanation",
     ),
+    path(
+        "predictions/<int:prediction_id>/what-if/",
+        api.PredictionWhatIfApi.as_view(),
+        name="prediction-what-if",
+    ),
     path("outcomes/", api.OutcomeApi.as_view(), name="outcome-record"),
+    path("jobs/<int:job_id>/", api.CohortJobApi.as_view(), name="job-detail"),
+    path("cohort/", api.CohortApi.as_view(), name="cohort-summary"),
 ]

@@ -13,6 +13,14 @@ entry points answer the same way. Choices the contract leaves open:
 - an `encounter_id` already known for another patient is a conflict (409 naming `encounter_id`).
 """
 
+from .cohort import (
+    cohort_chunk_compute,
+    cohort_explanation_add,
+    cohort_job_create,
+    cohort_job_finalize,
+    cohort_job_progress,
+    cohort_job_run,
+)
 from .explanations import (
     MAX_ATTEMPTS,
     explanation_compute,
@@ -22,11 +30,22 @@ from .explanations import (
 )
 from .ingest import prediction_ingest, prediction_ingest_many
 from .outcomes import outcome_record
+from .profiles import version_profile_build, version_profile_loaded
 from .validation import IngestResult, payload_sha256
+from .whatif import prediction_what_if
 
 __all__ = [
     "MAX_ATTEMPTS",
     "IngestResult",
+    "cohort_chunk_compute",
+    "cohort_explanation_add",
+    "cohort_job_create",
+    "cohort_job_finalize",
+    "cohort_job_progress",
+    "cohort_job_run",
+    "prediction_what_if",
+    "version_profile_build",
+    "version_profile_loaded",
     "explanation_compute",
     "explanation_fail",
     "explanations_enqueue",

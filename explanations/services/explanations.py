@@ -10,7 +10,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from explanations import core
+from explanations import core, stability
+from explanations import profile as engine
 from explanations.models import Explanation
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,65 @@ def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
     return queued
 
 
+def _engine_compute(prediction, serving, profile) -> dict:
+    """Explain the prediction (whole background); explain it again with its N perturbations in one
+    call (background subsample); add uncertainty, similar patients and stability. Raises
+    core.AdditivityError when the SHAP values do not add up."""
+    from .profiles import engine_options, stability_explainer
+
+    opts = profile.options(engine_options())
+    row = serving.encode(prediction.features)
+    perturbed = stability.perturb(
+        row,
+        profile.precision,
+        int(opts["stability_perturbations"]),
+        seed=prediction.pk,
+        lower=profile.lower,
+        upper=profile.upper,
+    )
+    attribution = core.explain(serving.explainer, row[None, :])
+    # The perturbations and the patient again, in one call, against a background subsample.
+    explainer = stability_explainer(prediction.model_version, serving, int(opts["stability_background"]))
+    batch = core.explain(explainer, np.vstack([row[None, :], serving.model.prepare(perturbed)]))
+    error = core.check_additivity(attribution, np.array([prediction.margin]))
+    shap = attribution.values[0]
+    points = core.probability_points(attribution.base_value, shap)
+    names = serving.feature_names
+    outcome = prediction.model_version.registered_model.outcome
+    unc = engine.patient_uncertainty(profile, row, prediction.risk, outcome, opts)
+    return {
+        "row": row,
+        "shap": shap,
+        "base_value": attribution.base_value,
+        "background_size": attribution.background_size,
+        "additivity_error": error,
+        "contributions": [
+            {"name": n, "shap": float(v), "points": float(p)}
+            for n, v, p in zip(names, shap, points, strict=True)
+        ],
+        "uncertainty": unc,
+        "similar_patients": engine.patient_similar(profile, shap, outcome, opts),
+        "stability": {
+            **stability.stability_summary(
+                batch.values[0], batch.values[1:], names, float(opts["stability_threshold"])
+            ),
+            "background_size": batch.background_size,
+        },
+    }
+
+
 def explanation_compute(*, explanation_id: int) -> Explanation:
-    """Compute and store the SHAP explanation of a prediction; claimed so it runs once.
+    """Compute and store the explanation of a prediction; claimed so it runs once.
 
     A pending explanation is claimed by one worker; anything else (already claimed, ready,
-    failed) is returned as it is. An additivity failure or a changed artifact is stored as
-    `failed` with the reason, never as numbers.
+    failed) is returned as it is. An additivity failure, a changed artifact or a profile that
+    cannot be built is stored as `failed` with the reason, never as numbers. The cohort
+    aggregates are updated in the transaction that marks it ready.
     """
     from models_registry.serving import ArtifactTampered, serving_model
+
+    from .cohort import cohort_explanation_add
+    from .profiles import ProfileUnavailable, version_profile_loaded
 
     claimed = Explanation.objects.filter(id=explanation_id, status=Explanation.Status.PENDING).update(
         status=Explanation.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
@@ -83,15 +135,14 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
     prediction = explanation.prediction
     try:
         serving = serving_model(prediction.model_version)
-        row = serving.encode({name: f["value"] for name, f in prediction.features.items()})
-        attribution = core.explain(serving.explainer, row)
-        error = core.check_additivity(attribution, np.array([prediction.margin]))
-    except (core.AdditivityError, ArtifactTampered) as exc:
+        profile = version_profile_loaded(prediction.model_version)
+        result = _engine_compute(prediction, serving, profile)
+    except (core.AdditivityError, ArtifactTampered, ProfileUnavailable) as exc:
         log.warning("explanation %s failed: %s", explanation_id, exc)
-        explanation.status = Explanation.Status.FAILED
-        explanation.error = str(exc)
-        explanation.finished_at = timezone.now()
-        explanation.save(update_fields=["status", "error", "finished_at"])
+        Explanation.objects.filter(pk=explanation_id, status=Explanation.Status.RUNNING).update(
+            status=Explanation.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        explanation.refresh_from_db()
         return explanation
     except Exception:
         # A transient failure (database, worker shutdown): hand the row back so a retry or the
@@ -100,27 +151,28 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
             status=Explanation.Status.PENDING
         )
         raise
-    explanation.base_value = attribution.base_value
-    explanation.contributions = [
-        {"name": name, "shap": float(value)}
-        for name, value in zip(serving.feature_names, attribution.values[0], strict=True)
-    ]
-    explanation.additivity_error = error
-    explanation.background_size = attribution.background_size
-    explanation.status = Explanation.Status.READY
-    explanation.error = ""
-    explanation.finished_at = timezone.now()
-    explanation.save(
-        update_fields=[
-            "base_value",
-            "contributions",
-            "additivity_error",
-            "background_size",
-            "status",
-            "error",
-            "finished_at",
-        ]
-    )
+    unc = result["uncertainty"]
+    with transaction.atomic():
+        # Only the transaction that moves it from running to ready counts it in the cohort.
+        updated = Explanation.objects.filter(pk=explanation_id, status=Explanation.Status.RUNNING).update(
+            base_value=result["base_value"],
+            contributions=result["contributions"],
+            additivity_error=result["additivity_error"],
+            background_size=result["background_size"],
+            uncertainty=unc,
+            similar_patients=result["similar_patients"],
+            stability=result["stability"],
+            abstain=unc["abstain"],
+            abstain_reason=unc["abstain_reason"],
+            status=Explanation.Status.READY,
+            error="",
+            finished_at=timezone.now(),
+        )
+        if updated:
+            cohort_explanation_add(
+                prediction=prediction, names=serving.feature_names, values=result["row"], shap=result["shap"]
+            )
+    explanation.refresh_from_db()
     return explanation
 
 

@@ -82,8 +82,10 @@ def test_explanation_api_shows_every_input_with_value_unit_source_and_shap(
     total = body["base_value"] + sum(f["shap"] for f in body["features"])
     assert total == pytest.approx(body["margin"], abs=ADDITIVITY_TOLERANCE)
     assert body["additivity_error"] <= ADDITIVITY_TOLERANCE
-    assert body["not_yet_computed"] == ["uncertainty", "similar_patients", "stability"]
-    assert body["uncertainty"] is None and body["similar_patients"] is None and body["stability"] is None
+    assert body["not_yet_computed"] == []
+    assert body["uncertainty"]["interval"]["low"] <= body["risk"] + 0.15
+    assert body["similar_patients"]["k"] == 10
+    assert body["stability"]["perturbations"] == 20
     assert (
         AuditEvent.objects.filter(user=charlie, prediction=prediction, action="api_explanation").count() == 1
     )
@@ -95,6 +97,8 @@ def test_pending_explanation_shows_values_but_no_numbers(service_client, predict
     body = charlie_client.get(explanation_url(prediction)).json()
 
     assert body["status"] == "pending"
+    assert body["not_yet_computed"] == ["uncertainty", "similar_patients", "stability"]
+    assert body["uncertainty"] is None and body["similar_patients"] is None and body["stability"] is None
     assert body["base_value"] is None
     assert all(f["shap"] is None for f in body["features"])
     assert any(f["value"] is not None for f in body["features"])

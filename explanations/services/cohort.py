@@ -1,0 +1,441 @@
+"""Cohort SHAP aggregates: updated as explanations become ready, and recomputed by a chunked job.
+
+What the aggregates count: each prediction of a version once, with SHAP values that add up to its
+output: its explanation's (abstained ones included: their SHAP values are valid, the abstention
+concerns the risk shown), or a recompute job's.
+
+Incremental: `cohort_explanation_add` runs in the transaction that marks an explanation ready, and
+only when that transaction is the one that changes its status, so each explanation is counted once.
+
+Recompute (`cohort_job_create` + `cohort_job_run`): the version's predictions up to the newest at
+creation are cut into chunks of consecutive ids; each chunk task streams its rows from the database,
+explains them in batches and replaces its own partial aggregates and sample (keyed by chunk), so a
+chunk run twice counts once. The job row and its chunk rows record progress; running the job again
+dispatches only the chunks not done (a worker killed mid-way loses at most the chunk it held). When
+the last chunk is done the job is finalised: the version's aggregates and samples are replaced by
+the sum of the chunks', plus the ready explanations of later predictions. From then on an
+explanation of a prediction the job covered is not added again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Sum, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from explanations import cohort, core
+from explanations.models import (
+    CohortAggregate,
+    CohortChunkAggregate,
+    CohortChunkSample,
+    CohortJob,
+    CohortJobChunk,
+    CohortSample,
+    Explanation,
+    Prediction,
+)
+from models_registry.models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+# Rows explained per SHAP call inside a chunk (bounded memory: rows x background x features).
+EXPLAIN_BATCH = 256
+
+
+def sample_size() -> int:
+    return int(getattr(settings, "COHORT_SAMPLE_SIZE", 200))
+
+
+def default_chunk_size() -> int:
+    return int(getattr(settings, "COHORT_CHUNK_SIZE", 2000))
+
+
+def _slice(prediction_scored_at) -> tuple[str, object]:
+    return cohort.slice_of(prediction_scored_at, settings.HOSPITAL_TIME_ZONE)
+
+
+def _aggregates_upsert(version_id: int, frame: pd.DataFrame) -> None:
+    """Add aggregate rows to the live table (INSERT ... ON CONFLICT DO UPDATE: adds, never replaces)."""
+    if frame.empty:
+        return
+    table = CohortAggregate._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (version_id, feature, unit, shift, day, count, total, total_abs) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (version_id, feature, unit, shift, day) DO UPDATE SET "
+        f"count = {table}.count + EXCLUDED.count, total = {table}.total + EXCLUDED.total, "
+        f"total_abs = {table}.total_abs + EXCLUDED.total_abs"
+    )
+    rows = [
+        (version_id, r.feature, r.unit, r.shift, r.day, int(r.count), float(r.total), float(r.total_abs))
+        for r in frame.itertuples(index=False)
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _sample_add(version_id: int, prediction_id: int, unit: str, shift: str, day, values, shap) -> None:
+    """Keep the prediction in its slice's sample if it is among the COHORT_SAMPLE_SIZE smallest."""
+    k = sample_size()
+    p = cohort.priority(prediction_id)
+    in_slice = CohortSample.objects.filter(version_id=version_id, unit=unit, shift=shift, day=day)
+    kth = list(in_slice.order_by("priority").values_list("priority", flat=True)[k - 1 : k])
+    if kth and p >= kth[0]:
+        return
+    CohortSample.objects.bulk_create(
+        [
+            CohortSample(
+                version_id=version_id,
+                unit=unit,
+                shift=shift,
+                day=day,
+                prediction_id=prediction_id,
+                priority=p,
+                values=cohort.json_floats(values),
+                shap=[float(v) for v in shap],
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    if kth:
+        in_slice.filter(priority__gte=kth[0]).delete()
+
+
+def cohort_explanation_add(
+    *, prediction: Prediction, names: list[str], values: np.ndarray, shap: np.ndarray
+) -> None:
+    """Add one ready explanation to its slice's aggregates and sample. Call inside the transaction
+    that marks the explanation ready, and only when that update changed its status."""
+    covered = CohortJob.objects.filter(
+        version_id=prediction.model_version_id,
+        status__in=[CohortJob.Status.FINALIZING, CohortJob.Status.DONE],
+        max_prediction_id__gte=prediction.pk,
+    ).exists()
+    if covered:
+        return  # a recompute job already counted this prediction
+    shift, day = _slice(prediction.scored_at)
+    frame = cohort.aggregate(
+        np.atleast_2d(shap), pd.DataFrame({"unit": [prediction.unit], "shift": [shift], "day": [day]}), names
+    )
+    _aggregates_upsert(prediction.model_version_id, frame)
+    _sample_add(prediction.model_version_id, prediction.pk, prediction.unit, shift, day, values, shap)
+
+
+# --- the recompute job -------------------------------------------------------------------------
+
+
+def cohort_job_create(*, version: ModelVersion, chunk_size: int | None = None) -> CohortJob:
+    """A job over the version's predictions, cut into chunks of `chunk_size` consecutive ids.
+
+    Only ids are read here (streamed), never the rows themselves.
+    """
+    chunk_size = chunk_size or default_chunk_size()
+    with transaction.atomic():
+        job = CohortJob.objects.create(version=version, chunk_size=chunk_size)
+        ids = (
+            Prediction.objects.filter(model_version=version)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .iterator(chunk_size=10_000)
+        )
+        chunks: list[CohortJobChunk] = []
+        first = last = None
+        count = total = 0
+        for pk in ids:
+            if first is None:
+                first = pk
+            last = pk
+            count += 1
+            total += 1
+            if count == chunk_size:
+                chunks.append(CohortJobChunk(job=job, index=len(chunks), first_id=first, last_id=last))
+                first, count = None, 0
+        if first is not None:
+            chunks.append(CohortJobChunk(job=job, index=len(chunks), first_id=first, last_id=last))
+        CohortJobChunk.objects.bulk_create(chunks, batch_size=1000)
+        job.chunks_total = len(chunks)
+        job.rows_total = total
+        job.max_prediction_id = last or 0
+        job.save(update_fields=["chunks_total", "rows_total", "max_prediction_id"])
+    return job
+
+
+def cohort_job_run(*, job: CohortJob) -> int:
+    """Dispatch the job's chunks that are not done (a Celery group); return how many.
+
+    Running it again after a worker died resumes the job. With nothing left to do, the job is
+    finalised here.
+    """
+    from celery import group
+
+    from explanations.tasks import cohort_chunk_task
+
+    CohortJob.objects.filter(
+        pk=job.pk, status__in=[CohortJob.Status.PENDING, CohortJob.Status.FAILED]
+    ).update(status=CohortJob.Status.RUNNING, started_at=timezone.now(), error="")
+    missing = list(
+        CohortJobChunk.objects.filter(job=job)
+        .exclude(status=CohortJobChunk.Status.DONE)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+    if not missing:
+        cohort_job_finalize(job_id=job.pk)
+        return 0
+    group(cohort_chunk_task.si(chunk_id) for chunk_id in missing).apply_async()
+    return len(missing)
+
+
+def _chunk_rows(chunk: CohortJobChunk):
+    """Stream (id, features, margin, unit, scored_at) of the chunk's predictions."""
+    return (
+        Prediction.objects.filter(
+            model_version_id=chunk.job.version_id, pk__gte=chunk.first_id, pk__lte=chunk.last_id
+        )
+        .order_by("pk")
+        .values_list("pk", "features", "margin", "unit", "scored_at")
+        .iterator(chunk_size=EXPLAIN_BATCH)
+    )
+
+
+def _batches(rows, size: int):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
+    """Explain one chunk's rows and replace its partial aggregates and sample."""
+    from models_registry.serving import serving_model
+
+    chunk = CohortJobChunk.objects.select_related("job__version").get(pk=chunk_id)
+    if chunk.status == CohortJobChunk.Status.DONE:
+        return chunk
+    CohortJobChunk.objects.filter(pk=chunk_id).update(
+        status=CohortJobChunk.Status.RUNNING, attempts=F("attempts") + 1
+    )
+    started = time.perf_counter()
+    job = chunk.job
+    serving = serving_model(job.version)
+    names = serving.feature_names
+    tz = settings.HOSPITAL_TIME_ZONE
+    partials: list[pd.DataFrame] = []
+    samples: list[pd.DataFrame] = []
+    rows_done = rows_failed = 0
+    for batch in _batches(_chunk_rows(chunk), EXPLAIN_BATCH):
+        matrix = np.vstack([serving.encode(features) for _, features, _, _, _ in batch])
+        attribution = core.explain(serving.explainer, matrix)
+        margins = np.array([m for _, _, m, _, _ in batch])
+        ok = core.additivity_error(attribution, margins) <= core.ADDITIVITY_TOLERANCE
+        rows_failed += int((~ok).sum())
+        slices = [cohort.slice_of(scored_at, tz) for *_, scored_at in batch]
+        keys = pd.DataFrame(
+            {
+                "unit": [unit for *_, unit, _ in batch],
+                "shift": [s for s, _ in slices],
+                "day": [d for _, d in slices],
+            }
+        )[ok].reset_index(drop=True)
+        shap = attribution.values[ok]
+        partials.append(cohort.aggregate(shap, keys, names))
+        kept = [pk for (pk, *_), good in zip(batch, ok, strict=True) if good]
+        sample = keys.copy()
+        sample["prediction_id"] = kept
+        sample["priority"] = [cohort.priority(pk) for pk in kept]
+        sample["row"] = np.flatnonzero(ok)
+        sample["values"] = [cohort.json_floats(matrix[i]) for i in sample["row"]]
+        sample["shap"] = [[float(v) for v in attribution.values[i]] for i in sample["row"]]
+        samples.append(cohort.bottom_k(sample, sample_size()))
+        rows_done += len(kept)
+    if partials:
+        combined = pd.concat(partials, ignore_index=True)
+        partial = combined.groupby(["feature", "unit", "shift", "day"], sort=True).sum().reset_index()
+    else:
+        partial = cohort.aggregate(np.empty((0, len(names))), pd.DataFrame(), names)
+    sample = cohort.bottom_k(pd.concat(samples, ignore_index=True), sample_size()) if samples else None
+    with transaction.atomic():
+        locked = CohortJobChunk.objects.select_for_update().get(pk=chunk_id)
+        if locked.status == CohortJobChunk.Status.DONE:
+            return locked  # another run of the same chunk finished first
+        CohortChunkAggregate.objects.filter(chunk=locked).delete()
+        CohortChunkSample.objects.filter(chunk=locked).delete()
+        CohortChunkAggregate.objects.bulk_create(
+            [
+                CohortChunkAggregate(
+                    chunk=locked,
+                    feature=r.feature,
+                    unit=r.unit,
+                    shift=r.shift,
+                    day=r.day,
+                    count=int(r.count),
+                    total=float(r.total),
+                    total_abs=float(r.total_abs),
+                )
+                for r in partial.itertuples(index=False)
+            ],
+            batch_size=2000,
+        )
+        if sample is not None:
+            CohortChunkSample.objects.bulk_create(
+                [
+                    CohortChunkSample(
+                        chunk=locked,
+                        unit=r.unit,
+                        shift=r.shift,
+                        day=r.day,
+                        prediction_id=int(r.prediction_id),
+                        priority=float(r.priority),
+                        values=r.values,
+                        shap=r.shap,
+                    )
+                    for r in sample.itertuples(index=False)
+                ],
+                batch_size=2000,
+            )
+        locked.status = CohortJobChunk.Status.DONE
+        locked.rows = rows_done
+        locked.rows_failed = rows_failed
+        locked.seconds = time.perf_counter() - started
+        locked.finished_at = timezone.now()
+        locked.save()
+    if not CohortJobChunk.objects.filter(job_id=job.pk).exclude(status=CohortJobChunk.Status.DONE).exists():
+        cohort_job_finalize(job_id=job.pk)
+    return locked
+
+
+def cohort_job_finalize(*, job_id: int) -> CohortJob:
+    """Replace the version's aggregates and samples with the job's (claimed: runs once)."""
+    claimed = CohortJob.objects.filter(pk=job_id, status=CohortJob.Status.RUNNING).update(
+        status=CohortJob.Status.FINALIZING
+    )
+    job = CohortJob.objects.get(pk=job_id)
+    if not claimed:
+        return job
+    version_id = job.version_id
+    try:
+        with transaction.atomic():
+            CohortAggregate.objects.filter(version_id=version_id).delete()
+            CohortSample.objects.filter(version_id=version_id).delete()
+            sums = (
+                CohortChunkAggregate.objects.filter(chunk__job=job)
+                .values("feature", "unit", "shift", "day")
+                .annotate(n=Sum("count"), t=Sum("total"), a=Sum("total_abs"))
+                .order_by("feature", "unit", "shift", "day")
+            )
+            CohortAggregate.objects.bulk_create(
+                (
+                    CohortAggregate(
+                        version_id=version_id,
+                        feature=row["feature"],
+                        unit=row["unit"],
+                        shift=row["shift"],
+                        day=row["day"],
+                        count=row["n"],
+                        total=row["t"],
+                        total_abs=row["a"],
+                    )
+                    for row in sums.iterator(chunk_size=2000)
+                ),
+                batch_size=2000,
+            )
+            ranked = (
+                CohortChunkSample.objects.filter(chunk__job=job)
+                .annotate(
+                    rank=Window(
+                        RowNumber(),
+                        partition_by=[F("unit"), F("shift"), F("day")],
+                        order_by=[F("priority").asc(), F("prediction_id").asc()],
+                    )
+                )
+                .filter(rank__lte=sample_size())
+            )
+            CohortSample.objects.bulk_create(
+                (
+                    CohortSample(
+                        version_id=version_id,
+                        unit=s.unit,
+                        shift=s.shift,
+                        day=s.day,
+                        prediction_id=s.prediction_id,
+                        priority=s.priority,
+                        values=s.values,
+                        shap=s.shap,
+                    )
+                    for s in ranked.iterator(chunk_size=2000)
+                ),
+                batch_size=2000,
+                ignore_conflicts=True,
+            )
+            _tail_add(job)
+            CohortJob.objects.filter(pk=job_id).update(
+                status=CohortJob.Status.DONE, finished_at=timezone.now()
+            )
+    except Exception as exc:
+        CohortJob.objects.filter(pk=job_id).update(
+            status=CohortJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    job.refresh_from_db()
+    return job
+
+
+def _tail_add(job: CohortJob) -> None:
+    """Ready explanations of predictions newer than the job's chunks: add their stored SHAP values."""
+    from models_registry.serving import serving_model
+
+    serving = serving_model(job.version)
+    tail = (
+        Explanation.objects.filter(
+            prediction__model_version_id=job.version_id,
+            status=Explanation.Status.READY,
+            prediction_id__gt=job.max_prediction_id,
+        )
+        .select_related("prediction")
+        .iterator(chunk_size=500)
+    )
+    for explanation in tail:
+        prediction = explanation.prediction
+        shap = np.array([c["shap"] for c in explanation.contributions])
+        cohort_explanation_add(
+            prediction=prediction,
+            names=serving.feature_names,
+            values=serving.encode(prediction.features),
+            shap=shap,
+        )
+
+
+def cohort_job_progress(job: CohortJob) -> dict:
+    """`GET /api/v1/jobs/{id}/` body."""
+    chunks = CohortJobChunk.objects.filter(job=job)
+    done = chunks.filter(status=CohortJobChunk.Status.DONE).aggregate(
+        rows=Sum("rows"), failed=Sum("rows_failed")
+    )
+    chunks_done = chunks.filter(status=CohortJobChunk.Status.DONE).count()
+    return {
+        "id": job.pk,
+        "kind": "cohort_recompute",
+        "model": {"name": job.version.registered_model.name, "version": job.version.version},
+        "status": job.status,
+        "chunks_total": job.chunks_total,
+        "chunks_done": chunks_done,
+        "rows_total": job.rows_total,
+        "rows_done": done["rows"] or 0,
+        "rows_failed": done["failed"] or 0,
+        "progress": chunks_done / job.chunks_total if job.chunks_total else 1.0,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "error": job.error or None,
+    }

@@ -1,0 +1,166 @@
+"""A chunked cohort recompute survives a worker killed mid-way: run again, it completes, and every
+prediction is counted once (real Celery worker processes on the test database and Redis)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.conf import settings
+
+from explanations import cohort, core, services
+from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk, Prediction
+from explanations.services.simulate import predictions_resampled_create
+from models_registry.serving import serving_model
+
+pytestmark = pytest.mark.worker
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS, CHUNK = 2400, 200
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def queue(redis_url):
+    from sightline.celery import app
+
+    name = f"sightline-test-{uuid.uuid4().hex[:10]}"
+    previous = app.conf.task_always_eager, app.conf.task_default_queue
+    app.conf.task_always_eager, app.conf.task_default_queue = False, name
+    yield name
+    app.conf.task_always_eager, app.conf.task_default_queue = previous
+    import redis
+
+    redis.Redis.from_url(redis_url).delete(name, f"_kombu.binding.{name}")
+
+
+@pytest.fixture
+def start_worker(transactional_db, postgres, model_store, queue, redis_url, tmp_path):
+    processes = []
+
+    def start() -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": redis_url,
+            "CELERY_QUEUE": queue,
+            "MODEL_STORE": str(model_store),
+            "DB_CONN_MAX_AGE": "0",
+        }
+        log = (tmp_path / f"worker-{len(processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("celery")),
+                "-A",
+                "sightline",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                queue,
+            ]
+            + ["--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        process.log_path = log.name
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait(condition, process, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"worker exited:\n{Path(process.log_path).read_text()[-3000:]}")
+        time.sleep(0.02)
+    pytest.fail(f"timed out; worker log:\n{Path(process.log_path).read_text()[-3000:]}")
+
+
+def _done(job) -> int:
+    return CohortJobChunk.objects.filter(job=job, status=CohortJobChunk.Status.DONE).count()
+
+
+def test_cohort_job_survives_a_killed_worker(start_worker, model_version):
+    predictions_resampled_create(
+        version=model_version, n=ROWS, seed=1, run_at=datetime(2026, 1, 5, 8, tzinfo=UTC)
+    )
+    job = services.cohort_job_create(version=model_version, chunk_size=CHUNK)
+    assert job.chunks_total == ROWS // CHUNK
+
+    first = start_worker()
+    services.cohort_job_run(job=job)
+    _wait(lambda: _done(job) >= 2, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    done_when_killed = _done(job)
+    job.refresh_from_db()
+    assert job.status == CohortJob.Status.RUNNING and done_when_killed < job.chunks_total
+
+    second = start_worker()
+    dispatched = services.cohort_job_run(job=job)  # resume: only the chunks not done
+    assert dispatched == job.chunks_total - done_when_killed
+    _wait(lambda: CohortJob.objects.get(pk=job.pk).status == CohortJob.Status.DONE, second)
+
+    job.refresh_from_db()
+    assert _done(job) == job.chunks_total
+    # One partial row per (chunk, feature, slice): a chunk run twice replaced its rows.
+    partials = pd.DataFrame(
+        list(
+            CohortChunkAggregate.objects.filter(chunk__job=job).values(
+                "chunk", "feature", "unit", "shift", "day"
+            )
+        )
+    )
+    assert not partials.duplicated().any()
+    names = serving_model(model_version).feature_names
+    counted = CohortAggregate.objects.filter(version=model_version, feature=names[0]).values_list(
+        "count", flat=True
+    )
+    assert sum(counted) == ROWS
+
+    # The same numbers as shap run directly on the same rows, aggregated with pandas.
+    serving = serving_model(model_version)
+    rows = list(Prediction.objects.filter(model_version=model_version).order_by("pk"))
+    matrix = np.vstack([serving.encode(p.features) for p in rows])
+    shap = core.explain(serving.explainer, matrix).values
+    slices = [cohort.slice_of(p.scored_at, settings.HOSPITAL_TIME_ZONE) for p in rows]
+    frame = pd.DataFrame(
+        {"unit": [p.unit for p in rows], "shift": [s for s, _ in slices], "day": [d for _, d in slices]}
+    )
+    j = names.index("apache_aps")
+    expected = frame.assign(v=shap[:, j]).groupby(["unit", "shift", "day"])["v"].agg(["size", "sum"])
+    stored = pd.DataFrame(
+        list(
+            CohortAggregate.objects.filter(version=model_version, feature="apache_aps").values(
+                "unit", "shift", "day", "count", "total"
+            )
+        )
+    ).set_index(["unit", "shift", "day"])
+    stored = stored.loc[expected.index]
+    assert stored["count"].tolist() == expected["size"].tolist()
+    np.testing.assert_allclose(stored["total"], expected["sum"], atol=1e-6)
