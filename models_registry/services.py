@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,8 @@ from django.utils import timezone
 
 from models_registry.bundle import Bundle, read_bundle, sha256_bytes
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+
+log = logging.getLogger(__name__)
 
 # An override of the promotion gate must say why in words, not "ok".
 MIN_OVERRIDE_REASON_CHARS = 20
@@ -49,6 +52,16 @@ def _artifact_store(*, data: bytes, sha256: str) -> Path:
     return target
 
 
+def _profile_build_enqueue(version_id: int) -> None:
+    from explanations.tasks import version_profile_build_task
+
+    try:
+        version_profile_build_task.delay(version_id)
+    except Exception:
+        # The broker is down: the first explanation of this version builds the profile instead.
+        log.warning("could not queue the profile build of model version %s", version_id, exc_info=True)
+
+
 def model_register(
     *, path: Path | str, promote: bool = False, user=None, override_reason: str | None = None
 ) -> tuple[ModelVersion, bool]:
@@ -77,6 +90,9 @@ def model_register(
                 existing.refresh_from_db()
             return existing, False
         version = _version_create(registered=registered, bundle=bundle, user=user)
+        # Uncertainty, similar patients and stability are fitted on the reference set now rather
+        # than by the first explanation that needs them.
+        transaction.on_commit(lambda: _profile_build_enqueue(version.pk))
         if promote:
             model_version_promote(version=version, user=user, override_reason=override_reason)
             version.refresh_from_db()
