@@ -25,7 +25,7 @@ demo: venv
 	$(PY) manage.py migrate --noinput
 	@set -e; \
 	if [ -n "$$REDIS_URL" ]; then \
-	  $(VENV)/bin/celery -A sightline worker --beat --concurrency 2 --loglevel warning & worker=$$!; \
+	  $(VENV)/bin/celery -A sightline worker --beat --schedule var/celerybeat-schedule --concurrency 2 --loglevel warning & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	fi; \
 	$(PY) manage.py demo; \

@@ -3,7 +3,8 @@
 import tempfile
 
 from django.http import FileResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -27,9 +28,24 @@ from .selectors import action_reasons, reason_label
 from .services import alert_action_record, user_may_act
 
 
+def _reason_codes() -> list[str]:
+    return sorted({r["code"] for reasons in action_reasons().values() for r in reasons})
+
+
+# Documented as enums in the schema; validated below with messages that list the choices.
+@extend_schema_field({"type": "string", "enum": list(AlertAction.Action.values)})
+class _ActionField(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "enum": _reason_codes()})
+class _ReasonField(serializers.CharField):
+    pass
+
+
 class AlertActionInput(serializers.Serializer):
-    action = serializers.CharField()
-    reason = serializers.CharField()
+    action = _ActionField()
+    reason = _ReasonField(help_text="A reason code of the action (settings.ALERT_ACTION_REASONS).")
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     idempotency_key = serializers.CharField(required=False, allow_blank=False, max_length=64)
 
@@ -123,7 +139,10 @@ class OverridesExportApi(APIView):
             ),
             OpenApiParameter("format", str, enum=["csv", "parquet"], description="Default csv."),
         ],
-        responses={200: None},
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+        },
         description="One row per clinician action on an alert in the window, oldest first, with a "
         "pseudonymised patient id, the top features shown and the outcome when known. Admins and auditors.",
     )

@@ -2,17 +2,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import api, views
+from .login_throttle import ThrottledLoginView
 
 urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("worklist.json", views.worklist_json, name="worklist-json"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            template_name="registration/login.html", redirect_authenticated_user=True
-        ),
-        name="login",
-    ),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("predictions/<int:prediction_id>/", views.prediction_detail, name="prediction-detail"),
     path("predictions/<int:prediction_id>/explanation.json", views.explanation_json, name="explanation-json"),

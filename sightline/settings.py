@@ -114,6 +114,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Login throttling (clinician_ui.login_throttle): failures per username, per address, and the window.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_IP_LIMIT = envint("LOGIN_FAILURE_IP_LIMIT", 20)
+LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 LOGIN_REDIRECT_URL = "worklist"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -211,6 +215,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",
     "DESCRIPTION": "Explanations for ICU risk alerts. See CONTRACT.md.",
     "VERSION": "1",
+    # Every operation documents its JSON errors (CONTRACT.md section 7).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sightline.openapi.add_error_responses",
+    ],
 }
 
 # Reasons a clinician picks when acting on an alert (CONTRACT.md section 4), per action.

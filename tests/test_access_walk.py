@@ -1,0 +1,482 @@
+"""Every URL in the URLconf, walked as every role, against an explicit table of expected answers.
+
+Roles: anonymous, alice (clinician, MICU), bob (clinician, CCU), charlie (admin), auditor, and the
+scoring-service token. URL parameters are filled with real objects: a MICU patient's prediction and
+alert, a CCU patient's, the registered model's name and version, a cohort job, and one row of each
+model the Django admin manages.
+
+On top of the table, for every answer: never a 5xx; an API error is the contract's JSON shape; and a
+patient's name and id never appear in anything sent to someone who may not see that patient's unit
+(bob never receives the MICU patient, alice never the CCU one, anonymous and the service token
+neither).
+
+A URL pattern without an entry in the table fails `test_every_url_has_an_expectation`: a new
+endpoint is walked only once someone has written down who may reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from explanations.models import CohortJob, Patient, Prediction
+
+ROLES = ("anonymous", "alice", "bob", "charlie", "auditor", "service")
+PEOPLE = ("alice", "bob", "charlie", "auditor")
+# Units each role may see (clinician_ui.access.visible_units).
+SEES = {"alice": {"MICU"}, "bob": {"CCU"}, "charlie": {"MICU", "CCU"}, "auditor": {"MICU", "CCU"}}
+
+PATIENTS = {
+    "MICU": {"id": "P-MICU-7F3A", "display_name": "Marlowe, Micaela", "unit": "MICU", "bed": "4"},
+    "CCU": {"id": "P-CCU-91C2", "display_name": "Calloway, Cedric", "unit": "CCU", "bed": "9"},
+}
+
+# Markers for answers that are redirects to a login page.
+LOGIN = "login"  # 302 to /login/?next=...
+ADMIN_LOGIN = "admin-login"  # 302 to /admin/login/?next=...
+
+
+# --- collecting the URLconf -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    route: str  # the pattern as written, e.g. "api/v1/predictions/<int:prediction_id>/explanation/"
+    name: str  # "namespace:name", or "" for an unnamed pattern
+
+    @property
+    def is_admin(self) -> bool:
+        return self.route.startswith("admin/")
+
+
+def url_routes() -> list[Route]:
+    def walk(resolver: URLResolver, prefix: str, namespace: str | None):
+        for pattern in resolver.url_patterns:
+            if isinstance(pattern, URLResolver):
+                ns = namespace
+                if pattern.namespace:
+                    ns = f"{namespace}:{pattern.namespace}" if namespace else pattern.namespace
+                yield from walk(pattern, prefix + str(pattern.pattern), ns)
+            else:
+                assert isinstance(pattern, URLPattern)
+                name = pattern.name or ""
+                if name and namespace:
+                    name = f"{namespace}:{name}"
+                yield Route(prefix + str(pattern.pattern), name)
+
+    return list(walk(get_resolver(), "", None))
+
+
+# --- the expectation table -------------------------------------------------------------------
+#
+# Per URL name: role -> expected GET answer. A status, a set of acceptable statuses, LOGIN or
+# ADMIN_LOGIN; for a URL about one patient (`per_patient`) the people's entries are "own" (the
+# role sees the patient's unit) and "other" (it does not).
+
+
+@dataclass(frozen=True)
+class Expect:
+    get: dict
+    per_patient: bool = False
+    # role -> statuses for a POST with `post_body`, for the roles that must be refused (and
+    # some that must succeed, to show the refusal is about the role).
+    post: dict | None = None
+    post_body: dict | None = None
+    query: str = ""
+
+
+def person(status, **overrides) -> dict:
+    """The same answer for every signed-in person, with per-role overrides."""
+    return {p: overrides.get(p, status) for p in PEOPLE}
+
+
+HTML_PAGE = {"anonymous": LOGIN, "service": LOGIN}
+# DRF endpoints open to signed-in people only (IsPerson): the token is refused, not ignored.
+PERSON_API = {"anonymous": 401, "service": 403}
+# DRF endpoints with session authentication only: a token is not a login; DRF answers 403.
+SESSION_API = {"anonymous": 403, "service": 403}
+# The service's own endpoints (IsServiceToken).
+SERVICE_ONLY = {"anonymous": 401, **person(403)}
+REFUSE_POST_TO_PEOPLE = {"anonymous": 401, **person(403)}
+# Monitoring JSON: session only, 401 JSON without a login, 403 JSON for anyone but an admin.
+MONITORING_JSON = {"anonymous": 401, "service": 401, **person(403, charlie={200, 202, 400, 404})}
+
+PATIENT_PAGE = {"own": 200, "other": 404}
+
+EXPECTATIONS: dict[str, Expect] = {
+    # clinician_ui pages
+    # Asking for another unit by its filter shows nothing of it (the body check below).
+    "worklist": Expect({**HTML_PAGE, **person(200)}, query="unit=MICU"),
+    "worklist-json": Expect({**HTML_PAGE, **person(200)}, query="unit=MICU"),
+    "login": Expect({"anonymous": 200, "service": 200, **person(302)}),
+    # Django's LogoutView takes POST only.
+    "logout": Expect({role: 405 for role in ROLES}),
+    "prediction-detail": Expect({**HTML_PAGE, "own": 200, "other": 404}, per_patient=True),
+    "explanation-json": Expect({**HTML_PAGE, "own": 200, "other": 404}, per_patient=True),
+    "alert-detail": Expect({**HTML_PAGE, "own": 200, "other": 404}, per_patient=True),
+    "audit-log": Expect({**HTML_PAGE, **person(403, charlie=200, auditor=200)}),
+    # clinician_ui API
+    "alert-actions": Expect(
+        {**SESSION_API, **person(405)},
+        per_patient=True,
+        post={
+            "anonymous": {401, 403},
+            "service": {401, 403},
+            "auditor": 403,  # reads, never acts
+            "other": 404,  # another unit's alert does not exist for them
+            "own-clinician": 201,
+            "charlie": 201,
+        },
+        post_body={"action": "acknowledge", "reason": "reviewing", "comment": "walk"},
+    ),
+    "export-overrides": Expect(
+        {**SESSION_API, **person(403, charlie=200, auditor=200)},
+        query="from=2000-01-01&to=2100-01-01&format=csv",
+    ),
+    # The schema documents the API; it holds no data, and tools fetch it before they log in.
+    "api-schema": Expect({role: 200 for role in ROLES}),
+    # explanations API
+    "prediction-ingest": Expect(
+        {**SERVICE_ONLY, "service": 405}, post=REFUSE_POST_TO_PEOPLE, post_body={"external_id": "x"}
+    ),
+    "prediction-bulk-ingest": Expect(
+        {**SERVICE_ONLY, "service": 405}, post=REFUSE_POST_TO_PEOPLE, post_body={"external_id": "x"}
+    ),
+    "outcome-record": Expect(
+        {**SERVICE_ONLY, "service": 405}, post=REFUSE_POST_TO_PEOPLE, post_body={"encounter_id": "x"}
+    ),
+    "prediction-explanation": Expect({**PERSON_API, "own": 200, "other": 404}, per_patient=True),
+    "prediction-what-if": Expect(
+        {**PERSON_API, **person(405)},
+        per_patient=True,
+        post={"anonymous": 401, "service": 403, "other": 404, "own": {200, 400, 422}},
+        post_body={"changes": {}},
+    ),
+    "job-detail": Expect({**PERSON_API, **person(200)}),
+    "cohort-summary": Expect({**PERSON_API, **person({200, 404})}, query="model={model}&unit=MICU"),
+    # registry API and pages (model cards hold no patient data: any signed-in person)
+    # An admin's session or admin API token; a scoring-service token is refused.
+    "api-model-upload": Expect(
+        {**PERSON_API, **person(403, charlie=405)},
+        # charlie passes the role check and reaches the parser: the upload is multipart only.
+        post={**PERSON_API, **person(403, charlie=415)},
+        post_body={"promote": "false"},
+    ),
+    "api-model-card": Expect({**SESSION_API, **person(200)}),
+    "model-list": Expect({**HTML_PAGE, **person(200)}),
+    "model-card": Expect({**HTML_PAGE, **person(200)}),
+    "model-card-charts": Expect({**HTML_PAGE, **person(200)}),
+    # monitoring (admins only)
+    "monitoring": Expect({**HTML_PAGE, **person(403, charlie=200)}),
+    "monitoring-summary": Expect(MONITORING_JSON),
+    "monitoring-feature": Expect(MONITORING_JSON),
+    "monitoring-prediction": Expect(MONITORING_JSON),
+    "monitoring-performance": Expect(MONITORING_JSON),
+    "monitoring-burden": Expect(MONITORING_JSON),
+    "monitoring-refresh": Expect(
+        {role: 405 for role in ROLES},
+        post={"anonymous": 401, "service": 401, **person(403, charlie={200, 202, 400})},
+        post_body={},
+    ),
+    # FHIR
+    "fhir-transaction": Expect(
+        {**SERVICE_ONLY, "service": 405},
+        post=REFUSE_POST_TO_PEOPLE,
+        post_body={"resourceType": "Bundle", "type": "transaction", "entry": []},
+    ),
+    "fhir-risk-assessment": Expect(
+        {"anonymous": 401, "service": 403, "own": 200, "other": 404}, per_patient=True
+    ),
+}
+
+# The Django admin is for staff (charlie): everyone else is sent to the admin login. charlie is an
+# admin by role but holds no model permissions, so model pages answer 403 except the read-only
+# audit records, which admins read.
+ADMIN_SITE = {
+    "admin:index": {"charlie": 200},
+    "admin:login": {**{role: 200 for role in ROLES}, "charlie": 302},
+    # The same page behind the login throttle (clinician_ui.login_throttle.admin_login).
+    "admin-login": {**{role: 200 for role in ROLES}, "charlie": 302},
+    "admin:password_change": {"charlie": 200},
+    "admin:password_change_done": {"charlie": 200},
+    "admin:autocomplete": {"charlie": 403},
+    "admin:jsi18n": {"charlie": 200},
+    "admin:view_on_site": {"charlie": 404},
+    "admin:app_list": {"charlie": {200, 404}},
+    "admin:models_registry_upload": {"charlie": 200},
+    "admin:auth_user_password_change": {"charlie": 403},
+}
+# The final catch-all (unnamed): a staff member gets 404, anyone else the login.
+ADMIN_CATCH_ALL = "admin/(?P<url>.*)$"
+ADMIN_MODEL_VIEWS = ("changelist", "add", "history", "delete", "change", "object")
+# Models whose rows admins read in the admin (the append-only records): view, never change.
+ADMIN_READABLE = {"clinician_ui.alertaction", "clinician_ui.auditevent"}
+
+
+def admin_model_views() -> dict[str, tuple[str, str]]:
+    """URL name (or route for the unnamed object redirect) -> (model label, view)."""
+    out = {}
+    for model in admin.site._registry:
+        app, name = model._meta.app_label, model._meta.model_name
+        for view in ADMIN_MODEL_VIEWS[:-1]:
+            out[f"admin:{app}_{name}_{view}"] = (f"{app}.{name}", view)
+        out[f"admin/{app}/{name}/<path:object_id>/"] = (f"{app}.{name}", "object")
+    return out
+
+
+def admin_expectation(route: Route) -> dict | None:
+    """role -> expected GET answer for an admin URL, or None when the table has no entry."""
+    non_staff = {role: ADMIN_LOGIN for role in ROLES if role != "charlie"}
+    if route.name == "admin:logout":
+        # Logging out when not logged in to the admin goes back to its index (then its login).
+        return {**{role: 302 for role in non_staff}, "charlie": 405}
+    if route.route == ADMIN_CATCH_ALL:
+        return {**non_staff, "charlie": 404}
+    if route.name in ADMIN_SITE:
+        return {**non_staff, **ADMIN_SITE[route.name]}
+    model_views = admin_model_views()
+    key = route.name or route.route
+    if key not in model_views:
+        return None
+    label, view = model_views[key]
+    if view == "object":
+        charlie = 302  # redirects to the change view
+    elif label in ADMIN_READABLE:
+        charlie = {"changelist": 200, "change": 200, "history": 200, "add": 403, "delete": 403}[view]
+    else:
+        charlie = 403
+    return {**non_staff, "charlie": charlie}
+
+
+def expectation_for(route: Route) -> Expect | None:
+    if route.is_admin:
+        table = admin_expectation(route)
+        return Expect(table) if table is not None else None
+    return EXPECTATIONS.get(route.name)
+
+
+def test_every_url_has_an_expectation():
+    missing = [r.route for r in url_routes() if expectation_for(r) is None]
+    assert not missing, f"URL patterns with no access expectation in tests/test_access_walk.py: {missing}"
+    # And the table names no URL that is gone.
+    names = {r.name for r in url_routes()}
+    assert set(EXPECTATIONS) <= names, set(EXPECTATIONS) - names
+
+
+# --- the world the walk sees -----------------------------------------------------------------
+
+
+@dataclass
+class World:
+    clients: dict[str, Client]
+    prediction: dict[str, Prediction]  # unit -> a prediction with an alert
+    alert: dict[str, int]
+    model_name: str
+    model_version: int
+    job_id: int
+    admin_objects: dict[str, str]  # "app.model" -> pk to use
+    user_ids: dict[str, int]
+    patient_ct: int
+
+
+@pytest.fixture
+def world(
+    alice, bob, charlie, auditor, alice_client, bob_client, charlie_client, auditor_client,
+    service_client, service_token, model_version, prediction_payload,
+) -> World:  # fmt: skip
+    cache.clear()  # throttle counters of earlier tests
+    predictions, alerts = {}, {}
+    for unit, patient in PATIENTS.items():
+        for index in range(prediction_payload.count):
+            payload = prediction_payload(index, external_id=f"walk-{unit}-{index}", patient=patient)
+            payload["encounter_id"] = f"E-{unit}-{index}"
+            body = service_client.post("/api/v1/predictions/", payload, format="json").json()
+            if body.get("alert"):
+                predictions[unit] = Prediction.objects.get(pk=body["id"])
+                alerts[unit] = body["alert"]["id"]
+                break
+        assert unit in alerts, f"no demo payload raised an alert for {unit}"
+    # An outcome for the MICU encounter, an action on the MICU alert, a group: one row of each.
+    service_client.post(
+        "/api/v1/outcomes/", {"encounter_id": predictions["MICU"].encounter.external_id, "outcome": True},
+        format="json",
+    )  # fmt: skip
+    alice_client.post(
+        f"/api/v1/alerts/{alerts['MICU']}/actions/",
+        {"action": "dismiss", "reason": "already_aware", "comment": "seed"},
+        content_type="application/json",
+    )
+    Group.objects.create(name="walkers")
+    job = CohortJob.objects.create(version=model_version, chunk_size=100)
+
+    admin_objects = {}
+    for model in admin.site._registry:
+        label = f"{model._meta.app_label}.{model._meta.model_name}"
+        if model is Patient:
+            obj = Patient.objects.get(external_id=PATIENTS["MICU"]["id"])
+        else:
+            obj = model._default_manager.order_by("pk").first()
+        admin_objects[label] = str(obj.pk) if obj is not None else "999999"
+
+    token_client = Client(HTTP_AUTHORIZATION=f"Token {service_token}")
+    return World(
+        clients={
+            "anonymous": Client(),
+            "alice": alice_client,
+            "bob": bob_client,
+            "charlie": charlie_client,
+            "auditor": auditor_client,
+            "service": token_client,
+        },
+        prediction=predictions,
+        alert=alerts,
+        model_name=model_version.registered_model.name,
+        model_version=model_version.version,
+        job_id=job.pk,
+        admin_objects=admin_objects,
+        user_ids={"alice": alice.pk},
+        patient_ct=ContentType.objects.get_for_model(Patient).pk,
+    )
+
+
+def fill(route: Route, world: World, unit: str) -> str:
+    """The route with its parameters replaced by the objects of `unit`'s patient."""
+    label = None
+    match = re.match(r"admin/(\w+)/(\w+)/", route.route)
+    if match:
+        label = f"{match.group(1)}.{match.group(2)}"
+    prediction = world.prediction[unit]
+    values: dict[str, Callable[[], str]] = {
+        "prediction_id": lambda: str(prediction.pk),
+        "pk": lambda: str(prediction.pk),
+        "alert_id": lambda: str(world.alert[unit]),
+        "job_id": lambda: str(world.job_id),
+        "name": lambda: world.model_name,
+        "version": lambda: str(world.model_version),
+        "object_id": lambda: world.admin_objects.get(label, "999999"),
+        "id": lambda: str(world.user_ids["alice"]),
+        "content_type_id": lambda: str(world.patient_ct),
+        "app_label": lambda: "explanations",
+        "url": lambda: "no-such-page/",
+    }
+    path = route.route
+    if path.startswith("admin/^"):  # the app index: a regex
+        return "/admin/explanations/"
+    if path == ADMIN_CATCH_ALL:
+        return "/admin/no-such-page/"
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)](), path)
+    return "/" + path
+
+
+# --- checking answers ------------------------------------------------------------------------
+
+
+def body_of(response) -> bytes:
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content)
+    return response.content
+
+
+def resolve_expected(table: dict, role: str, unit: str, *, per_patient: bool):
+    if role in table:
+        return table[role]
+    if per_patient and role in SEES:
+        own = unit in SEES[role]
+        if own and role in ("alice", "bob") and "own-clinician" in table:
+            return table["own-clinician"]
+        return table["own" if own else "other"]
+    raise KeyError(role)
+
+
+def matches(response, expected) -> bool:
+    if expected == LOGIN:
+        return response.status_code == 302 and response["Location"].startswith("/login/")
+    if expected == ADMIN_LOGIN:
+        return response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    allowed = expected if isinstance(expected, set) else {expected}
+    return response.status_code in allowed
+
+
+def check_invariants(response, body: bytes, *, role: str, path: str, failures: list[str]) -> None:
+    if response.status_code >= 500:
+        failures.append(f"{role} {path}: {response.status_code}")
+    # A patient's name and id reach only people who see the patient's unit.
+    for unit, patient in PATIENTS.items():
+        if role in SEES and unit in SEES[role]:
+            continue
+        for secret in (patient["id"], patient["display_name"]):
+            if secret.encode() in body or json.dumps(secret)[1:-1].encode() in body:
+                failures.append(f"{role} {path}: received {unit} patient's {secret!r}")
+    # API errors are the contract's JSON (FHIR's are OperationOutcomes).
+    if path.startswith("/api/") and response.status_code >= 400:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            failures.append(f"{role} {path}: {response.status_code} error is not JSON")
+            return
+        if not {"error", "detail"} <= set(data):
+            failures.append(f"{role} {path}: {response.status_code} error lacks error/detail: {data}")
+    is_fhir_error = path.startswith("/fhir/") and response.status_code >= 400
+    if is_fhir_error and json.loads(body).get("resourceType") != "OperationOutcome":
+        failures.append(f"{role} {path}: FHIR error is not an OperationOutcome")
+
+
+def test_every_url_as_every_role(world, settings):
+    failures: list[str] = []
+    walked = 0
+    for route in url_routes():
+        expect = expectation_for(route)
+        assert expect is not None, route
+        has_object = bool(re.search(r"<(?:\w+:)?(prediction_id|alert_id|pk)>", route.route))
+        units = ("MICU", "CCU") if has_object else ("MICU",)
+        for unit in units:
+            path = fill(route, world, unit)
+            if expect.query:
+                path += "?" + expect.query.format(model=world.model_name)
+            for role in ROLES:
+                client = world.clients[role]
+                try:
+                    wanted = resolve_expected(expect.get, role, unit, per_patient=expect.per_patient)
+                except KeyError:
+                    failures.append(f"{route.route}: no GET expectation for {role}")
+                    continue
+                response = client.get(path)
+                body = body_of(response)
+                walked += 1
+                if not matches(response, wanted):
+                    failures.append(f"GET {path} as {role}: {response.status_code}, expected {wanted}")
+                check_invariants(response, body, role=role, path=path, failures=failures)
+                if expect.post is None:
+                    continue
+                try:
+                    wanted = resolve_expected(expect.post, role, unit, per_patient=expect.per_patient)
+                except KeyError:
+                    continue  # a POST this table does not test for this role
+                response = client.post(path, expect.post_body, content_type="application/json")
+                body = body_of(response)
+                if not matches(response, wanted):
+                    failures.append(
+                        f"POST {path} as {role}: {response.status_code}, expected {wanted}: {body[:200]!r}"
+                    )
+                check_invariants(response, body, role=role, path=path, failures=failures)
+    assert not failures, "\n".join(failures)
+    assert walked > 6 * 100  # every role, every pattern (with both patients where there is one)
+
+
+def test_the_walk_would_see_a_leak(world):
+    """The name check is not vacuous: the people who may see a patient do receive the name."""
+    assert PATIENTS["MICU"]["display_name"].encode() in body_of(world.clients["alice"].get("/"))
+    assert PATIENTS["CCU"]["display_name"].encode() in body_of(world.clients["bob"].get("/"))
+    assert PATIENTS["MICU"]["display_name"].encode() not in body_of(world.clients["bob"].get("/"))
+    alert = world.alert["MICU"]
+    assert PATIENTS["MICU"]["id"].encode() in body_of(world.clients["auditor"].get(f"/alerts/{alert}/"))
