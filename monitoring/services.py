@@ -176,9 +176,8 @@ def summary_compute(*, comparison: Comparison) -> dict:
         ref_frame = ref_window.sample[names]
         ref_risk = ref_window.sample["__risk__"].to_numpy()
         ref_n, ref_sampled = ref_window.n, ref_window.sampled
-        ref_shap, ref_shap_n = selectors.current_mean_abs_shap(
-            selectors.predictions_in(version, comparison.reference_start, comparison.reference_end, where),
-            names,
+        ref_shap, ref_shap_n = selectors.mean_abs_shap(
+            version, comparison.reference_start, comparison.reference_end, where, names
         )
         ref_label = (
             f"{comparison.reference_start:%Y-%m-%d %H:%M} to {comparison.reference_end:%Y-%m-%d %H:%M}"
@@ -242,9 +241,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
         ],
     }
 
-    cur_shap, cur_shap_n = selectors.current_mean_abs_shap(
-        selectors.predictions_in(version, comparison.start, comparison.end, where), names
-    )
+    cur_shap, cur_shap_n = selectors.mean_abs_shap(version, comparison.start, comparison.end, where, names)
     if ref_shap_n and cur_shap_n:
         attribution = drift.attribution_drift(names, ref_shap, cur_shap)
         attribution.update(n_reference=ref_shap_n, n_current=cur_shap_n, available=True)
@@ -257,9 +254,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
         }
 
     groups, seconds = selectors.alerts_in(version, comparison.start, comparison.end, where)
-    alert_burden = burden.alert_burden(
-        {u: len(days) for u, days in current.patient_days.items()}, groups, seconds
-    )
+    alert_burden = burden.alert_burden(current.patient_days, groups, seconds)
 
     summary = _finite(
         {

@@ -169,8 +169,10 @@ def test_periodic_refresh_warms_the_default_views(scored, model_version):
 
 def test_window_streams_in_chunks_into_a_bounded_sample(scored, model_version):
     start, end = datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
-    full = selectors.window_collect(model_version, start, end, Slice("overall"), risk_edges=np.array([0.5]))
-    small = selectors.window_collect(
+    full = selectors.window_collect_streamed(
+        model_version, start, end, Slice("overall"), risk_edges=np.array([0.5])
+    )
+    small = selectors.window_collect_streamed(
         model_version, start, end, Slice("overall"), risk_edges=np.array([0.5]), sample_size=10, chunk_size=7
     )
     assert full.n == small.n == 60
@@ -182,15 +184,32 @@ def test_window_streams_in_chunks_into_a_bounded_sample(scored, model_version):
     assert all(tuple(np.nan_to_num(r, nan=-1)) in rows for r in small.sample.to_numpy())
 
 
-def test_attribution_drift_from_ready_explanations(charlie_client, scored, model_version):
-    from explanations.models import Explanation
+def _explain(model_version, predictions, shap_of) -> None:
+    """Mark the predictions' explanations ready as the worker does: in one transaction with their
+    cohort aggregates (explanations.services.cohort_explanation_add)."""
+    from django.db import transaction
 
-    names = [f.name for f in model_version.input_features()]
-    explanations = Explanation.objects.filter(prediction__model_version=model_version).order_by("pk")[:10]
-    for i, explanation in enumerate(explanations):
-        # Stored as the worker stores them; creatinine dominates every current explanation.
-        contributions = [{"name": n, "shap": (2.0 if n == "creatinine" else 0.01) * (-1) ** i} for n in names]
-        Explanation.objects.filter(pk=explanation.pk).update(status="ready", contributions=contributions)
+    from explanations.models import Explanation
+    from explanations.services.cohort import cohort_explanation_add
+
+    serving = serving_model(model_version)
+    names = serving.feature_names
+    for i, prediction in enumerate(predictions):
+        shap = np.array([shap_of(i, n) for n in names])
+        contributions = [{"name": n, "shap": float(v)} for n, v in zip(names, shap, strict=True)]
+        with transaction.atomic():
+            Explanation.objects.filter(prediction=prediction).update(
+                status="ready", contributions=contributions
+            )
+            cohort_explanation_add(
+                prediction=prediction, names=names, values=serving.encode(prediction.features), shap=shap
+            )
+
+
+def test_attribution_drift_from_the_cohort_aggregates(charlie_client, scored, model_version):
+    predictions = Prediction.objects.filter(model_version=model_version).order_by("pk")[:10]
+    # Creatinine dominates every current explanation.
+    _explain(model_version, predictions, lambda i, n: (2.0 if n == "creatinine" else 0.01) * (-1) ** i)
     summary = charlie_client.get("/monitoring/data/summary/", {"version": model_version.pk, **WINDOW}).json()
     attribution = summary["attribution"]
     assert attribution["available"] and attribution["n_current"] == 10
@@ -200,3 +219,65 @@ def test_attribution_drift_from_ready_explanations(charlie_client, scored, model
     age = next(r for r in attribution["features"] if r["feature"] == "age")
     assert age["current"] == pytest.approx(0.01)
     assert age["reference"] > 0.01  # the reference set's own SHAP, computed with the serving explainer
+
+
+def test_attribution_of_a_window_with_partial_days_adds_aggregates_and_explanations(
+    charlie_client, scored, model_version
+):
+    """From 03-08 06:00: the partial day 03-08 is summed from the explanations, the whole day 03-09
+    from the aggregates; the mean is that of every explanation in the window."""
+    ordered = list(Prediction.objects.filter(model_version=model_version).order_by("scored_at"))
+    chosen = ordered[::6]  # scored at 0 h, 4.8 h, ..., 43.2 h after 03-08 00:00
+    _explain(model_version, chosen, lambda i, n: float(6 * i + 1) if n == "creatinine" else 0.01)
+    window = {"from": "2026-03-08T06:00:00Z", "to": "2026-03-10T00:00:00Z"}
+    summary = charlie_client.get("/monitoring/data/summary/", {"version": model_version.pk, **window}).json()
+    start = datetime(2026, 3, 8, 6, tzinfo=UTC)
+    inside = [6 * i + 1 for i, p in enumerate(chosen) if p.scored_at >= start]
+    assert len(inside) == 8  # 3 on the partial day, 5 on the whole day
+    attribution = summary["attribution"]
+    assert attribution["n_current"] == 8
+    creatinine = next(r for r in attribution["features"] if r["feature"] == "creatinine")
+    assert creatinine["current"] == pytest.approx(np.mean(inside))
+    assert selectors.whole_days(start, datetime(2026, 3, 10, tzinfo=UTC)) == (
+        datetime(2026, 3, 9, tzinfo=UTC),
+        datetime(2026, 3, 10, tzinfo=UTC),
+    )
+    assert selectors.whole_days(start, datetime(2026, 3, 9, 5, tzinfo=UTC)) is None
+
+
+def test_counts_in_sql_equal_the_streamed_counts(scored, model_version):
+    """The PostgreSQL path (GROUP BY + a sample chosen in SQL) counts exactly what streaming every
+    row counts, per slice; only the sampled rows differ (both uniform, by different hashes)."""
+    start, end = datetime(2026, 3, 8, 5, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
+    edges = np.array([0.1, 0.2, 0.35, 0.5])
+    for where in (Slice("overall"), Slice("shift", "night"), Slice("unit", "MICU")):
+        for bucket in ("day", "week"):
+            sql = selectors.window_collect_sql(
+                model_version, start, end, where, risk_edges=edges, bucket=bucket, sample_size=15
+            )
+            streamed = selectors.window_collect_streamed(
+                model_version, start, end, where, risk_edges=edges, bucket=bucket, sample_size=15
+            )
+            assert sql.n == streamed.n > 0
+            assert sql.sampled == streamed.sampled == (sql.n > 15)
+            assert {k: v.tolist() for k, v in sql.risk_counts.items()} == {
+                k: v.tolist() for k, v in streamed.risk_counts.items()
+            }
+            assert sql.tier_counts == streamed.tier_counts
+            assert sql.risk_histogram.tolist() == streamed.risk_histogram.tolist()
+            assert sql.patient_days == streamed.patient_days
+            assert sql.encounters == streamed.encounters
+            assert len(sql.sample) == len(streamed.sample) == min(15, sql.n)
+            # Missingness is exact when the window fits in the sample.
+            whole = selectors.window_collect_sql(
+                model_version, start, end, where, risk_edges=edges, bucket=bucket
+            )
+            assert not whole.sampled and whole.missing.tolist() == streamed.missing.tolist()
+    # The sample is fixed by the ids: the same window gives the same sample.
+    again = selectors.window_collect_sql(
+        model_version, start, end, Slice("overall"), risk_edges=edges, sample_size=15
+    )
+    first = selectors.window_collect_sql(
+        model_version, start, end, Slice("overall"), risk_edges=edges, sample_size=15
+    )
+    assert np.array_equal(again.sample.to_numpy(), first.sample.to_numpy(), equal_nan=True)
