@@ -45,7 +45,14 @@ class ServiceTokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key: str):
         token = ServiceToken.objects.filter(key_hash=hash_key(key), is_active=True).first()
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            # Not a service token: an admin's API token (models_registry.tokens) authenticates as
+            # that person, never as a service.
+            from models_registry.tokens import api_token_authenticate
+
+            api_token = api_token_authenticate(key_hash=hash_key(key))
+            if api_token is None:
+                raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            return api_token.user, api_token
         ServiceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return ServicePrincipal(token=token), token
 

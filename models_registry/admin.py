@@ -10,7 +10,7 @@ from django.urls import path, reverse
 
 from models_registry.bundle import BundleError
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
-from models_registry.services import PromotionRefused, is_admin, model_register
+from models_registry.services import MIN_OVERRIDE_REASON_CHARS, PromotionRefused, is_admin, model_register
 
 
 class BundleUploadForm(forms.Form):
@@ -22,6 +22,15 @@ class BundleUploadForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Only to promote although the gate fails: why (kept in the promotion audit).",
+    )
+
+
+class PromotionOverrideForm(forms.Form):
+    override_reason = forms.CharField(
+        min_length=MIN_OVERRIDE_REASON_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        label="Why is the gate overridden?",
+        help_text=f"At least {MIN_OVERRIDE_REASON_CHARS} characters; kept in the promotion audit.",
     )
 
 
@@ -151,17 +160,33 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to promote.", level="error")
             return
         version = queryset.get()
+        override = bool((version.gate or {}).get("passed")) is False
+        form = PromotionOverrideForm(request.POST if "confirm_override" in request.POST else None)
+        if override and not form.is_valid():
+            # The gate fails: an intermediate page asks for the written reason (audited).
+            if not is_admin(request.user):
+                self.message_user(request, "Only an admin may override the promotion gate.", level="error")
+                return None
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Override the promotion gate for {version}",
+                "version": version,
+                "form": form,
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "admin/models_registry/promote_override.html", context)
         try:
-            model_version_promote(version=version, user=request.user)
-        except PromotionRefused as exc:
-            self.message_user(
-                request,
-                f"{exc} To override, register the bundle again through Upload with a reason, or use "
-                "register_model --promote --override-reason.",
-                level="error",
+            model_version_promote(
+                version=version,
+                user=request.user,
+                override_reason=form.cleaned_data["override_reason"] if override else None,
             )
-            return
-        self.message_user(request, f"{version} is now production.")
+        except PromotionRefused as exc:
+            self.message_user(request, str(exc), level="error")
+            return None
+        how = " (gate overridden; the reason is in the promotion audit)" if override else ""
+        self.message_user(request, f"{version} is now production{how}.")
+        return None
 
 
 @admin.register(Promotion)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.urls import reverse
-from rest_framework import permissions, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from explanations.auth import ServiceTokenAuthentication
 from models_registry.bundle import BundleError
 from models_registry.selectors import model_card, model_version_get
 from models_registry.services import PromotionRefused, is_admin, model_register
@@ -37,14 +40,41 @@ def _truthy(value) -> bool:
     return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+_REGISTERED = inline_serializer(
+    "ModelRegistered",
+    {
+        "name": serializers.CharField(),
+        "version": serializers.IntegerField(),
+        "status": serializers.CharField(),
+        "created": serializers.BooleanField(),
+        "gate": serializers.JSONField(),
+        "card_url": serializers.CharField(),
+    },
+)
+
+
 class ModelUploadApi(APIView):
     """POST /api/v1/models/ — multipart: `bundle` (a .zip of a bundle), optional `promote` and
-    `override_reason`. Session authentication of an admin user."""
+    `override_reason`. An admin's session or API token (`Authorization: Token <key>`, from
+    `manage.py create_api_token`); a scoring-service token is refused (403)."""
 
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [ServiceTokenAuthentication, SessionAuthentication]
     permission_classes = [permissions.IsAuthenticated, IsRegistryAdmin]
     parser_classes = [MultiPartParser]
 
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "ModelUpload",
+                {
+                    "bundle": serializers.FileField(help_text="A .zip of a bundle (CONTRACT.md section 1)."),
+                    "promote": serializers.BooleanField(required=False),
+                    "override_reason": serializers.CharField(required=False),
+                },
+            )
+        },
+        responses={201: _REGISTERED, 200: _REGISTERED},
+    )
     def post(self, request):
         limit = upload_max_bytes()
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -111,5 +141,6 @@ class ModelCardApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: int):
         return Response(model_card(model_version_get(name=name, version=version)))

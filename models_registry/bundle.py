@@ -27,8 +27,8 @@ import pandas as pd
 import yaml
 
 from explanations import core
+from models_registry import calibration, metrics
 from models_registry import checks as judged
-from models_registry import metrics
 from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 FORMAT_VERSION = 1
@@ -243,6 +243,8 @@ def _read_directory(root: Path) -> Bundle:
         )
         performance["challenger"] = metrics.performance(labels, challenger_risk, thresholds=tiers)
     checks["reference_auroc"] = performance["model"]["auroc"]["value"]
+    if spec.get("calibration") is not None:
+        performance["recalibrated"] = _recalibration(spec["calibration"]["method"], labels, risk, tiers)
     gate = judged.promotion_gate(
         model=performance["model"],
         challenger=performance.get("challenger"),
@@ -270,6 +272,32 @@ def _read_directory(root: Path) -> Bundle:
         metrics=performance,
         gate=gate,
     )
+
+
+def _recalibration(method: str, labels: np.ndarray, risk: np.ndarray, tiers: dict[str, float]) -> dict:
+    """Performance of the recalibrated risk (cross-fitted on the reference set) with the mapping
+    fitted on the whole reference set. Shown beside the model's own figures; never served: the risk
+    posted and explained is the registered model's output (CONTRACT.md section 2)."""
+    events = int(labels.sum())
+    if min(events, len(labels) - events) < 2 * calibration.CROSS_FIT_FOLDS:
+        raise BundleError(
+            f"bundle.yaml calibration needs at least {2 * calibration.CROSS_FIT_FOLDS} patients with and "
+            f"without the outcome in the reference set for {calibration.CROSS_FIT_FOLDS}-fold cross-fitting."
+        )
+    crossed = calibration.cross_fitted_risk(method, labels, risk)
+    return {
+        **metrics.performance(labels, crossed, thresholds=tiers),
+        "calibration": {
+            "method": method,
+            "mapping": calibration.recalibration_fit(method, labels, risk),
+            "cross_fitting": {
+                "folds": calibration.CROSS_FIT_FOLDS,
+                "seed": calibration.CROSS_FIT_SEED,
+                "stratified": True,
+            },
+            "served": False,
+        },
+    }
 
 
 def _auroc_margin(spec: dict) -> float:
@@ -328,6 +356,11 @@ def _parse_spec(raw: bytes) -> dict:
         _require(challenger, "path", "challenger.")
         if _require(challenger, "format", "challenger.") != "sklearn-skops":
             raise BundleError("bundle.yaml challenger.format must be sklearn-skops.")
+    recalibration = spec.get("calibration")
+    if recalibration is not None and (
+        not isinstance(recalibration, dict) or recalibration.get("method") not in calibration.METHODS
+    ):
+        raise BundleError("bundle.yaml calibration must be {method: isotonic} or {method: platt}.")
     features = _require(spec, "features", "")
     if not isinstance(features, list):
         raise BundleError("bundle.yaml features must be a list.")

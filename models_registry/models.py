@@ -133,3 +133,23 @@ class Promotion(AppendOnlyModel):
     def __str__(self) -> str:
         how = "override" if self.overridden else "gate passed"
         return f"{self.version} promoted {self.promoted_at:%Y-%m-%d %H:%M} ({how})"
+
+
+class ApiToken(models.Model):
+    """A personal API token of an admin (`Authorization: Token <key>`), e.g. for a training job's
+    `POST /api/v1/models/`. Authenticates as its user; only the key's sha256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    # The first characters of the key, so that an admin can tell tokens apart without the key.
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} token {self.prefix}… ({'active' if self.is_active else 'revoked'})"

@@ -11,6 +11,9 @@ from django.http import Http404
 
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 
+# charts.json is a pure function of an immutable version: cached per version and bundle digest.
+CHARTS_CACHE_SECONDS = 7 * 24 * 3600
+
 CHECK_TITLES = {
     "feature_names_match": "Model inputs match the feature schema (names, order, no leakage features)",
     "reproduces_expected_risk": "Serving stack reproduces the training environment's risk",
@@ -200,9 +203,66 @@ def model_card(version: ModelVersion) -> dict:
     }
 
 
-def model_card_charts(card: dict) -> dict:
-    """Exactly what the card's two Plotly figures need: the reliability diagram and the
-    discrimination/calibration figures with their 95% intervals, model and challenger."""
+def _curve_points(labels, risk) -> dict:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, risk, drop_intermediate=True)
+    precision, recall, _ = precision_recall_curve(labels, risk, drop_intermediate=True)
+    return {
+        "roc": {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]},
+        "pr": {
+            "recall": [round(float(v), 5) for v in recall],
+            "precision": [round(float(v), 5) for v in precision],
+        },
+    }
+
+
+def reference_curves(version: ModelVersion) -> list[dict]:
+    """ROC and precision-recall curves on the reference set (sklearn), model and challenger. The
+    reference file is read from the model store and its sha256 verified (ArtifactTampered if not)."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from models_registry.bundle import load_challenger
+    from models_registry.serving import _artifact_bytes
+
+    spec = version.spec
+    reference = pd.read_parquet(io.BytesIO(_artifact_bytes(version, spec["reference"]["path"])))
+    labels = reference[spec["reference"]["label"]].to_numpy(dtype=np.float64)
+    curves = [{"name": "model", **_curve_points(labels, reference["expected_risk"].to_numpy(dtype=float))}]
+    challenger = spec.get("challenger")
+    if challenger:
+        estimator = load_challenger(_artifact_bytes(version, challenger["path"]), challenger["path"])
+        inputs = reference[[f.name for f in version.input_features()]]
+        curves.append({"name": "challenger", **_curve_points(labels, estimator.predict_proba(inputs)[:, 1])})
+    return curves
+
+
+def model_card_charts_cached(version: ModelVersion) -> dict:
+    """charts.json for a version, from the Django cache when present (versions never change)."""
+    from django.core.cache import cache
+
+    key = f"sightline:model-card-charts:v1:{version.pk}:{version.bundle_sha256}"
+    charts = cache.get(key)
+    if charts is None:
+        from models_registry.serving import ArtifactTampered
+
+        try:
+            curves = reference_curves(version)
+        except ArtifactTampered as exc:
+            # Not cached: the figures stored at registration are still shown, the curves are not.
+            return {**model_card_charts(model_card(version)), "curves_error": str(exc)}
+        charts = model_card_charts(model_card(version), curves=curves)
+        cache.set(key, charts, CHARTS_CACHE_SECONDS)
+    return charts
+
+
+def model_card_charts(card: dict, *, curves: list[dict] | None = None) -> dict:
+    """Exactly what the card's Plotly figures need: the reliability diagram, the
+    discrimination/calibration figures with their 95% intervals (model, challenger and, when the
+    bundle asks for it, the cross-fitted recalibrated risk) and the ROC and precision-recall curves."""
     series = []
     for who, summary in card["performance"].items():
         bins = [b for b in summary.get("reliability", []) if b["count"]]
@@ -222,4 +282,4 @@ def model_card_charts(card: dict) -> dict:
             figure = summary.get(metric)
             if figure:
                 metrics.append({"metric": metric, "who": who, **figure})
-    return {"reliability": series, "metrics": metrics}
+    return {"reliability": series, "metrics": metrics, "curves": curves or []}

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from models_registry.selectors import model_card, model_card_charts, model_list, model_version_get
+from models_registry.selectors import model_card, model_card_charts_cached, model_list, model_version_get
 
 
 @login_required
@@ -20,4 +20,4 @@ def card_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
 
 @login_required
 def card_charts_json(request: HttpRequest, name: str, version: int) -> JsonResponse:
-    return JsonResponse(model_card_charts(model_card(model_version_get(name=name, version=version))))
+    return JsonResponse(model_card_charts_cached(model_version_get(name=name, version=version)))

@@ -127,3 +127,45 @@ def test_registry_list_shows_each_version_and_status(model_version, alice_client
     assert "icu-mortality-30d" in body
     assert 'href="/models/icu-mortality-30d/versions/1/"' in body
     assert "production" in body and "passed" in body
+
+
+def test_chart_curves_equal_sklearn_and_are_cached_per_version(model_version, demo_bundle_dir, alice_client):
+    from django.core.cache import cache
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from models_registry.services import artifact_store_path
+
+    cache.clear()
+    reference = pd.read_parquet(demo_bundle_dir / "reference.parquet")
+    labels, risk = reference["died_30d"].to_numpy(), reference["expected_risk"].to_numpy(dtype=np.float64)
+    fpr, tpr, _ = roc_curve(labels, risk)
+    precision, recall, _ = precision_recall_curve(labels, risk, drop_intermediate=True)
+
+    data = alice_client.get("/models/icu-mortality-30d/versions/1/charts.json").json()
+
+    curves = {c["name"]: c for c in data["curves"]}
+    assert set(curves) == {"model", "challenger"}
+    np.testing.assert_allclose(curves["model"]["roc"]["fpr"], fpr, atol=1e-5)
+    np.testing.assert_allclose(curves["model"]["roc"]["tpr"], tpr, atol=1e-5)
+    np.testing.assert_allclose(curves["model"]["pr"]["precision"], precision, atol=1e-5)
+    np.testing.assert_allclose(curves["model"]["pr"]["recall"], recall, atol=1e-5)
+    # The trapezoidal area under the stored ROC points is the card's AUROC.
+    assert np.trapezoid(curves["model"]["roc"]["tpr"], curves["model"]["roc"]["fpr"]) == pytest.approx(
+        model_version.metrics["model"]["auroc"]["value"], abs=1e-4
+    )
+    challenger_auc = np.trapezoid(curves["challenger"]["roc"]["tpr"], curves["challenger"]["roc"]["fpr"])
+    assert challenger_auc == pytest.approx(model_version.metrics["challenger"]["auroc"]["value"], abs=1e-4)
+
+    # Cached: with the reference file gone from the store, the same charts are still served.
+    reference_file = artifact_store_path(model_version.artifacts["reference.parquet"])
+    reference_file.rename(reference_file.with_suffix(".moved"))
+    assert alice_client.get("/models/icu-mortality-30d/versions/1/charts.json").json() == data
+
+    # Uncached and the file missing: the stored figures with a message, never a 500.
+    cache.clear()
+    degraded = alice_client.get("/models/icu-mortality-30d/versions/1/charts.json")
+    assert degraded.status_code == 200
+    assert (
+        degraded.json()["curves"] == [] and "missing from the model store" in degraded.json()["curves_error"]
+    )
+    assert degraded.json()["reliability"] == data["reliability"]

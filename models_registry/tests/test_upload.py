@@ -5,6 +5,7 @@ import zipfile
 
 import pytest
 import yaml
+from django.contrib.messages import get_messages
 
 from models_registry.models import ModelVersion, Promotion, RegisteredModel
 
@@ -50,10 +51,14 @@ def test_admin_uploads_a_zip_and_gets_201_with_name_and_version(
 def test_clinician_auditor_and_anonymous_may_not_upload(
     db, model_store, demo_bundle_dir, alice_client, auditor_client, client
 ):
-    for who in (alice_client, auditor_client, client):
+    for who in (alice_client, auditor_client):
         response = who.post(URL, {"bundle": _zip(demo_bundle_dir)})
         assert response.status_code == 403
-        assert response.json()["error"] in {"permission_denied", "not_authenticated"}
+        assert response.json()["error"] == "permission_denied"
+    # Without a session or a token: 401, the endpoint takes `Authorization: Token <key>`.
+    anonymous = client.post(URL, {"bundle": _zip(demo_bundle_dir)})
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "not_authenticated")
+    assert anonymous["WWW-Authenticate"] == "Token"
     assert RegisteredModel.objects.count() == 0
 
 
@@ -144,21 +149,61 @@ def test_admin_site_upload_shows_the_bundle_problem(db, model_store, demo_bundle
     assert RegisteredModel.objects.count() == 0
 
 
-def test_admin_promote_action_refuses_a_failed_gate_with_a_message(
-    db, model_store, demo_bundle_dir, admin_client, tmp_path
+def test_admin_promote_action_asks_for_a_written_reason_when_the_gate_fails(
+    db, model_store, demo_bundle_dir, admin_client, admin_user, tmp_path
 ):
     archive = tmp_path / "strict.zip"
     archive.write_bytes(_zip(demo_bundle_dir, _strict_margin).getvalue())
     from models_registry.services import model_register
 
     version, _ = model_register(path=archive)
+    changelist = "/admin/models_registry/modelversion/"
+    action = {"action": "promote", "_selected_action": [version.pk]}
+
+    # The action stops on an intermediate page showing the gate's figures and asking why.
+    page = admin_client.post(changelist, action)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "does not clear the promotion gate" in text and "The promotion gate fails: AUROC" in text
+    assert 'name="override_reason"' in text
+    version.refresh_from_db()
+    assert version.status == "candidate" and Promotion.objects.count() == 0
+
+    # Too short a reason: the form again, nothing promoted.
+    short = admin_client.post(changelist, {**action, "confirm_override": "yes", "override_reason": "ok"})
+    assert "Ensure this value has at least 20 characters" in short.content.decode()
+    version.refresh_from_db()
+    assert version.status == "candidate" and Promotion.objects.count() == 0
+
+    done = admin_client.post(
+        changelist, {**action, "confirm_override": "yes", "override_reason": REASON}, follow=True
+    )
+    assert "is now production (gate overridden" in done.content.decode()
+    version.refresh_from_db()
+    assert (version.status, version.promoted_by) == ("production", admin_user)
+    record = Promotion.objects.get()
+    assert (record.user, record.gate_passed, record.overridden, record.override_reason) == (
+        admin_user,
+        False,
+        True,
+        REASON,
+    )
+    assert record.gate == version.gate
+
+
+def test_admin_promote_action_promotes_directly_when_the_gate_passes(
+    db, model_store, demo_bundle_dir, admin_client
+):
+    from models_registry.services import model_register
+
+    version, _ = model_register(path=demo_bundle_dir)
 
     response = admin_client.post(
-        "/admin/models_registry/modelversion/",
-        {"action": "promote", "_selected_action": [version.pk]},
-        follow=True,
+        "/admin/models_registry/modelversion/", {"action": "promote", "_selected_action": [version.pk]}
     )
 
-    assert "The promotion gate fails: AUROC" in response.content.decode()
+    assert response.status_code == 302
+    assert [m.message for m in get_messages(response.wsgi_request)] == [f"{version} is now production."]
     version.refresh_from_db()
-    assert version.status == "candidate"
+    assert version.status == "production"
+    assert Promotion.objects.get().overridden is False

@@ -1,0 +1,90 @@
+"""The model card in a real browser: an admin opens the registry, then a version's card; the Plotly
+charts (reliability, metrics, ROC, precision-recall) render from charts.json, the promotion gate's
+figures and the registration checks are on the page. Screenshot in tests/artifacts/model_card.png.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.people import PASSWORD
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is required in CI at {CHROMIUM} (apt-get install chromium).")
+        pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests.")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def registered(transactional_db, model_store, demo_bundle_dir, charlie):
+    from django.core.cache import cache
+
+    from models_registry.services import model_register
+
+    cache.clear()
+    version, _ = model_register(path=demo_bundle_dir, promote=True, user=charlie)
+    return version
+
+
+def test_admin_opens_the_model_card_and_its_charts_render(browser, live_server, registered):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(live_server.url + "/login/")
+        page.fill("input[name=username]", "charlie")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(live_server.url + "/")
+
+        page.goto(live_server.url + "/models/")
+        assert "icu-mortality-30d" in page.content()
+        page.click('a[href="/models/icu-mortality-30d/versions/1/"]')
+        page.wait_for_url(live_server.url + "/models/icu-mortality-30d/versions/1/")
+
+        for chart in ("reliability-chart", "metrics-chart", "roc-chart", "pr-chart"):
+            page.wait_for_selector(f"#{chart}.js-plotly-plot .scatterlayer .trace", timeout=20_000)
+        # ROC: model, challenger and the chance diagonal; PR: model and challenger.
+        assert page.locator("#roc-chart .scatterlayer .trace").count() == 3
+        assert page.locator("#pr-chart .scatterlayer .trace").count() == 2
+        assert "ROC curve (reference set)" in page.locator("#roc-chart").inner_text()
+
+        assert page.locator("#card-status").inner_text() == "production"
+        gate = page.locator("#gate-result").inner_text()
+        assert gate.startswith("Passed.")
+        gate_rows = page.locator("#gate-table tbody tr")
+        assert gate_rows.count() == len(registered.gate["criteria"])
+        auroc_row = gate_rows.filter(has_text="AUROC")
+        assert str(registered.gate["criteria"][0]["model"]) in auroc_row.inner_text()
+
+        checks = page.locator("#checks-list li")
+        assert checks.count() == 6
+        assert all(text.startswith("pass") for text in checks.all_inner_texts())
+        assert "Spearman" in page.locator("#checks-list").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "model_card.png"), full_page=True)
+        assert errors == []
+    finally:
+        context.close()
