@@ -57,6 +57,23 @@ def wait_all_ready(prediction_ids: list[int], worker) -> dict[str, int]:
     pytest.fail(f"not all explained after {DEADLINE} s: {statuses}\n{worker_log(worker)}")
 
 
+def explained_by_a_sweeping_worker(ids, *, broker, queue, model_store, log_path) -> None:
+    """Start a worker with its beat (so the sweep runs), wait until every prediction is explained."""
+    worker = start_worker(
+        queue=queue,
+        redis_url=broker.url,
+        model_store=model_store,
+        log_path=log_path,
+        beat=True,
+        env=SWEEP_ENV,
+    )
+    try:
+        wait_all_ready(ids, worker)
+    finally:
+        stop_worker(worker)
+    assert_each_explained_once(ids)
+
+
 def assert_each_explained_once(prediction_ids: list[int]) -> None:
     explanations = Explanation.objects.filter(prediction_id__in=prediction_ids)
     assert (
@@ -100,19 +117,13 @@ def test_worker_killed_mid_task_then_every_prediction_is_explained_once(
     )
     assert interrupted >= 1 and unfinished >= 1
 
-    worker = start_worker(
+    explained_by_a_sweeping_worker(
+        ids,
+        broker=private_broker,
         queue=worker_queue,
-        redis_url=private_broker.url,
         model_store=model_store,
         log_path=tmp_path / "worker2.log",
-        beat=True,
-        env=SWEEP_ENV,
     )
-    try:
-        wait_all_ready(ids, worker)
-    finally:
-        stop_worker(worker)
-    assert_each_explained_once(ids)
     # The interrupted explanation was claimed again (attempt 2), never computed twice over.
     assert max(Explanation.objects.filter(prediction_id__in=ids).values_list("attempts", flat=True)) >= 2
 
@@ -137,19 +148,13 @@ def test_redis_restarted_empty_loses_queued_messages_but_the_sweep_recovers_them
     import redis
 
     assert redis.Redis.from_url(private_broker.url).llen(worker_queue) == 0
-    worker = start_worker(
+    explained_by_a_sweeping_worker(
+        ids,
+        broker=private_broker,
         queue=worker_queue,
-        redis_url=private_broker.url,
         model_store=model_store,
         log_path=tmp_path / "worker.log",
-        beat=True,
-        env=SWEEP_ENV,
     )
-    try:
-        wait_all_ready(ids, worker)
-    finally:
-        stop_worker(worker)
-    assert_each_explained_once(ids)
 
 
 def test_redis_down_at_ingest_still_stores_and_acknowledges_then_explains(
@@ -173,16 +178,10 @@ def test_redis_down_at_ingest_still_stores_and_acknowledges_then_explains(
 
     private_broker.start()
     point_celery_at(private_broker.url, worker_queue)
-    worker = start_worker(
+    explained_by_a_sweeping_worker(
+        ids,
+        broker=private_broker,
         queue=worker_queue,
-        redis_url=private_broker.url,
         model_store=model_store,
         log_path=tmp_path / "worker.log",
-        beat=True,
-        env=SWEEP_ENV,
     )
-    try:
-        wait_all_ready(ids, worker)
-    finally:
-        stop_worker(worker)
-    assert_each_explained_once(ids)

@@ -1,14 +1,8 @@
 """A chunked cohort recompute survives a worker killed mid-way: run again, it completes, and every
 prediction is counted once (real Celery worker processes on the test database and Redis)."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,75 +13,30 @@ from explanations import cohort, core, services
 from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk, Prediction
 from explanations.services.simulate import predictions_resampled_create
 from models_registry.serving import serving_model
+from tests.fixtures import worker
 
 pytestmark = pytest.mark.worker
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS, CHUNK = 2400, 200
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
-def queue(redis_url):
-    from sightline.celery import app
-
-    name = f"sightline-test-{uuid.uuid4().hex[:10]}"
-    previous = app.conf.task_always_eager, app.conf.task_default_queue
-    app.conf.task_always_eager, app.conf.task_default_queue = False, name
-    yield name
-    app.conf.task_always_eager, app.conf.task_default_queue = previous
-    import redis
-
-    redis.Redis.from_url(redis_url).delete(name, f"_kombu.binding.{name}")
-
-
-@pytest.fixture
-def start_worker(transactional_db, postgres, model_store, queue, redis_url, tmp_path):
+def start_worker(transactional_db, postgres, model_store, worker_queue, redis_url, tmp_path):
     processes = []
 
-    def start() -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": redis_url,
-            "CELERY_QUEUE": queue,
-            "MODEL_STORE": str(model_store),
-            "DB_CONN_MAX_AGE": "0",
-        }
-        log = (tmp_path / f"worker-{len(processes)}.log").open("wb")
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("celery")),
-                "-A",
-                "sightline",
-                "worker",
-                "--pool=solo",
-                "-Q",
-                queue,
-            ]
-            + ["--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    def start():
+        process = worker.start_worker(
+            queue=worker_queue,
+            redis_url=redis_url,
+            model_store=model_store,
+            log_path=tmp_path / f"worker-{len(processes)}.log",
         )
-        process.log_path = log.name
         processes.append(process)
         return process
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        worker.stop_worker(process)
 
 
 def _wait(condition, process, timeout=90.0):
@@ -96,9 +45,9 @@ def _wait(condition, process, timeout=90.0):
         if condition():
             return
         if process.poll() is not None:
-            pytest.fail(f"worker exited:\n{Path(process.log_path).read_text()[-3000:]}")
+            pytest.fail(f"worker exited:\n{worker.worker_log(process)}")
         time.sleep(0.02)
-    pytest.fail(f"timed out; worker log:\n{Path(process.log_path).read_text()[-3000:]}")
+    pytest.fail(f"timed out; worker log:\n{worker.worker_log(process)}")
 
 
 def _done(job) -> int:
@@ -115,8 +64,7 @@ def test_cohort_job_survives_a_killed_worker(start_worker, model_version):
     first = start_worker()
     services.cohort_job_run(job=job)
     _wait(lambda: _done(job) >= 2, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    worker.stop_worker(first, kill=True)
     done_when_killed = _done(job)
     job.refresh_from_db()
     assert job.status == CohortJob.Status.RUNNING and done_when_killed < job.chunks_total
