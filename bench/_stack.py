@@ -97,7 +97,9 @@ def peak_rss_mb(process: subprocess.Popen) -> float:
 
 
 @contextmanager
-def stack(env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path):
+def stack(
+    env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
+):
     log_dir.mkdir(parents=True, exist_ok=True)
     web = _start(
         [

@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="CPU niceness of the explanation worker (0 = same as web)"
+    )
     parser.add_argument("--explain-timeout", type=int, default=1800, help="seconds to wait for explanations")
     args = parser.parse_args()
 
@@ -163,6 +166,7 @@ def main() -> None:
         port=args.port,
         web_workers=args.web_workers,
         worker_concurrency=args.worker_concurrency,
+        worker_nice=args.worker_nice,
         log_dir=ROOT / "var" / "bench_load_logs",
     ) as (web, worker):
         print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
