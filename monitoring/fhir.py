@@ -19,6 +19,20 @@ A transaction Bundle in is mapped to a CONTRACT section-2 prediction payload:
   Observation with a dataAbsentReason and no value is "not measured". `effectiveDateTime` (or
   effectiveInstant) is observed_at; the Observation's `Observation/<id>` (or its fullUrl) is the
   source reference a RiskAssessment's `basis` points back to.
+- Patient demographics (age, sex) have no LOINC code, so they are read from the Patient resource,
+  and only for features whose registered `code` asks for it explicitly (a feature without one stays
+  "not measured", as the demo schema's `age` and `sex_female` do until their bundle.yaml carries
+  these codes):
+  - `FHIR:Patient.birthDate` (PATIENT_BIRTH_DATE): a numeric feature, the age in completed years at
+    the Encounter's `period.start`, else at the newest Observation `effectiveDateTime`/`Instant`;
+    with neither (or no birthDate) it is "not measured". A partial birthDate ("1950", "1950-03") is
+    used only when every day it may stand for gives the same age, else "not measured" (nothing is
+    guessed). A birthDate after that reference time is rejected (400, `Patient.birthDate`).
+  - `FHIR:Patient.gender` (PATIENT_GENDER): a binary feature meaning "female", mapped by
+    GENDER_FEMALE: "female" -> true, "male" -> false; "other", "unknown" or no gender is "not
+    measured" (a yes/no "female" cannot say them). A code outside FHIR's administrative-gender value
+    set is rejected (400, `Patient.gender`).
+  The value's source reference is `Patient/<id>` (or the Patient entry's fullUrl).
 - Scoring time is the Bundle's `timestamp` (else the time it was received); the external id is
   `fhir/<Bundle.identifier.value>`, else `fhir/` and a hash of the body, so a repeated Bundle is
   idempotent exactly as a repeated prediction is.
@@ -28,12 +42,13 @@ A transaction Bundle in is mapped to a CONTRACT section-2 prediction payload:
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +61,12 @@ from explanations.models import Prediction
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 
 LOINC = "http://loinc.org"
+# Feature codes (in a bundle's schema) that map a feature from the Patient resource; see the docstring.
+PATIENT_BIRTH_DATE = "FHIR:Patient.birthDate"
+PATIENT_GENDER = "FHIR:Patient.gender"
+# Patient.gender (http://hl7.org/fhir/administrative-gender) -> the binary feature "female".
+# "other" and "unknown" are valid codes a yes/no "female" cannot express: not measured.
+GENDER_FEMALE: dict[str, bool | None] = {"female": True, "male": False, "other": None, "unknown": None}
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 TIER_SYSTEM = "urn:sightline:tier"
 MODEL_SYSTEM = "urn:sightline:model"
@@ -286,6 +307,59 @@ def _observation_value(obs, spec: ModelFeature, where: str) -> tuple[Any, str | 
     )
 
 
+def _age_years(born: date, at: date) -> int:
+    return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
+
+
+def _birth_bounds(raw: Any) -> tuple[date, date]:
+    """The earliest and latest day a (possibly partial) FHIR date may stand for."""
+    if isinstance(raw, date):
+        return raw, raw
+    parts = [int(p) for p in str(raw).split("-")]
+    if len(parts) == 1:
+        return date(parts[0], 1, 1), date(parts[0], 12, 31)
+    year, month = parts[0], parts[1]
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _patient_features(
+    patient, specs: list[ModelFeature], *, where: str, at: date | None, reference: str | None
+) -> dict[str, dict]:
+    """Features coded PATIENT_BIRTH_DATE / PATIENT_GENDER, read from the Patient (see the docstring)."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        code = spec.code.upper()
+        value: Any = None
+        if code == PATIENT_BIRTH_DATE.upper() and patient.birthDate is not None and at is not None:
+            earliest, latest = _birth_bounds(patient.birthDate)
+            on = at.date() if isinstance(at, datetime) else at
+            if earliest > on:
+                raise FhirError(
+                    400,
+                    "invariant",
+                    f"{where}: birthDate {patient.birthDate} is after {on.isoformat()}, the start of the "
+                    f"encounter (or the newest observation) the age is computed at.",
+                    [f"{where}.birthDate"],
+                )
+            oldest, youngest = _age_years(earliest, on), _age_years(latest, on) if latest <= on else 0
+            value = oldest if oldest == youngest else None
+        elif code == PATIENT_GENDER.upper() and patient.gender is not None:
+            if patient.gender not in GENDER_FEMALE:
+                allowed = ", ".join(GENDER_FEMALE)
+                raise FhirError(
+                    400,
+                    "code-invalid",
+                    f"{where}: gender '{patient.gender}' is not an administrative-gender code ({allowed}).",
+                    [f"{where}.gender"],
+                )
+            value = GENDER_FEMALE[patient.gender]
+        item: dict = {"value": value}
+        if value is not None and reference:
+            item["source"] = {"system": spec.source or "FHIR", "reference": reference}
+        out[spec.name] = item
+    return out
+
+
 @dataclass
 class MappedBundle:
     payload: dict
@@ -299,8 +373,13 @@ def bundle_to_payload(
 ) -> MappedBundle:
     """The CONTRACT section-2 payload of a validated transaction Bundle (see the module docstring)."""
     by_code: dict[str, ModelFeature] = {}
+    from_patient: list[ModelFeature] = []
     for spec in version.features.all():
-        if spec.code and spec.decision_time:
+        if not (spec.code and spec.decision_time):
+            continue
+        if spec.code.upper() in (PATIENT_BIRTH_DATE.upper(), PATIENT_GENDER.upper()):
+            from_patient.append(spec)
+        else:
             by_code[spec.code.upper()] = spec
     patient = encounter = None
     patient_index = encounter_index = 0
@@ -401,6 +480,22 @@ def bundle_to_payload(
             item["source"] = {"system": spec.source or "FHIR", "reference": str(reference)}
         features[spec.name] = item
         paths[spec.name] = where
+    if from_patient:
+        newest = None
+        for _, _, obs in observations:
+            effective = obs.effectiveDateTime or obs.effectiveInstant
+            if isinstance(effective, datetime) and (newest is None or effective > newest):
+                newest = effective
+        start = encounter.period.start if encounter is not None and encounter.period else None
+        at = start if isinstance(start, date) else newest
+        patient_entry = (bundle.entry or [])[patient_index]
+        source = f"Patient/{patient.id}" if patient.id else (patient_entry.fullUrl or None)
+        where = f"Bundle.entry[{patient_index}].resource"
+        for name, item in _patient_features(
+            patient, from_patient, where=where, at=at, reference=source and str(source)
+        ).items():
+            features[name] = item
+            paths[name] = where
     key = bundle.identifier.value if bundle.identifier and bundle.identifier.value else body_sha256[:32]
     payload = {
         "external_id": f"fhir/{key}",

@@ -203,3 +203,129 @@ def test_only_service_tokens_post_bundles(fhir_bundle, charlie_client, client):
     response = client.post("/fhir/", fhir_bundle(), content_type=FHIR_JSON)
     assert response.status_code == 401
     OperationOutcome.model_validate(response.json())
+
+
+PATIENT_CODED = "icu-mortality-30d-patient"
+
+
+@pytest.fixture
+def patient_coded(model_version, demo_bundle_dir, tmp_path):
+    """The demo bundle whose schema codes age as FHIR:Patient.birthDate and sex_female as
+    FHIR:Patient.gender (the demo schema leaves both uncoded), registered as another model."""
+    import shutil
+
+    import yaml
+
+    from models_registry.services import model_register
+    from monitoring.fhir import PATIENT_BIRTH_DATE, PATIENT_GENDER
+
+    out = tmp_path / "patient-coded"
+    shutil.copytree(demo_bundle_dir, out)
+    spec = yaml.safe_load((out / "bundle.yaml").read_text())
+    spec["name"] = PATIENT_CODED
+    codes = {"age": PATIENT_BIRTH_DATE, "sex_female": PATIENT_GENDER}
+    for feature in spec["features"]:
+        if feature["name"] in codes:
+            feature["code"] = codes[feature["name"]]
+    (out / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    version, _ = model_register(path=out, promote=True)
+    return version
+
+
+def _patient(body: dict) -> dict:
+    return next(e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Patient")
+
+
+def _with_demographics(body: dict, *, birth_date: str | None, gender: str | None, start: str | None) -> dict:
+    patient = _patient(body)
+    patient["id"] = "pat-1"
+    if birth_date is not None:
+        patient["birthDate"] = birth_date
+    if gender is not None:
+        patient["gender"] = gender
+    if start is not None:
+        encounter = next(e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Encounter")
+        encounter["period"] = {"start": start}
+    return body
+
+
+def _post_to(client, body, model: str):
+    return client.post(f"/fhir/?model={model}", body, format="json", HTTP_ACCEPT=FHIR_JSON)
+
+
+def test_age_and_sex_come_from_the_patient_when_the_schema_codes_them(
+    service_client, fhir_bundle, patient_coded, model_version
+):
+    # Age at the encounter's start: 1950-03-05 -> 2026-03-04 is 75 completed years, not 76.
+    body = _with_demographics(
+        fhir_bundle(), birth_date="1950-03-05", gender="female", start="2026-03-04T10:00:00Z"
+    )
+    response = _post_to(service_client, body, PATIENT_CODED)
+    assert response.status_code == 200, response.content
+    prediction = Prediction.objects.get(model_version=patient_coded)
+    assert prediction.features["age"]["value"] == 75
+    assert prediction.features["sex_female"]["value"] == 1  # stored as the model's 0/1
+    assert prediction.features["age"]["source"]["reference"] == "Patient/pat-1"
+    assessment = RiskAssessment.model_validate(response.json()["entry"][-1]["resource"])
+    assert "Patient/pat-1" in {b.reference for b in assessment.basis}
+
+    # The same Bundle to the demo schema (age and sex uncoded): both stay not measured.
+    body["identifier"]["value"] = "run-2"
+    assert _post_to(service_client, body, model_version.registered_model.name).status_code == 200
+    plain = Prediction.objects.get(model_version=model_version)
+    assert plain.features["age"]["value"] is None and plain.features["sex_female"]["value"] is None
+
+
+def test_age_without_an_encounter_start_is_at_the_newest_observation(
+    service_client, fhir_bundle, patient_coded
+):
+    body = _with_demographics(fhir_bundle(), birth_date="1960-06-15", gender="male", start=None)
+    observations = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Observation"]
+    for i, obs in enumerate(observations):
+        obs["effectiveDateTime"] = f"2026-01-{10 + i % 5:02d}T08:00:00Z"
+    body["timestamp"] = "2026-01-20T00:00:00Z"
+    newest = max(obs["effectiveDateTime"] for obs in observations)
+    assert newest == "2026-01-14T08:00:00Z"
+    assert _post_to(service_client, body, PATIENT_CODED).status_code == 200
+    prediction = Prediction.objects.get(model_version=patient_coded)
+    assert prediction.features["age"]["value"] == 65
+    assert prediction.features["sex_female"]["value"] == 0
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "gender", "value"),
+    [("1950", "unknown", None), ("1950-01", "other", None), ("1949-06", None, None)],
+)
+def test_unknowable_demographics_are_not_measured(
+    service_client, fhir_bundle, patient_coded, birth_date, gender, value
+):
+    # 1950 or 1950-01 at 2026-01-20: 75 or 76 depending on the day, so not measured;
+    # 1949-06: 76 whatever the day.
+    body = _with_demographics(
+        fhir_bundle(), birth_date=birth_date, gender=gender, start="2026-01-20T00:00:00Z"
+    )
+    assert _post_to(service_client, body, PATIENT_CODED).status_code == 200
+    prediction = Prediction.objects.get(model_version=patient_coded)
+    assert prediction.features["age"]["value"] == (76 if birth_date == "1949-06" else None)
+    assert prediction.features["sex_female"]["value"] is value
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "gender", "field", "words"),
+    [
+        ("2026-03-05", "female", "birthDate", "birthDate 2026-03-05 is after 2026-03-04"),
+        ("1950-03-05", "F", "gender", "gender 'F' is not an administrative-gender code"),
+    ],
+)
+def test_invalid_patient_data_is_an_operation_outcome_naming_it(
+    service_client, fhir_bundle, patient_coded, birth_date, gender, field, words
+):
+    body = _with_demographics(
+        fhir_bundle(), birth_date=birth_date, gender=gender, start="2026-03-04T10:00:00Z"
+    )
+    response = _post_to(service_client, body, PATIENT_CODED)
+    assert response.status_code == 400
+    issue = OperationOutcome.model_validate(response.json()).issue[0]
+    assert words in issue.diagnostics
+    assert issue.expression == [f"Bundle.entry[0].resource.{field}"]
+    assert Prediction.objects.count() == 0

@@ -135,8 +135,8 @@
         { type: "bar", name: "medium", x: d.x, y: d.tiers.medium, marker: { color: "#c98a1b" } },
         { type: "bar", name: "low", x: d.x, y: d.tiers.low, marker: { color: "#aab4be" } },
         { type: "scatter", mode: "lines+markers", name: "risk PSI", x: d.x, y: d.psi, yaxis: "y2", line: { color: "#1f2933" } }
-      ], { barmode: "stack", title: { text: "Tier mix and risk PSI per " + d.bucket }, yaxis: { title: { text: "share" } },
-           yaxis2: { overlaying: "y", side: "right", title: { text: "PSI" } }, margin: { t: 40 } }, PLOT);
+      ], { barmode: "stack", title: { text: "Tier mix and risk PSI per " + d.bucket }, xaxis: { type: "category" }, yaxis: { title: { text: "share" } },
+           yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", title: { text: "PSI" } }, legend: { orientation: "h", y: -0.15 }, margin: { t: 40 } }, PLOT);
     });
   }
 
@@ -158,7 +158,7 @@
           array: d.auroc.map(function (v, i) { return v === null || d.auroc_high[i] === null ? null : d.auroc_high[i] - v; }),
           arrayminus: d.auroc.map(function (v, i) { return v === null || d.auroc_low[i] === null ? null : v - d.auroc_low[i]; }) } },
         { type: "scatter", mode: "lines+markers", name: "AUROC (estimate, CBPE)", x: d.x, y: d.estimated_auroc, line: { dash: "dash" } }
-      ], { title: { text: "AUROC per window" }, yaxis: { range: [0.4, 1] }, margin: { t: 40 } }, PLOT);
+      ], { title: { text: "AUROC per window" }, xaxis: { type: "category" }, yaxis: { range: [0.4, 1] }, margin: { t: 40 } }, PLOT);
       Plotly.react("calibration-figure", [
         { type: "scatter", mode: "lines", name: "perfect", x: [0, 1], y: [0, 1], line: { dash: "dot", color: "#aab4be" } },
         { type: "scatter", mode: "lines+markers", name: "observed", x: d.calibration.map(function (c) { return c.predicted; }),
@@ -207,7 +207,7 @@
       document.getElementById("monitoring-meta").textContent =
         s.version.name + " v" + s.version.version + " · " + s.slice + " · " + s.n_current + " current scores against " +
         s.n_reference + " (" + s.reference_label + ")" + (s.sampled.current || s.sampled.reference ? " · statistics on a uniform sample of " + s.sampled.sample_size + " rows" : "") +
-        " · computed " + s.computed_at + " in " + s.seconds + " s";
+        " · computed " + String(s.computed_at).slice(0, 16).replace("T", " ") + " UTC in " + fmt(s.seconds, 2) + " s";
       document.getElementById("monitoring-simulated").hidden = !s.simulated_current;
       renderFeatures(s, query);
       renderAttribution(s.attribution);
