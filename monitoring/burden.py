@@ -77,6 +77,7 @@ def alert_burden(
             "alerts_per_100_patient_days": 100.0 * total_alerts / total_days if total_days else None,
             "share_acted_on": _share(sum(r["acted_on"] for r in units.values()), total_alerts),
             "share_overridden": _share(sum(r["overridden"] for r in units.values()), total_alerts),
+            "share_no_response": _share(sum(r["no_response"] for r in units.values()), total_alerts),
         },
         "overrides_by_reason": dict(sorted(overrides.items(), key=lambda kv: -kv[1])),
         "time_to_decision": decision,
