@@ -8,11 +8,12 @@ the scores made in their own units. Each read is one query whatever the number o
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db import connection
+from django.db.models import F, OuterRef, Q, Window
+from django.db.models.functions import JSONObject, RowNumber
 from django.utils.dateparse import parse_datetime
 
-from explanations.models import Prediction
+from explanations.models import Patient, Prediction
 from models_registry.models import ModelFeature
 
 from . import access
@@ -76,10 +77,15 @@ class Trend:
 
 
 def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POINTS) -> dict[int, Trend]:
-    """Each patient's last `points` visible scores, in one query (a window function ranks each
-    patient's scores newest first; PostgreSQL and SQLite both run it)."""
+    """Each patient's last `points` visible scores, in one query.
+
+    On PostgreSQL each patient's scores are read newest first from the (patient, scored_at)
+    index, `points` rows per patient however long their history (one array per patient); other
+    databases rank every score of the patients with a window function."""
     if not patient_ids:
         return {}
+    if connection.vendor == "postgresql":
+        return _trends_indexed(user=user, patient_ids=patient_ids, points=points)
     ranked = (
         access.predictions_for_user(user)
         .filter(patient_id__in=patient_ids)
@@ -96,6 +102,37 @@ def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POI
     for patient_id, prediction_id, scored_at, risk, tier in ranked:
         grouped.setdefault(patient_id, []).append(ScorePoint(prediction_id, scored_at, risk, tier))
     return {patient_id: Trend(tuple(scores)) for patient_id, scores in grouped.items()}
+
+
+def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, Trend]:
+    """Each patient's last `points` scores from the (patient, scored_at, id) index, then only
+    those made in the user's units (access.visible_units) are kept.
+
+    The unit check runs on the read rows rather than inside the per-patient read: inside, the
+    planner misjudges how many of a patient's scores are in the user's units (all or none, in
+    practice) and sorts the patient's whole history instead of reading its newest rows."""
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    units = access.visible_units(user)
+    allowed = None if units is None else set(units)
+    recent = (
+        Prediction.objects.filter(patient_id=OuterRef("pk"))
+        .order_by("-scored_at", "-id")
+        .values(point=JSONObject(id="id", scored_at="scored_at", risk="risk", tier="tier", unit="unit"))[
+            :points
+        ]
+    )
+    rows = Patient.objects.filter(pk__in=patient_ids).annotate(recent=ArraySubquery(recent))
+    trends: dict[int, Trend] = {}
+    for patient_id, recent_points in rows.values_list("pk", "recent"):
+        scores = [
+            ScorePoint(p["id"], parse_datetime(p["scored_at"]), p["risk"], p["tier"])
+            for p in reversed(recent_points or [])
+            if allowed is None or p["unit"] in allowed
+        ]
+        if scores:
+            trends[patient_id] = Trend(tuple(scores))
+    return trends
 
 
 def earlier_scores(*, user, prediction: Prediction, limit: int = EARLIER_SCORES) -> list[Prediction]:

@@ -5,12 +5,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Case, OuterRef, QuerySet, Subquery, Value, When
+from django.db import connection
+from django.db.models import BooleanField, Case, Count, F, Func, QuerySet, Value, When, Window
 
-from explanations.models import Alert, Explanation, Patient, Prediction
+from explanations.models import Alert, CurrentScore, Explanation, Patient, Prediction
 from models_registry.models import ModelFeature
 
 from . import access
+from .explanation_parts import (
+    SimilarPart,
+    StabilityPart,
+    UncertaintyPart,
+    similar_part,
+    stability_part,
+    uncertainty_part,
+)
 from .history import EARLIER_SCORES, FeatureTrend, Trend, earlier_scores, feature_trend, trends_for_patients
 from .history import observed_at_parse as _observed_at
 from .models import AlertAction
@@ -20,15 +29,93 @@ TIERS = ("high", "medium", "low")
 _TIER_ORDER = Case(When(tier="high", then=Value(0)), When(tier="medium", then=Value(1)), default=Value(2))
 
 
+# Rows per worklist page, for the alerts and for the low-tier list each.
+WORKLIST_PAGE_SIZE = 100
+
+
 def _current_predictions(user) -> QuerySet[Prediction]:
     """Each visible patient's latest score: what the worklist calls the patient's current state.
 
+    Read through Patient.latest_prediction (kept by ingest), not by searching every stored score.
     A patient whose latest score fell to low tier leaves the alert list even if an earlier score
     raised an alert; a patient who moved to another unit leaves this unit's list."""
-    latest = (
-        Prediction.objects.filter(patient=OuterRef("patient")).order_by("-scored_at", "-id").values("id")[:1]
-    )
-    return access.predictions_for_user(user).filter(id=Subquery(latest))
+    return access.predictions_for_user(user).filter(current_for__isnull=False)
+
+
+def _current_alerts(alerts: QuerySet[Alert]) -> QuerySet[Alert]:
+    """The alerts raised by the patients' current scores.
+
+    On PostgreSQL the current scores' ids are read first (an init plan over the small
+    CurrentScore table) and looked up in the alerts' unique prediction index, rather than joined
+    by hashing every alert ever raised, which grows with the stored history."""
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.expressions import ArraySubquery
+
+        current_ids = ArraySubquery(CurrentScore.objects.values("prediction_id"))
+        # prediction_id = ANY(ARRAY(SELECT prediction_id FROM current scores))
+        is_current = Func(
+            F("prediction_id"),
+            current_ids,
+            arg_joiner=" = ANY(",
+            template="(%(expressions)s))",
+            output_field=BooleanField(),
+        )
+        return alerts.filter(is_current)
+    return alerts.filter(prediction__current_for__isnull=False)
+
+
+@dataclass
+class Page:
+    """One page of a worklist list: `number` from 1, `total` rows over all pages."""
+
+    number: int
+    size: int
+    total: int
+
+    @property
+    def count(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        return 0 if not self.total else (self.number - 1) * self.size + 1
+
+    @property
+    def last(self) -> int:
+        return min(self.total, self.number * self.size)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.count
+
+    def as_json(self) -> dict:
+        return {"number": self.number, "size": self.size, "total": self.total, "pages": self.count}
+
+
+def _page_number(raw) -> int:
+    try:
+        return max(1, int(raw))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _paged(queryset: QuerySet, number: int, size: int) -> tuple[list, Page]:
+    """One page of `queryset` and its total in one query (a count over the whole result as a
+    window); a page past the end shows the last page."""
+    counted = queryset.annotate(listed_total=Window(Count("pk")))
+    rows = list(counted[(number - 1) * size : number * size])
+    if rows:
+        return rows, Page(number=number, size=size, total=rows[0].listed_total)
+    total = queryset.count() if number > 1 else 0
+    if not total:
+        return [], Page(number=1, size=size, total=0)
+    last = -(-total // size)
+    rows = list(counted[(last - 1) * size : last * size])
+    return rows, Page(number=last, size=size, total=total)
 
 
 @dataclass
@@ -39,6 +126,8 @@ class Worklist:
     unit: str | None
     tier: str | None
     state: str | None = None
+    alerts_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
+    low_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
 
     @property
     def filtered(self) -> bool:
@@ -63,15 +152,23 @@ def worklist_units(user) -> list[str]:
 
 
 def worklist_get(
-    *, user, unit: str | None = None, tier: str | None = None, state: str | None = None
+    *,
+    user,
+    unit: str | None = None,
+    tier: str | None = None,
+    state: str | None = None,
+    page: int | str | None = 1,
+    low_page: int | str | None = 1,
+    page_size: int | None = None,
 ) -> Worklist:
     """Current alerts (one per patient, high tier first, then by risk) and the low-tier patients,
-    each with `trend`: the patient's last scores (history.Trend) for the sparkline and the change
-    since the previous score.
+    a page of each (`page`, `low_page`; WORKLIST_PAGE_SIZE rows), each row with `trend`: the
+    patient's last scores (history.Trend) for the sparkline and the change since the previous score.
 
-    Four queries whatever the number of patients (one more for an admin's unit list): alerts with
-    their prediction and patient, low-tier predictions with their patient, and every listed
-    patient's last scores ranked by a window function."""
+    Four queries whatever the number of patients or stored scores (one more for an admin's unit
+    list): a page of alerts with their prediction, patient and total; a page of low-tier
+    predictions with their patient and total; and the listed patients' last scores."""
+    size = page_size or WORKLIST_PAGE_SIZE
     units = worklist_units(user)
     unit = unit if unit in units else None
     tier = tier if tier in TIERS else None
@@ -83,25 +180,31 @@ def worklist_get(
 
     data = Worklist(alerts=[], low=[], units=units, unit=unit, tier=tier, state=state)
     if data.shows_alerts:
-        alert_qs = access.alerts_for_user(user).filter(prediction__in=current, tier__in=ALERT_TIERS)
+        alert_qs = _current_alerts(access.alerts_for_user(user)).filter(tier__in=ALERT_TIERS)
+        if unit:
+            alert_qs = alert_qs.filter(unit=unit)
         if tier:
             alert_qs = alert_qs.filter(tier=tier)
         if state:
             alert_qs = alert_qs.filter(state=state)
-        data.alerts = list(
+        data.alerts, data.alerts_page = _paged(
             # The feature payloads are not shown on the worklist: not loaded (nor JSON-decoded).
             alert_qs.select_related("prediction", "patient")
             .defer("prediction__features")
             .annotate(tier_order=_TIER_ORDER)
-            .order_by("tier_order", "-risk", "-created_at", "id")
+            .order_by("tier_order", "-risk", "-created_at", "id"),
+            _page_number(page),
+            size,
         )
 
     if data.shows_low:
-        data.low = list(
+        data.low, data.low_page = _paged(
             current.filter(tier="low")
             .select_related("patient")
             .defer("features")
-            .order_by("-risk", "unit", "bed", "id")
+            .order_by("-risk", "unit", "bed", "id"),
+            _page_number(low_page),
+            size,
         )
 
     listed = [a.patient_id for a in data.alerts] + [p.patient_id for p in data.low]
@@ -133,6 +236,21 @@ class FeatureRow:
     raw_value: object = None
     # Against the patient's most recent earlier measured value (set on the alert/score page).
     trend: FeatureTrend | None = None
+    # The schema's what-if bounds: may a what-if change it, and within which plausible range.
+    mutable: bool = False
+    schema_unit: str = ""  # the schema's unit, for the range (shown even when not measured)
+    range_min: float | None = None
+    range_max: float | None = None
+    categories: list[str] = field(default_factory=list)
+
+    @property
+    def what_if_value(self) -> str:
+        """The current value as the what-if input shows it ("" when not measured)."""
+        if self.raw_value is None:
+            return ""
+        if self.kind == ModelFeature.Kind.BINARY:
+            return "true" if self.raw_value in (1, True, "1", "true", "yes") else "false"
+        return str(self.raw_value)
 
 
 @dataclass
@@ -149,6 +267,24 @@ class ScoreDetail:
     simulated: bool = False
     # The patient's scores before this one, newest first (set by score_page_get).
     earlier: list[Prediction] = field(default_factory=list)
+    # The explanation engine's results (None until the explanation is ready).
+    uncertainty: UncertaintyPart | None = None
+    stability: StabilityPart | None = None
+    similar: SimilarPart | None = None
+    abstain: bool = False
+    abstain_reason: str = ""
+    # The demo model's reference set is real RHC study patients (its bundle says so).
+    rhc_reference: bool = False
+
+    @property
+    def what_if_mutable(self) -> list[FeatureRow]:
+        """The inputs a what-if may change, largest contribution first."""
+        return [r for r in self.rows if r.mutable]
+
+    @property
+    def what_if_fixed(self) -> list[FeatureRow]:
+        """The inputs a what-if may not change (age, sex: immutable in the schema)."""
+        return [r for r in self.rows if not r.mutable]
 
     @property
     def ready(self) -> bool:
@@ -230,7 +366,17 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         detail.background_size = explanation.background_size or version.background_size
 
     features = prediction.features or {}
-    for feature in version.features.filter(decision_time=True).order_by("position"):
+    specs = list(version.features.filter(decision_time=True).order_by("position"))
+    if status == Explanation.Status.READY:
+        labels = {f.name: f.label or f.name for f in specs}
+        outcome = version.spec.get("outcome") or version.registered_model.outcome
+        detail.uncertainty = uncertainty_part(explanation.uncertainty, outcome=outcome, labels=labels)
+        detail.stability = stability_part(explanation.stability, labels=labels)
+        detail.similar = similar_part(explanation.similar_patients, labels=labels)
+        detail.abstain = explanation.abstain
+        detail.rhc_reference = "RHC study" in str(version.spec.get("intended_use") or "")
+        detail.abstain_reason = explanation.abstain_reason
+    for feature in specs:
         entry = features.get(feature.name) or {}
         value = entry.get("value")
         source = entry.get("source") or {}
@@ -252,6 +398,11 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
                 probability_points=points_by_name.get(feature.name),
                 kind=feature.kind,
                 raw_value=value,
+                mutable=feature.mutable,
+                schema_unit=feature.unit,
+                range_min=feature.range_min,
+                range_max=feature.range_max,
+                categories=list(feature.categories or []),
             )
         )
     if shap_by_name:

@@ -62,10 +62,32 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["registered_model", "external_id"], name="unique_prediction_key")
         ]
-        indexes = [models.Index(fields=["patient", "-scored_at"], name="prediction_patient_recent")]
+        indexes = [
+            models.Index(fields=["patient", "-scored_at"], name="prediction_patient_recent"),
+            # A patient's last scores in the worklist's order (scored_at, then id), read without a sort.
+            models.Index(fields=["patient", "-scored_at", "-id"], name="prediction_patient_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.external_id} ({self.risk:.2f})"
+
+
+class CurrentScore(models.Model):
+    """Each patient's latest score (latest scored_at, then highest id): the worklist reads the
+    patients' current state from here instead of searching every stored prediction.
+
+    Written only by services.ingest.patient_current_advance, which moves it forward only, so a
+    back-filled older score never replaces it. A table of its own, so saving a Patient never
+    overwrites it with a stale value."""
+
+    patient = models.OneToOneField(
+        Patient, primary_key=True, on_delete=models.CASCADE, related_name="current_score"
+    )
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="current_for")
+    scored_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"current score of {self.patient_id}: {self.prediction_id}"
 
 
 class Explanation(models.Model):

@@ -398,3 +398,101 @@ def test_script_in_patient_name_or_comment_never_runs(browser, live_server, ward
         page.screenshot(path=str(ARTIFACTS / "xss_alert.png"), full_page=True)
     finally:
         context.close()
+
+
+@pytest.fixture
+def explained(transactional_db, model_version, prediction_payload, alice):
+    """Two MICU alerts ingested and explained by the real engine (the on-commit enqueue runs the
+    tasks in-process): demo patient 9 (high tier) and demo patient 19, whose values are far from
+    the reference patients, so the model abstains."""
+    from explanations.models import Explanation
+    from explanations.services import prediction_ingest
+
+    made = {}
+    for name, index in (("high", 9), ("abstains", 19)):
+        payload = prediction_payload(index)
+        payload["patient"]["unit"] = "MICU"
+        made[name] = prediction_ingest(payload=payload, source="rest").prediction
+    for prediction in made.values():
+        assert Explanation.objects.get(prediction=prediction).status == Explanation.Status.READY
+    assert Explanation.objects.get(prediction=made["abstains"]).abstain is True
+    return made
+
+
+def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(browser, live_server, explained):
+    from explanations.services import prediction_what_if
+
+    high = explained["high"]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{high.alert.pk}/")
+        explanation = high.explanation
+        explanation.refresh_from_db()
+        low, top = explanation.uncertainty["interval"]["low"], explanation.uncertainty["interval"]["high"]
+        assert page.locator("#risk-interval").inner_text() == (
+            f"plausible range {100 * low:.0f}%–{100 * top:.0f}%"
+        )
+        assert (
+            "reference-set patients the model scored between"
+            in page.locator("#calibration-note").inner_text()
+        )
+        assert page.locator("#similar-summary").inner_text() == explanation.similar_patients["summary"]
+        assert page.locator(".similar-table tbody tr").count() == 10
+        badge = page.locator("#stability-badge").inner_text()
+        assert badge.endswith(f"explanation · {round(100 * explanation.stability['agreement'])}% agreement")
+        assert "Age" in page.locator("#whatif-fixed").inner_text()
+
+        # What-if, from the keyboard: a lower APACHE score, Enter recomputes.
+        expected = prediction_what_if(prediction=high, changes={"apache_aps": 20})
+        page.fill("#wi-apache_aps", "20")
+        page.press("#wi-apache_aps", "Enter")
+        page.wait_for_selector("#whatif-result:not([hidden])")
+        risk_line = page.locator("#whatif-risk").inner_text()
+        assert risk_line.startswith(f"Hypothetical risk {100 * expected['risk']:.0f}%, ")
+        assert f"(this score: {100 * high.risk:.0f}%" in risk_line
+        changed = page.locator("#whatif-rows tr.whatif-changed").inner_text()
+        assert "APACHE III acute physiology score" in changed and "→ 20" in changed
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_whatif.png"), full_page=True)
+
+        # Out of range: the API's message is shown next to the field, nothing else changes.
+        page.fill("#wi-apache_aps", "999")
+        page.click("#whatif-form button[type=submit]")
+        page.wait_for_selector("#wi-apache_aps-error:has-text('outside the plausible range')")
+        assert page.get_attribute("#wi-apache_aps", "aria-invalid") == "true"
+        assert not errors, errors
+    finally:
+        context.close()
+
+    tablet = browser.new_context(viewport={"width": 820, "height": 1180})
+    try:
+        page = tablet.new_page()
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{high.alert.pk}/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_tablet.png"), full_page=True)
+    finally:
+        tablet.close()
+
+
+def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, live_server, explained):
+    abstains = explained["abstains"]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{abstains.alert.pk}/")
+        assert page.locator(".risk-box .risk-value").inner_text().endswith("Model abstains")
+        assert page.locator("#risk-unreliable").inner_text() == (
+            f"Model output {100 * abstains.risk:.0f}%: not reliable for this patient"
+        )
+        abstention = page.locator("#abstention").inner_text()
+        assert "The model abstains for this patient." in abstention
+        assert "not validated on patients like this" in abstention
+        assert page.locator("#risk-interval").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "alert_abstains.png"), full_page=True)
+    finally:
+        context.close()

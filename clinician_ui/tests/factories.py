@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from explanations.models import Alert, Explanation, Patient, Prediction
+from explanations.services.ingest import patient_current_advance
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 
 _seq = itertools.count(1)
@@ -165,6 +166,8 @@ def prediction_create(
         payload_sha256="0" * 64,
         simulated=simulated,
     )
+    # As ingest does: the worklist reads the patient's current score from this pointer.
+    patient_current_advance(patient_id=patient.pk, prediction_id=prediction.pk, scored_at=scored_at)
     if explanation is not None:
         ready = explanation == Explanation.Status.READY
         Explanation.objects.create(
@@ -179,3 +182,78 @@ def prediction_create(
     if tier in ("medium", "high"):
         Alert.objects.create(prediction=prediction, patient=patient, unit=patient.unit, tier=tier, risk=risk)
     return prediction
+
+
+def engine_results_set(
+    prediction: Prediction,
+    *,
+    abstain: bool = False,
+    abstain_reason: str = "",
+    unstable: bool = False,
+    events: int = 6,
+) -> Explanation:
+    """Store explanation-engine results on a ready explanation, in the shapes explanations.profile
+    writes (uncertainty, similar patients, stability): for page tests that need no trained model."""
+    risk = prediction.risk
+    uncertainty = {
+        "interval": {"method": "venn-abers", "low": risk - 0.07, "high": risk + 0.05, "units": "probability"},
+        "calibration": {
+            "bin": [0.7, 0.8],
+            "n": 143,
+            "events": 97,
+            "observed_rate": 0.68,
+            "ci": [0.61, 0.74],
+            "ci_level": 0.95,
+            "summary": "Of 143 reference patients scored 0.70-0.80, 68% (61%-74%) had the outcome (...).",
+        },
+        "conformal": {"level": 0.9, "outcome_set": ["event"], "coverage_measured": 0.91},
+        "ood": {
+            "distance": 1.2,
+            "reference_percentile": 99.7 if abstain else 40.0,
+            "threshold_percentile": 99,
+            "flag": abstain,
+        },
+        "key_features": {"names": ["lactate", "map", "age"], "not_measured": []},
+        "abstain": abstain,
+        "abstain_reason": abstain_reason,
+    }
+    neighbours = [
+        {
+            "reference_row": row,
+            "distance": 0.1 * (row + 1),
+            "outcome": row < events,
+            "risk": 0.6 + row / 100,
+            "unit": "SICU" if row % 2 else "MICU",
+            "shared_features": [
+                {"name": "lactate", "direction": "raises risk"},
+                {"name": "map", "direction": "lowers risk"},
+            ],
+        }
+        for row in range(10)
+    ]
+    similar = {
+        "k": 10,
+        "events": events,
+        "neighbours": neighbours,
+        "summary": f"{events} of 10 similar patients had the outcome (death within 30 days).",
+        "space": "SHAP (log-odds), euclidean",
+    }
+    stability = {
+        "top_k": 5,
+        "perturbations": 20,
+        "agreement": 0.64 if unstable else 0.93,
+        "min_agreement": 0.4 if unstable else 0.8,
+        "identical_share": 0.2 if unstable else 0.7,
+        "threshold": 0.8,
+        "unstable": unstable,
+        "changed_features": {"creatinine": 9, "ventilated": 4} if unstable else {},
+        "background_size": 50,
+    }
+    Explanation.objects.filter(prediction=prediction).update(
+        uncertainty=uncertainty,
+        similar_patients=similar,
+        stability=stability,
+        abstain=abstain,
+        abstain_reason=abstain_reason,
+    )
+    return Explanation.objects.get(prediction=prediction)

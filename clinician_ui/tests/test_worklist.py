@@ -128,3 +128,53 @@ def test_worklist_query_count_does_not_grow_with_alerts(
         body = alice_client.get(reverse("worklist-json")).json()
     assert len(body["alerts"]) == n_alerts
     assert len(body["low"]) == n_alerts // 3
+
+
+def test_worklist_is_paginated_and_counts_every_page(alice_client, ui_model_version, monkeypatch):
+    from clinician_ui import selectors
+
+    monkeypatch.setattr(selectors, "WORKLIST_PAGE_SIZE", 2)
+    alerts = [prediction_create(model_version=ui_model_version, risk=r) for r in (0.9, 0.8, 0.7, 0.3, 0.26)]
+    low = [prediction_create(model_version=ui_model_version, risk=r) for r in (0.2, 0.1, 0.05)]
+
+    first = alice_client.get(reverse("worklist"))
+    assert [a.prediction_id for a in rows(first)] == [alerts[0].pk, alerts[1].pk]
+    html = first.content.decode()
+    assert '<span class="count" id="alerts-count">5</span>' in html
+    assert "Alerts 1–2 of 5 · page 1 of 3" in html
+    assert '<span class="count" id="low-count">3</span>' in html
+
+    third = alice_client.get(reverse("worklist"), {"page": "3", "low_page": "2"})
+    assert [a.prediction_id for a in rows(third)] == [alerts[4].pk]
+    assert third.context["worklist"].low == [low[2]]
+    assert 'href="?page=2&amp;low_page=2" rel="prev"' in third.content.decode()
+    # The live poll asks with the page's own query string and stays on that page.
+    body = alice_client.get(reverse("worklist-json"), {"page": "3", "low_page": "2"}).json()
+    assert [row["alert"] for row in body["alerts"]] == [alerts[4].alert.pk]
+    assert body["pages"]["alerts"] == {"number": 3, "size": 2, "total": 5, "pages": 3}
+    # A page past the end (alerts resolved meanwhile) shows the last page; junk is page 1.
+    assert [a.prediction_id for a in rows(alice_client.get(reverse("worklist"), {"page": "9"}))] == [
+        alerts[4].pk
+    ]
+    assert rows(alice_client.get(reverse("worklist"), {"page": "x"}))[0].prediction_id == alerts[0].pk
+
+
+def test_a_back_filled_older_score_does_not_replace_the_current_one(
+    charlie_client, model_version, prediction_payload, service_client
+):
+    """Through ingest: the current score is the latest scored_at, whatever the arrival order."""
+    from explanations.models import CurrentScore
+
+    payload = prediction_payload(9, scored_at="2026-02-01T00:00:00Z")  # a high-tier patient
+    later = service_client.post("/api/v1/predictions/", payload, format="json").json()
+    older = prediction_payload(0, external_id="backfill-1", patient=payload["patient"])
+    older["encounter_id"] = payload["encounter_id"]
+    back = service_client.post("/api/v1/predictions/", older, format="json")
+    assert back.status_code == 201, back.content
+    assert back.json()["tier"] == "low" and later["tier"] == "high"
+
+    current = CurrentScore.objects.get(patient__external_id=payload["patient"]["id"])
+    assert current.prediction_id == later["id"]
+    # The patient stays on the alert list with the later (high) score.
+    listed = rows(charlie_client.get(reverse("worklist")))
+    assert [a.prediction_id for a in listed] == [later["id"]]

@@ -5,12 +5,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from rest_framework import status
 
-from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
+from explanations.models import Alert, CurrentScore, Encounter, Explanation, Patient, Prediction
 from explanations.serializers import PredictionInSerializer
 from sightline.api_errors import ApiError
 
@@ -31,6 +31,52 @@ log = logging.getLogger(__name__)
 ALERT_TIERS = ("medium", "high")
 # Rows per transaction in bulk ingest: bounded lock time, one commit per chunk.
 BULK_CHUNK = 500
+
+
+# --- the current score per patient -------------------------------------------------------------
+
+# Insert the patient's current score, or move it to this score if this one is later (later
+# scored_at, or the same scored_at and a higher id: the worklist's order). One statement:
+# concurrent ingest of the same patient serialises on the row, and PostgreSQL re-checks the
+# condition against the row the other transaction committed, so the pointer only moves forward.
+_ADVANCE = """
+INSERT INTO {table} (patient_id, prediction_id, scored_at) {rows}
+ON CONFLICT (patient_id) DO UPDATE SET prediction_id = excluded.prediction_id, scored_at = excluded.scored_at
+WHERE {table}.scored_at < excluded.scored_at
+   OR ({table}.scored_at = excluded.scored_at AND {table}.prediction_id < excluded.prediction_id)
+"""
+
+
+def patient_current_advance(*, patient_id: int, prediction_id: int, scored_at: datetime) -> None:
+    """Make this score the patient's current one unless a later score already is."""
+    table = connection.ops.quote_name(CurrentScore._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ADVANCE.format(table=table, rows="VALUES (%s, %s, %s)"),
+            [patient_id, prediction_id, connection.ops.adapt_datetimefield_value(scored_at)],
+        )
+
+
+def patients_current_refresh(*, patient_ids: Iterable[int] | None = None) -> None:
+    """Bring the current scores up to date with the stored predictions, in one statement, for
+    writers that bypass ingest (bulk-created synthetic cohorts, benchmarks). None: every patient."""
+    latest = Prediction.objects.filter(patient=OuterRef("pk")).order_by("-scored_at", "-id")
+    patients = (
+        Patient.objects.all() if patient_ids is None else Patient.objects.filter(pk__in=list(patient_ids))
+    )
+    select, params = (
+        patients.annotate(
+            latest_id=Subquery(latest.values("id")[:1]), latest_at=Subquery(latest.values("scored_at")[:1])
+        )
+        .filter(latest_id__isnull=False)
+        .values_list("pk", "latest_id", "latest_at")
+        .query.sql_with_params()
+    )
+    table = connection.ops.quote_name(CurrentScore._meta.db_table)
+    with connection.cursor() as cursor:
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT.
+        rows = f"SELECT * FROM ({select}) AS latest WHERE true"  # noqa: S608 - the ORM's own SQL
+        cursor.execute(_ADVANCE.format(table=table, rows=rows), params)
 
 
 # --- storage -----------------------------------------------------------------------------------
@@ -163,6 +209,9 @@ def _write(item: Item, people: _People, *, source: str, simulated: bool) -> Pred
             payload_sha256=item.sha256,
             source=source,
             simulated=simulated,
+        )
+        patient_current_advance(
+            patient_id=patient.pk, prediction_id=prediction.pk, scored_at=prediction.scored_at
         )
         prediction.explanation = Explanation.objects.create(prediction=prediction)
         if prediction.tier in ALERT_TIERS:

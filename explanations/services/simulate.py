@@ -15,6 +15,8 @@ from django.db import transaction
 from explanations.models import Patient, Prediction
 from models_registry.models import ModelVersion
 
+from .ingest import patients_current_refresh
+
 BATCH = 2000
 
 
@@ -75,6 +77,7 @@ def predictions_resampled_create(
                     )
                 )
             Prediction.objects.bulk_create(predictions)
+            patients_current_refresh(patient_ids=[p.pk for p in patients])
         created += len(predictions)
     return created
 

@@ -97,12 +97,13 @@
     var freshAlerts = [];
     if (alertsBody && data.shows_alerts) {
       freshAlerts = reconcile(alertsBody, data.alerts, "tr");
-      setCount("alerts-count", data.alerts.length);
+      // The count is over every page; this page's rows are what is shown.
+      setCount("alerts-count", data.pages ? data.pages.alerts.total : data.alerts.length);
       toggle("alerts-table", "alerts-empty", data.alerts.length);
     }
     if (lowList && data.shows_low) {
       reconcile(lowList, data.low, "li");
-      setCount("low-count", data.low.length);
+      setCount("low-count", data.pages ? data.pages.low.total : data.low.length);
       toggle("low-list", "low-empty", data.low.length);
     }
 

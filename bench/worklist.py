@@ -1,0 +1,278 @@
+"""Benchmark of the clinician worklist (issue 5). Prints figures; not part of the test run.
+
+Seeds a bench database of its own (default sightline_bench_worklist, Redis db 10) with synthetic
+data, every patient and prediction labelled simulated: 2,000 patients over 10 units, 500 scores
+each (1,000,000 predictions, written with COPY), the alert rows ingest would have made for every
+medium/high score, and 500 patients whose current score is an alert (the active alerts). Then
+times the worklist page and its JSON through Django's test client (server-side: middleware,
+queries, rendering; no network) for an admin and for a clinician of two units, and prints
+p50/p95 over the requests and the queries per request.
+
+    .venv/bin/python bench/worklist.py               # seed (a few minutes), then time
+    .venv/bin/python bench/worklist.py --skip-seed   # time again against the seeded database
+
+Options: --patients, --per-patient, --active, --requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "sightline_bench_worklist"
+UNITS = ["MICU", "SICU", "CCU", "CVICU", "NICU-A", "RESP-ICU", "TRAUMA", "BURN", "NEURO", "STEPDOWN"]
+COPY_ROWS = 100_000
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _database_create(url: str) -> None:
+    import psycopg2
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    connection = psycopg2.connect(admin)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+
+
+def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -> None:
+    """Synthetic patients, predictions (COPY), their alerts and the current-score pointers."""
+    import numpy as np
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from clinician_ui.tests.factories import contributions_for, model_version_create
+    from explanations.models import Alert, Explanation, Patient, Prediction
+    from explanations.services.ingest import patients_current_refresh
+
+    rng = np.random.default_rng(seed_value)
+    version = model_version_create(name="bench-synthetic-worklist")
+    now = timezone.now()
+    started = time.perf_counter()
+    Patient.objects.bulk_create(
+        [
+            Patient(
+                external_id=f"bench-{i:05d}",
+                display_name=f"Synthetic bench patient {i:05d}",
+                unit=UNITS[i % len(UNITS)],
+                bed=str(1 + i // len(UNITS) % 40),
+                simulated=True,
+            )
+            for i in range(patients)
+        ],
+        batch_size=2000,
+    )
+    patient_rows = list(Patient.objects.order_by("id").values_list("id", "unit", "bed"))
+    # The patients whose current score is an alert (high for a third of them, else medium).
+    alerting = set(rng.choice(len(patient_rows), size=active, replace=False).tolist())
+
+    total = patients * per_patient
+    columns = (
+        "registered_model_id, model_version_id, external_id, patient_id, unit, bed, scored_at, risk, "
+        "margin, tier, features, payload_sha256, source, simulated, received_at"
+    )
+    table = Prediction._meta.db_table
+    features = json.dumps(
+        {
+            "age": {"value": 67},
+            "lactate": {"value": 2.4, "unit": "mmol/L"},
+            "map": {"value": 66.0, "unit": "mmHg"},
+            "creatinine": {"value": 1.1, "unit": "mg/dL"},
+            "urine_output": {"value": None},
+            "ventilated": {"value": 0},
+        }
+    ).replace("\\", "\\\\")
+    buffer = io.StringIO()
+    written = 0
+    rm, mv = version.registered_model_id, version.pk
+    with connection.cursor() as cursor:
+        for p_index, (patient_id, unit, bed) in enumerate(patient_rows):
+            # Hourly scores, newest last; historical risks mostly low with some alert-tier scores.
+            risks = np.clip(rng.beta(1.6, 6.0, size=per_patient), 0.01, 0.99)
+            if p_index in alerting:
+                risks[-1] = rng.uniform(0.5, 0.95) if p_index % 3 == 0 else rng.uniform(0.25, 0.5)
+            else:
+                risks[-1] = rng.uniform(0.01, 0.24)
+            for k in range(per_patient):
+                risk = float(risks[k])
+                tier = "high" if risk >= 0.5 else "medium" if risk >= 0.25 else "low"
+                scored = now.timestamp() - (per_patient - k) * 3600 - 600
+                buffer.write(
+                    f"{rm}\t{mv}\tbench-run-{k}/{patient_id}\t{patient_id}\t{unit}\t{bed}\t"
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(scored))}+00\t{risk:.6f}\t"
+                    f"{np.log(risk / (1 - risk)):.6f}\t{tier}\t{features}\t{'0' * 64}\tbulk\tt\t"
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(scored + 30))}+00\n"
+                )
+                written += 1
+                if written % COPY_ROWS == 0 or written == total:
+                    buffer.seek(0)
+                    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
+                    buffer = io.StringIO()
+                    print(
+                        f"  predictions: {written:,} of {total:,} ({time.perf_counter() - started:.0f} s)",
+                        flush=True,
+                    )
+        # Every medium/high score has its alert, as ingest makes them; most historical ones
+        # were acted on, the active ones are in every state.
+        cursor.execute(
+            f"INSERT INTO {Alert._meta.db_table} "  # noqa: S608 - table names from the models
+            "(prediction_id, patient_id, unit, tier, risk, state, created_at) "
+            "SELECT id, patient_id, unit, tier, risk, CASE WHEN id % 3 = 0 THEN 'new' WHEN id % 3 = 1 "
+            f"THEN 'acknowledged' ELSE 'actioned' END, scored_at + interval '1 minute' FROM {table} "
+            "WHERE tier IN ('medium', 'high')"
+        )
+        print(f"  alerts: {cursor.rowcount:,} ({time.perf_counter() - started:.0f} s)", flush=True)
+    patients_current_refresh()
+    # The current scores have ready explanations (the alert page reads them).
+    with transaction.atomic():
+        current = Prediction.objects.filter(current_for__isnull=False).only("id", "risk")
+        Explanation.objects.bulk_create(
+            [
+                Explanation(
+                    prediction_id=p.pk,
+                    status=Explanation.Status.READY,
+                    base_value=-1.2,
+                    contributions=contributions_for(p.risk),
+                    additivity_error=0.0,
+                    background_size=200,
+                )
+                for p in current
+            ],
+            batch_size=2000,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    active_now = Alert.objects.filter(prediction__current_for__isnull=False).count()
+    print(
+        f"seeded {Prediction.objects.count():,} predictions of {patients:,} patients, "
+        f"{Alert.objects.count():,} alerts ({active_now} active) in {time.perf_counter() - started:.0f} s"
+    )
+
+
+def users():
+    from django.contrib.auth import get_user_model
+
+    from clinician_ui.models import Profile
+
+    User = get_user_model()
+    admin, _ = User.objects.get_or_create(
+        username="bench-admin", defaults={"is_superuser": True, "is_staff": True}
+    )
+    clinician, created = User.objects.get_or_create(username="bench-clinician")
+    if created:
+        Profile.objects.create(user=clinician, role=Profile.Role.CLINICIAN, units=UNITS[:2])
+    return {"admin (10 units)": admin, "clinician (2 units)": clinician}
+
+
+def time_requests(client, path: str, n: int) -> tuple[list[float], int, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):  # warm-up: templates compiled, connection open
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+    timings = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(path)
+        timings.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+    return timings, len(queries), len(response.content)
+
+
+def measure(requests: int) -> None:
+    from django.test import Client
+
+    from explanations.models import Alert, Prediction
+
+    print(
+        f"\n{Prediction.objects.count():,} stored predictions; "
+        f"{Alert.objects.filter(prediction__current_for__isnull=False).count()} active alerts"
+    )
+    print(f"{'user':22} {'page':22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8} {'KB':>6}")
+    for label, user in users().items():
+        client = Client()
+        client.force_login(user)
+        for path in ("/", "/worklist.json", "/?page=3", "/?tier=high"):
+            timings, queries, size = time_requests(client, path, requests)
+            print(
+                f"{label:22} {path:22} {statistics.median(timings):8.1f} {_percentile(timings, 95):8.1f} "
+                f"{max(timings):8.1f} {queries:8d} {size / 1024:6.0f}"
+            )
+        alert = Alert.objects.filter(prediction__current_for__isnull=False, unit__in=["MICU"]).first()
+        timings, queries, size = time_requests(client, f"/alerts/{alert.pk}/", requests)
+        print(
+            f"{label:22} {'/alerts/<id>/':22} {statistics.median(timings):8.1f} "
+            f"{_percentile(timings, 95):8.1f} {max(timings):8.1f} {queries:8d} {size / 1024:6.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--per-patient", type=int, default=500)
+    parser.add_argument("--active", type=int, default=500, help="patients whose current score is an alert")
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--skip-seed", action="store_true", help="time against the already seeded database")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after start-up, as a server would after loading the app: full garbage "
+        "collections then skip the large start-up heap (shap, numba, pandas)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"),
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
+    args = parser.parse_args()
+
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DJANGO_SETTINGS_MODULE="sightline.settings",
+        LOG_LEVEL="WARNING",
+        DB_CONN_MAX_AGE="60",
+    )
+    if not args.skip_seed:
+        _database_create(args.database_url)
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+
+    redis.Redis.from_url(args.redis_url).flushdb()
+    print("Sightline worklist benchmark (issue 5). Synthetic data: every patient and score is simulated.")
+    call_command("migrate", verbosity=0)
+    if not args.skip_seed:
+        seed(patients=args.patients, per_patient=args.per_patient, active=args.active)
+    if args.gc_freeze:
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        print(f"gc.freeze(): {gc.get_freeze_count():,} start-up objects left out of garbage collection")
+    measure(args.requests)
+
+
+if __name__ == "__main__":
+    main()

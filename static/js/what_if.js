@@ -1,0 +1,162 @@
+// The alert page's what-if panel: posts the changed inputs as JSON to
+// /api/v1/predictions/{id}/what-if/ (session + CSRF) and shows the hypothetical risk, tier and
+// the contributions that changed. Only fields the clinician changed are sent; errors the API
+// names ("changes.<feature>") are shown next to that field. Everything shown comes from the
+// API's JSON and is inserted as text, never as HTML.
+(function () {
+  "use strict";
+
+  function percent(risk) {
+    var value = risk * 100;
+    if (value > 0 && value < 1) { return "<1%"; }
+    return Math.round(value) + "%";
+  }
+
+  function signed(value) {
+    var text = Math.abs(value).toFixed(2);
+    return (value > 0 ? "+" : value < 0 ? "\u2212" : "\u00b1") + text;
+  }
+
+  function tierText(tier) {
+    var shapes = {high: "\u25b2", medium: "\u25c6", low: "\u25cb"};
+    return (shapes[tier] || "") + " " + tier.charAt(0).toUpperCase() + tier.slice(1) + " tier";
+  }
+
+  function valueOf(input) {
+    var raw = input.value;
+    var kind = input.getAttribute("data-kind");
+    if (kind === "binary") { return raw === "true"; }
+    if (kind === "numeric") { return raw.trim() === "" ? NaN : Number(raw); }
+    return raw;
+  }
+
+  function changedInputs(form) {
+    var changes = {};
+    Array.prototype.forEach.call(form.querySelectorAll("[data-kind]"), function (input) {
+      if (input.value === input.getAttribute("data-original")) { return; }
+      if (input.value === "") { return; }  // left as "not measured"
+      changes[input.name] = valueOf(input);
+    });
+    return changes;
+  }
+
+  function clearErrors(form) {
+    Array.prototype.forEach.call(form.querySelectorAll(".field-error"), function (el) { el.textContent = ""; });
+    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (el) {
+      el.removeAttribute("aria-invalid");
+    });
+  }
+
+  function showFieldError(form, name, message) {
+    var input = form.querySelector('[data-kind][name="' + (window.CSS && CSS.escape ? CSS.escape(name) : name) + '"]');
+    var error = document.getElementById("wi-" + name + "-error");
+    if (!input || !error) { return false; }
+    error.textContent = message;
+    input.setAttribute("aria-invalid", "true");
+    return true;
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement(row.children.length ? "td" : "th");
+    if (!row.children.length) { td.setAttribute("scope", "row"); }
+    td.textContent = text;
+    if (className) { td.className = className; }
+    row.appendChild(td);
+  }
+
+  function showResult(body) {
+    var result = document.getElementById("whatif-result");
+    var line = document.getElementById("whatif-risk");
+    var delta = Math.round(body.delta.risk * 100);
+    line.textContent = "";
+    var strong = document.createElement("strong");
+    strong.textContent = "Hypothetical risk " + percent(body.risk) + ", " + tierText(body.tier);
+    line.appendChild(strong);
+    line.appendChild(document.createTextNode(
+      " (this score: " + percent(body.original.risk) + ", " + tierText(body.original.tier) + "; " +
+      (delta === 0 ? "no change" : (delta > 0 ? "+" : "\u2212") + Math.abs(delta) + " percentage points") + ")."
+    ));
+    var rows = document.getElementById("whatif-rows");
+    rows.textContent = "";
+    var moved = body.features.filter(function (f) { return f.changed || Math.abs(f.shap_delta) >= 0.005; });
+    moved.sort(function (a, b) { return Math.abs(b.shap_delta) - Math.abs(a.shap_delta); });
+    moved.slice(0, 10).forEach(function (f) {
+      var tr = document.createElement("tr");
+      if (f.changed) { tr.className = "whatif-changed"; }
+      cell(tr, f.label);
+      var value = f.value === null ? "not measured" : String(f.value);
+      cell(tr, f.changed ? String(f.original_value === null ? "not measured" : f.original_value) + " \u2192 " + value : value);
+      cell(tr, signed(f.shap), "num");
+      cell(tr, (f.shap_delta > 0 ? "\u2191 " : f.shap_delta < 0 ? "\u2193 " : "") + signed(f.shap_delta), "num");
+      rows.appendChild(tr);
+    });
+    result.hidden = false;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("whatif-form");
+    if (!form) { return; }
+    var status = document.getElementById("whatif-status");
+    var button = form.querySelector("button[type=submit]");
+
+    form.addEventListener("reset", function () {
+      clearErrors(form);
+      status.textContent = "";
+      document.getElementById("whatif-result").hidden = true;
+    });
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      clearErrors(form);
+      var changes = changedInputs(form);
+      var names = Object.keys(changes);
+      if (!names.length) {
+        status.textContent = "Change at least one value, then recompute.";
+        return;
+      }
+      var invalid = names.filter(function (name) {
+        return typeof changes[name] === "number" && !isFinite(changes[name]);
+      });
+      if (invalid.length) {
+        invalid.forEach(function (name) { showFieldError(form, name, "Enter a number."); });
+        status.textContent = "Correct the marked value.";
+        return;
+      }
+      button.disabled = true;
+      status.textContent = "Recomputing\u2026";
+      fetch(form.getAttribute("data-url"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          "Accept": "application/json",
+          "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value
+        },
+        body: JSON.stringify({changes: changes})
+      })
+        .then(function (response) {
+          return response.json().then(function (body) { return {ok: response.ok, body: body}; },
+            function () { return {ok: false, body: {detail: "HTTP " + response.status}}; });
+        })
+        .then(function (answer) {
+          button.disabled = false;
+          if (answer.ok) {
+            status.textContent = "Recomputed (hypothetical).";
+            showResult(answer.body);
+            return;
+          }
+          var fields = answer.body.fields || {};
+          var placed = 0;
+          Object.keys(fields).forEach(function (key) {
+            var name = key.indexOf("changes.") === 0 ? key.slice(8) : key;
+            if (showFieldError(form, name, fields[key].join(" "))) { placed += 1; }
+          });
+          status.textContent = placed ? "Correct the marked value." : (answer.body.detail || "Could not recompute.");
+        })
+        .catch(function () {
+          button.disabled = false;
+          status.textContent = "Could not reach the server; try again.";
+        });
+    });
+  });
+})();
