@@ -46,6 +46,7 @@ format: venv
 bench: venv
 	$(PY) bench/explain.py
 	$(PY) bench/drift.py
+	$(PY) bench/worklist.py
 	$(PY) bench/load.py
 
 clean:
