@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.people",
     "tests.fixtures.ingest",
     "tests.fixtures.worker",
+    "tests.fixtures.browser",
 ]

@@ -8,10 +8,7 @@ tests/artifacts/ (git-ignored) for a person to look at.
 import csv
 import io
 import json
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -25,34 +22,10 @@ from clinician_ui.tests.factories import (
     prediction_create,
 )
 from explanations.models import Alert
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.people import PASSWORD
 
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread
-# with a running loop unless told that this test process knows what it is doing.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium is required in CI at {CHROMIUM} (apt-get install chromium).")
-        pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests.")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

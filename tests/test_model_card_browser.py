@@ -3,38 +3,12 @@ charts (reliability, metrics, ROC, precision-recall) render from charts.json, th
 figures and the registration checks are on the page. Screenshot in tests/artifacts/model_card.png.
 """
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.people import PASSWORD
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium is required in CI at {CHROMIUM} (apt-get install chromium).")
-        pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests.")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -5,42 +5,18 @@ distribution overlay renders in Plotly, and the alert-burden table and figures a
 Screenshot in tests/artifacts/monitoring.png.
 """
 
-import os
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.people import PASSWORD
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 SHIFTED_UNIT = "MICU"
 SHIFTED_FEATURE = "sodium"
 SHIFT = 12  # mmol/L: e.g. a recalibrated analyser on one unit
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium is required in CI at {CHROMIUM} (apt-get install chromium).")
-        pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests.")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
