@@ -147,7 +147,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "promoted_by",
     )
     inlines = [ModelFeatureInline]
-    actions = ["promote"]
+    actions = ["promote", "recompute_cohort"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -187,6 +187,29 @@ class ModelVersionAdmin(admin.ModelAdmin):
         how = " (gate overridden; the reason is in the promotion audit)" if override else ""
         self.message_user(request, f"{version} is now production{how}.")
         return None
+
+    @admin.action(description="Recompute cohort SHAP (chunked Celery job)")
+    def recompute_cohort(self, request, queryset):
+        """Create a cohort recompute job for one version, dispatch its chunks and show its progress."""
+        from explanations.services import cohort_job_create, cohort_job_run
+
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one version to recompute its cohort SHAP.", level=messages.ERROR
+            )
+            return None
+        if not is_admin(request.user):
+            self.message_user(request, "Only an admin may recompute cohort SHAP.", level=messages.ERROR)
+            return None
+        version = queryset.select_related("registered_model").get()
+        job = cohort_job_create(version=version)
+        dispatched = cohort_job_run(job=job)
+        self.message_user(
+            request,
+            f"Cohort job {job.pk} for {version}: {job.rows_total:,} predictions in "
+            f"{job.chunks_total:,} chunk(s), {dispatched:,} dispatched.",
+        )
+        return redirect("job-progress", job_id=job.pk)
 
 
 @admin.register(Promotion)

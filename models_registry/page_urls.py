@@ -12,4 +12,5 @@ urlpatterns = [
         views.card_charts_json,
         name="model-card-charts",
     ),
+    path("jobs/<int:job_id>/", views.job_page, name="job-progress"),
 ]

@@ -176,6 +176,8 @@ EXPECTATIONS: dict[str, Expect] = {
     "model-list": Expect({**HTML_PAGE, **person(200)}),
     "model-card": Expect({**HTML_PAGE, **person(200)}),
     "model-card-charts": Expect({**HTML_PAGE, **person(200)}),
+    # A cohort recompute job's progress page (admins only, like monitoring).
+    "job-progress": Expect({**HTML_PAGE, **person(403, charlie=200)}),
     # monitoring (admins only)
     "monitoring": Expect({**HTML_PAGE, **person(403, charlie=200)}),
     "monitoring-summary": Expect(MONITORING_JSON),
