@@ -1,6 +1,3 @@
-import tempfile
-from pathlib import Path
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -10,7 +7,12 @@ from django.urls import path, reverse
 
 from models_registry.bundle import BundleError
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
-from models_registry.services import MIN_OVERRIDE_REASON_CHARS, PromotionRefused, is_admin, model_register
+from models_registry.services import (
+    MIN_OVERRIDE_REASON_CHARS,
+    PromotionRefused,
+    is_admin,
+    model_register_upload,
+)
 
 
 class BundleUploadForm(forms.Form):
@@ -66,25 +68,19 @@ class RegisteredModelAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = BundleUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["bundle"]
-            with tempfile.TemporaryDirectory(prefix="sightline-upload-") as tmp:
-                archive = Path(tmp) / "bundle.zip"
-                with archive.open("wb") as handle:
-                    for chunk in upload.chunks():
-                        handle.write(chunk)
-                try:
-                    version, created = model_register(
-                        path=archive,
-                        promote=form.cleaned_data["promote"],
-                        user=request.user,
-                        override_reason=form.cleaned_data["override_reason"] or None,
-                    )
-                except (BundleError, PromotionRefused) as exc:
-                    form.add_error("bundle" if isinstance(exc, BundleError) else "promote", str(exc))
-                else:
-                    verb = "Registered" if created else "Already registered"
-                    self.message_user(request, f"{verb} {version} ({version.status}).", messages.SUCCESS)
-                    return redirect(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
+            try:
+                version, created = model_register_upload(
+                    upload=form.cleaned_data["bundle"],
+                    promote=form.cleaned_data["promote"],
+                    user=request.user,
+                    override_reason=form.cleaned_data["override_reason"] or None,
+                )
+            except (BundleError, PromotionRefused) as exc:
+                form.add_error("bundle" if isinstance(exc, BundleError) else "promote", str(exc))
+            else:
+                verb = "Registered" if created else "Already registered"
+                self.message_user(request, f"{verb} {version} ({version.status}).", messages.SUCCESS)
+                return redirect(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
         context = {
             **self.admin_site.each_context(request),
             "title": "Upload a model bundle",

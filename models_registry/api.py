@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +15,7 @@ from rest_framework.views import APIView
 from explanations.auth import ServiceTokenAuthentication
 from models_registry.bundle import BundleError
 from models_registry.selectors import model_card, model_version_get
-from models_registry.services import PromotionRefused, is_admin, model_register
+from models_registry.services import PromotionRefused, is_admin, model_register_upload
 from sightline.api_errors import ApiError
 
 # Largest bundle zip accepted over the API (the unpacked bundle may hold up to 1 GiB).
@@ -92,24 +89,19 @@ class ModelUploadApi(APIView):
             raise _too_large(upload.size, limit)
         promote = _truthy(request.data.get("promote"))
         override_reason = str(request.data.get("override_reason") or "") or None
-        with tempfile.TemporaryDirectory(prefix="sightline-upload-") as tmp:
-            archive = Path(tmp) / "bundle.zip"
-            with archive.open("wb") as handle:
-                for chunk in upload.chunks():
-                    handle.write(chunk)
-            try:
-                version, created = model_register(
-                    path=archive, promote=promote, user=request.user, override_reason=override_reason
-                )
-            except BundleError as exc:
-                raise ApiError(code="invalid_bundle", detail=str(exc), fields={"bundle": [str(exc)]}) from exc
-            except PromotionRefused as exc:
-                raise ApiError(
-                    code="promotion_refused",
-                    detail=f"{exc} Nothing was registered.",
-                    status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-                    fields={"promote": [str(exc)]},
-                ) from exc
+        try:
+            version, created = model_register_upload(
+                upload=upload, promote=promote, user=request.user, override_reason=override_reason
+            )
+        except BundleError as exc:
+            raise ApiError(code="invalid_bundle", detail=str(exc), fields={"bundle": [str(exc)]}) from exc
+        except PromotionRefused as exc:
+            raise ApiError(
+                code="promotion_refused",
+                detail=f"{exc} Nothing was registered.",
+                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                fields={"promote": [str(exc)]},
+            ) from exc
         return Response(
             {
                 "name": version.registered_model.name,

@@ -62,6 +62,19 @@ def _profile_build_enqueue(version_id: int) -> None:
         log.warning("could not queue the profile build of model version %s", version_id, exc_info=True)
 
 
+def model_register_upload(
+    *, upload, promote: bool = False, user=None, override_reason: str | None = None
+) -> tuple[ModelVersion, bool]:
+    """model_register for a bundle .zip received as an upload (a Django UploadedFile): written to a
+    temporary file chunk by chunk, never held whole in memory."""
+    with tempfile.TemporaryDirectory(prefix="sightline-upload-") as tmp:
+        archive = Path(tmp) / "bundle.zip"
+        with archive.open("wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+        return model_register(path=archive, promote=promote, user=user, override_reason=override_reason)
+
+
 def model_register(
     *, path: Path | str, promote: bool = False, user=None, override_reason: str | None = None
 ) -> tuple[ModelVersion, bool]:
