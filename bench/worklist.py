@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._stack import recreate_database  # noqa: E402
+
 BENCH_DB = "sightline_bench_worklist"
 UNITS = ["MICU", "SICU", "CCU", "CVICU", "NICU-A", "RESP-ICU", "TRAUMA", "BURN", "NEURO", "STEPDOWN"]
 COPY_ROWS = 100_000
@@ -37,19 +39,6 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def _database_create(url: str) -> None:
-    import psycopg2
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    connection = psycopg2.connect(admin)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
 
 
 def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -> None:
@@ -253,7 +242,8 @@ def main() -> None:
         DB_CONN_MAX_AGE="60",
     )
     if not args.skip_seed:
-        _database_create(args.database_url)
+        base, name = args.database_url.rsplit("/", 1)
+        recreate_database(name, admin_url=f"{base}/postgres")
     import django
 
     django.setup()
