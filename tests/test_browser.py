@@ -22,8 +22,7 @@ from clinician_ui.tests.factories import (
     prediction_create,
 )
 from explanations.models import Alert
-from tests.fixtures.browser import ARTIFACTS
-from tests.fixtures.people import PASSWORD
+from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -37,17 +36,6 @@ def ward(transactional_db, alice, bob):
     low = prediction_create(model_version=version, unit="MICU", risk=0.06)
     ccu = prediction_create(model_version=version, unit="CCU", risk=0.91)
     return {"high": high, "medium": medium, "low": low, "ccu": ccu}
-
-
-def log_in(page, base_url: str, username: str, screenshot: str | None = None) -> None:
-    page.goto(base_url + "/")
-    assert "/login/" in page.url
-    if screenshot:
-        page.screenshot(path=str(ARTIFACTS / screenshot))
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base_url + "/")
 
 
 def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, charlie):

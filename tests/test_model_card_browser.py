@@ -5,8 +5,7 @@ figures and the registration checks are on the page. Screenshot in tests/artifac
 
 import pytest
 
-from tests.fixtures.browser import ARTIFACTS
-from tests.fixtures.people import PASSWORD
+from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -28,11 +27,7 @@ def test_admin_opens_the_model_card_and_its_charts_render(browser, live_server, 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(live_server.url + "/login/")
-        page.fill("input[name=username]", "charlie")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(live_server.url + "/")
+        log_in(page, live_server.url, "charlie")
 
         page.goto(live_server.url + "/models/")
         assert "icu-mortality-30d" in page.content()

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fixtures.browser import ARTIFACTS
-from tests.fixtures.people import PASSWORD
+from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -71,11 +70,7 @@ def test_admin_finds_the_shifted_feature_first_and_its_overlay(browser, live_ser
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(live_server.url + "/login/")
-        page.fill("input[name=username]", "charlie")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(live_server.url + "/")
+        log_in(page, live_server.url, "charlie")
 
         page.goto(live_server.url + "/monitoring/")
         # The default view (the last 7 days, nothing scored) settles before we ask for ours.
