@@ -49,7 +49,7 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
 
     from clinician_ui.tests.factories import contributions_for, model_version_create
     from explanations.models import Alert, Explanation, Patient, Prediction
-    from explanations.services.ingest import patients_current_refresh
+    from explanations.services.current import patients_current_refresh
 
     rng = np.random.default_rng(seed_value)
     version = model_version_create(name="bench-synthetic-worklist")

@@ -76,7 +76,7 @@ class CurrentScore(models.Model):
     """Each patient's latest score (latest scored_at, then highest id): the worklist reads the
     patients' current state from here instead of searching every stored prediction.
 
-    Written only by services.ingest.patient_current_advance, which moves it forward only, so a
+    Written only by services.current (ingest and bulk refreshes), which moves it forward only, so a
     back-filled older score never replaces it. A table of its own, so saving a Patient never
     overwrites it with a stale value."""
 

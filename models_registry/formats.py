@@ -60,10 +60,10 @@ class TreeModel:
         """Log-odds, one per row."""
         rows = self.prepare(rows)
         if self.model_format == "xgboost":
-            import xgboost as xgb
-
-            matrix = xgb.DMatrix(rows, feature_names=self.feature_names, missing=np.nan)
-            margins = self.native.predict(matrix, output_margin=True)
+            # In place, on one thread (loaded so): the same margins as predict(DMatrix(...)) for
+            # dense rows, without building a DMatrix, which costs 50-100x the prediction itself
+            # for a request's few rows; processes (web workers, the Celery pool) give parallelism.
+            margins = self.native.inplace_predict(rows, predict_type="margin", missing=np.nan)
         elif self.model_format == "lightgbm":
             margins = self.native.predict(rows, raw_score=True)
         else:
@@ -125,6 +125,7 @@ def load_xgboost(data: bytes, name: str = "model.json") -> TreeModel:
             f"{name} has objective {objective}; Sightline serves binary:logistic models (risk = "
             "sigmoid of the log-odds that SHAP explains)."
         )
+    booster.set_param({"nthread": 1})
     return TreeModel("xgboost", booster, list(booster.feature_names or []), handles_missing=True)
 
 
@@ -201,7 +202,9 @@ def _randomised_xgboost(booster, rng: np.random.Generator):
         for i, value in zip(index, draws, strict=True):
             tree["split_conditions"][i] = float(value)
             tree["base_weights"][i] = float(value)
-    return xgb.Booster(model_file=bytearray(json.dumps(model).encode()))
+    randomised = xgb.Booster(model_file=bytearray(json.dumps(model).encode()))
+    randomised.set_param({"nthread": 1})
+    return randomised
 
 
 def _randomised_lightgbm(booster, rng: np.random.Generator):

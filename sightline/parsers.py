@@ -6,6 +6,8 @@ text; a lone surrogate cannot be encoded. Each is answered 400 with the reason.
 """
 
 import json
+import re
+from itertools import accumulate
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -19,9 +21,8 @@ def _reject_constant(name: str):
 
 
 def _check(value, depth: int = 0) -> None:
-    """Refuse nesting deeper than any payload needs, NUL characters and unpaired surrogates."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    """Refuse nesting deeper than any payload needs, NUL characters and unpaired surrogates.
+    `depth`: how many containers hold `value`."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("a string contains a NUL character")
@@ -29,19 +30,42 @@ def _check(value, depth: int = 0) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("a string contains an unpaired surrogate") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check(key, depth + 1)
-            _check(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check(item, depth + 1)
+    elif isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+        for item in value.items() if isinstance(value, dict) else value:
+            if isinstance(item, tuple):
+                _check(item[0], depth + 1)
+                _check(item[1], depth + 1)
+            else:
+                _check(item, depth + 1)
+
+
+# The only ways a parsed string can hold a NUL or a lone surrogate, given that json.loads refuses
+# raw control characters in strings and the text itself encodes as UTF-8.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    """How deeply the (well-formed) JSON text nests: its brackets outside strings, counted."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
 
 
 def strict_loads(text: str):
     # json.loads itself raises RecursionError on absurd nesting; callers treat it as invalid JSON.
     value = json.loads(text, parse_constant=_reject_constant)
-    _check(value)
+    try:
+        text.encode("utf-8")
+        suspect = _SUSPECT_ESCAPE.search(text) is not None
+    except UnicodeEncodeError:
+        suspect = True
+    if suspect:
+        _check(value)  # walk every value to name the problem
+    elif _depth(text) > MAX_DEPTH:
+        raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return value
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from explanations.models import Alert, Explanation, Patient, Prediction
-from explanations.services.ingest import patient_current_advance
+from explanations.services.current import patient_current_advance
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 
 _seq = itertools.count(1)

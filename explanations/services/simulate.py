@@ -15,7 +15,7 @@ from django.db import transaction
 from explanations.models import Patient, Prediction
 from models_registry.models import ModelVersion
 
-from .ingest import patients_current_refresh
+from .current import patients_current_refresh
 
 BATCH = 2000
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from explanations.models import Explanation, Prediction
+from explanations.models import Alert, Explanation, Patient, Prediction
 from explanations.tests.helpers import stored_counts
 
 URL = "/api/v1/predictions/bulk/"
@@ -132,3 +132,32 @@ def test_explanations_are_queued_after_commit(
     assert len(callbacks) == 1  # one enqueue for the whole request
     statuses = Explanation.objects.filter(prediction_id__in=[r["id"] for r in results.json()["results"]])
     assert set(statuses.values_list("status", flat=True)) == {"ready"}
+
+
+def test_a_new_encounter_named_by_two_patients_keeps_the_first_and_stores_nothing_of_the_second(
+    service_client, prediction_payload
+):
+    first = prediction_payload(0, encounter_id="enc-shared")
+    second = prediction_payload(1, encounter_id="enc-shared")
+    ordered = sorted([first, second], key=lambda p: p["patient"]["id"])
+
+    results = service_client.post(URL, [ordered[1], ordered[0]], format="json").json()["results"]
+
+    # Items are stored in patient order: the patient that sorts first keeps the encounter.
+    assert [r["status"] for r in results] == [409, 201]
+    assert results[0]["error"] == "encounter_conflict"
+    assert stored_counts()["predictions"] == 1
+    assert set(Patient.objects.values_list("external_id", flat=True)) == {ordered[0]["patient"]["id"]}
+
+
+def test_a_bulk_request_costs_a_few_queries_whatever_its_size(
+    service_client, prediction_payload, django_assert_max_num_queries
+):
+    items = [prediction_payload(i) for i in range(40)]
+
+    with django_assert_max_num_queries(25):
+        response = service_client.post(URL, items, format="json")
+
+    assert [r["status"] for r in response.json()["results"]] == [201] * 40
+    assert stored_counts()["predictions"] == 40
+    assert Alert.objects.count() == Prediction.objects.filter(tier__in=["medium", "high"]).count() > 0

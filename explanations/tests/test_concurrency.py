@@ -71,3 +71,18 @@ def test_two_scorings_of_one_new_patient_at_once_share_the_patient(monkeypatch, 
     assert Prediction.objects.count() == 2
     assert Patient.objects.count() == 1
     assert Encounter.objects.count() == 1
+
+
+def test_one_new_encounter_for_two_new_patients_at_once_is_one_conflict(monkeypatch, prediction_payload):
+    first = prediction_payload(0, encounter_id="enc-raced")
+    second = prediction_payload(1, encounter_id="enc-raced")
+
+    results = race(monkeypatch, [first, second])
+
+    conflicts = [r for r in results if isinstance(r, ApiError)]
+    assert len(conflicts) == 1 and conflicts[0].code == "encounter_conflict"
+    winner = next(r for r in results if not isinstance(r, ApiError))
+    # Nothing of the losing request is stored, not even its new patient.
+    assert Prediction.objects.count() == 1
+    assert list(Patient.objects.values_list("pk", flat=True)) == [winner.prediction.patient_id]
+    assert Encounter.objects.get().patient_id == winner.prediction.patient_id
