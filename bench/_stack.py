@@ -96,6 +96,44 @@ def peak_rss_mb(process: subprocess.Popen) -> float:
     return peak / 1024
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def cpu_seconds(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process tree: the live processes' own time,
+    plus what the processes already reaped (exited children, e.g. closed PostgreSQL backends)
+    used, which the kernel adds to their parent's cutime/cstime."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[11:15]: utime, stime, cutime, cstime (man 5 proc, counted after the ")").
+        total += sum(int(v) for v in fields[11:15])
+        pending += _children(pid)
+    return total / tick
+
+
+def postgres_pid() -> int | None:
+    """The PostgreSQL postmaster on this machine (the parent of every backend), if readable."""
+    for pidfile in Path("/var/run/postgresql").glob("*.pid"):
+        try:
+            return int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 @contextmanager
 def stack(
     env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
@@ -119,6 +157,7 @@ def stack(
     )
     worker = _start(
         [
+            *(["nice", "-n", str(worker_nice)] if worker_nice else []),
             str(VENV_BIN / "celery"),
             "-A",
             "sightline",

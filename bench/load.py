@@ -14,6 +14,7 @@ waits for the worker and checks that every accepted prediction is stored and exp
 import argparse
 import http.cookiejar
 import json
+import os
 import random
 import re
 import statistics
@@ -28,7 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import ROOT, bench_env, demo_bundle, manage, peak_rss_mb, stack  # noqa: E402
+from bench._stack import (  # noqa: E402
+    ROOT,
+    bench_env,
+    cpu_seconds,
+    demo_bundle,
+    manage,
+    peak_rss_mb,
+    postgres_pid,
+    stack,
+)
 
 PASSWORD = "bench-load-password-1"  # noqa: S105 - a throwaway user in a throwaway database
 
@@ -115,6 +125,27 @@ class Client(threading.Thread):
                             self.accepted.add(payload["external_id"])
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def cpu_snapshot(web, worker) -> dict[str, float]:
+    busy, total = machine_busy_seconds()
+    postmaster = postgres_pid()
+    return {
+        "web": cpu_seconds(web.pid),
+        "worker": cpu_seconds(worker.pid),
+        "postgres": cpu_seconds(postmaster) if postmaster else float("nan"),
+        "clients": time.process_time(),
+        "machine": busy,
+        "wall": total,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -149,8 +180,6 @@ def main() -> None:
         "BENCH_PASSWORD",
     )
 
-    import os
-
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "MODEL_STORE", "CELERY_QUEUE")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
     import django
@@ -171,6 +200,7 @@ def main() -> None:
     ) as (web, worker):
         print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
         started = time.monotonic()
+        cpu_before = cpu_snapshot(web, worker)
         clients = [
             Client(i, base, token, payloads, args, started + args.seconds) for i in range(args.clients)
         ]
@@ -179,6 +209,7 @@ def main() -> None:
         for client in clients:
             client.join()
         elapsed = time.monotonic() - started
+        cpu_after = cpu_snapshot(web, worker)
 
         accepted = set().union(*(c.accepted for c in clients))
         statuses = sum((c.statuses for c in clients), Counter())
@@ -194,6 +225,20 @@ def main() -> None:
                 )
         errors = {k: v for k, v in statuses.items() if not re.search(r" (200|201)$", k)}
         print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
+        used = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
+        cores = used["wall"] / elapsed
+        per = 1000 / max(1, len(accepted))
+        others = used["machine"] - sum(used[k] for k in ("web", "worker", "postgres", "clients"))
+        print(
+            f"CPU during the load ({cores:.1f} cores, {used['machine'] / used['wall']:.0%} busy): "
+            f"web {used['web']:.0f} s, PostgreSQL {used['postgres']:.0f} s (the whole server), "
+            f"explanation worker {used['worker']:.0f} s (nice {args.worker_nice}), "
+            f"load clients {used['clients']:.0f} s, anything else {others:.0f} s"
+        )
+        print(
+            f"CPU per accepted prediction: web {used['web'] * per:.2f} ms, "
+            f"PostgreSQL {used['postgres'] * per:.2f} ms"
+        )
 
         print("waiting for the worker to explain every accepted prediction ...", flush=True)
         deadline = time.monotonic() + args.explain_timeout

@@ -7,7 +7,6 @@ text; a lone surrogate cannot be encoded. Each is answered 400 with the reason.
 
 import json
 import re
-from itertools import accumulate
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -44,14 +43,22 @@ def _check(value, depth: int = 0) -> None:
 # The only ways a parsed string can hold a NUL or a lone surrogate, given that json.loads refuses
 # raw control characters in strings and the text itself encodes as UTF-8.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
 
-def _depth(text: str) -> int:
-    """How deeply the (well-formed) JSON text nests: its brackets outside strings, counted."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+def _too_deep(value) -> bool:
+    """Whether containers nest more than MAX_DEPTH deep: a walk over the containers only, level by
+    level, that stops at the first level past the limit."""
+    level = [value] if type(value) in (dict, list) else []
+    for _ in range(MAX_DEPTH):
+        if not level:
+            return False
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if type(child) in (dict, list)
+        ]
+    return bool(level)
 
 
 def strict_loads(text: str):
@@ -64,7 +71,7 @@ def strict_loads(text: str):
         suspect = True
     if suspect:
         _check(value)  # walk every value to name the problem
-    elif _depth(text) > MAX_DEPTH:
+    elif _too_deep(value):
         raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return value
 
