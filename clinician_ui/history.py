@@ -7,13 +7,14 @@ the scores made in their own units. Each read is one query whatever the number o
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import F, OuterRef, Q, Window
-from django.db.models.functions import JSONObject, RowNumber
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils.dateparse import parse_datetime
 
-from explanations.models import Patient, Prediction
+from explanations.models import Prediction
 from models_registry.models import ModelFeature
 
 from . import access
@@ -24,8 +25,8 @@ TREND_POINTS = 8
 EARLIER_SCORES = 20
 
 
-@dataclass(frozen=True)
-class ScorePoint:
+class ScorePoint(NamedTuple):
+    # A tuple: a worklist page builds one per point of every listed patient's sparkline.
     prediction_id: int
     scored_at: datetime
     risk: float
@@ -104,32 +105,47 @@ def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POI
     return {patient_id: Trend(tuple(scores)) for patient_id, scores in grouped.items()}
 
 
+def _oldest_first(point: ScorePoint) -> tuple:
+    return point.scored_at, point.prediction_id
+
+
 def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, Trend]:
     """Each patient's last `points` scores from the (patient, scored_at, id) index, then only
     those made in the user's units (access.visible_units) are kept.
 
-    The unit check runs on the read rows rather than inside the per-patient read: inside, the
-    planner misjudges how many of a patient's scores are in the user's units (all or none, in
-    practice) and sorts the patient's whole history instead of reading its newest rows."""
-    from django.contrib.postgres.expressions import ArraySubquery
-
+    One row per patient whose scores come as typed arrays (ids, times, risks, tiers, units), so
+    nothing is decoded per point but by the database driver; the few points are put in order
+    here. The unit check runs on the read rows rather than inside the per-patient read: inside,
+    the planner misjudges how many of a patient's scores are in the user's units (all or none,
+    in practice) and sorts the patient's whole history instead of reading its newest rows."""
     units = access.visible_units(user)
     allowed = None if units is None else set(units)
-    recent = (
-        Prediction.objects.filter(patient_id=OuterRef("pk"))
-        .order_by("-scored_at", "-id")
-        .values(point=JSONObject(id="id", scored_at="scored_at", risk="risk", tier="tier", unit="unit"))[
-            :points
-        ]
+    table = Prediction._meta.db_table
+    # The table name comes from the model; the values are parameters.
+    sql = (
+        "SELECT listed.id, recent.ids, recent.scored, recent.risks, recent.tiers, recent.units "  # noqa: S608
+        "FROM unnest(%s::bigint[]) AS listed(id) CROSS JOIN LATERAL ("
+        " SELECT array_agg(last.id) AS ids, array_agg(last.scored_at) AS scored,"
+        " array_agg(last.risk) AS risks, array_agg(last.tier) AS tiers, array_agg(last.unit) AS units"
+        f" FROM (SELECT id, scored_at, risk, tier, unit FROM {table} WHERE patient_id = listed.id"
+        " ORDER BY scored_at DESC, id DESC LIMIT %s) AS last"
+        ") AS recent"
     )
-    rows = Patient.objects.filter(pk__in=patient_ids).annotate(recent=ArraySubquery(recent))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(patient_ids), points])
+        rows = cursor.fetchall()
     trends: dict[int, Trend] = {}
-    for patient_id, recent_points in rows.values_list("pk", "recent"):
-        scores = [
-            ScorePoint(p["id"], parse_datetime(p["scored_at"]), p["risk"], p["tier"])
-            for p in reversed(recent_points or [])
-            if allowed is None or p["unit"] in allowed
-        ]
+    for patient_id, ids, scored, risks, tiers, point_units in rows:
+        if not ids:
+            continue
+        scores = sorted(
+            (
+                ScorePoint(*point)
+                for point, unit in zip(zip(ids, scored, risks, tiers, strict=True), point_units, strict=True)
+                if allowed is None or unit in allowed
+            ),
+            key=_oldest_first,
+        )
         if scores:
             trends[patient_id] = Trend(tuple(scores))
     return trends

@@ -1,19 +1,15 @@
 """The clinician pages. Thin: access check, audit, one selector, render. Every view needs a login."""
 
-import hashlib
 import uuid
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 
 from explanations.models import Alert, Prediction
@@ -24,7 +20,6 @@ from .history import EARLIER_SCORES
 from .selectors import (
     TIERS,
     ScoreDetail,
-    Worklist,
     action_reasons,
     alert_actions,
     explanation_figure,
@@ -33,6 +28,7 @@ from .selectors import (
     worklist_get,
 )
 from .services import alert_view_record, user_may_act
+from .worklist_rows import alert_rows_json, low_rows_json, rows_html, worklist_rows
 
 
 def _prediction_with_model(prediction_id: int) -> Prediction:
@@ -55,117 +51,12 @@ def _page_url(request: HttpRequest, **changes) -> str:
     return "?" + params.urlencode()
 
 
-# Rendered worklist rows are cached by a fingerprint of everything a row shows (the Django cache:
-# Redis in production), so a page or poll renders only the rows that changed. Bump the version
-# when _alert_row.html, _low_item.html or their template tags change.
-ROW_CACHE_VERSION = 1
-ROW_CACHE_SECONDS = 600
-
-
-def _trend_key(trend) -> tuple:
-    return tuple((p.prediction_id, p.risk, p.tier) for p in trend.points)
-
-
-def _alert_fingerprint(alert: Alert) -> tuple:
-    patient = alert.patient
-    # timesince is what the row prints for "alert fired": it changes by the minute, and so does the key.
-    fired = timesince(alert.created_at)
-    return (
-        "alert", alert.pk, alert.tier, alert.risk, alert.state, alert.unit, alert.prediction.bed,
-        patient.external_id, patient.display_name, patient.simulated, fired, _trend_key(alert.trend),
-    )  # fmt: skip
-
-
-def _low_fingerprint(prediction: Prediction) -> tuple:
-    patient = prediction.patient
-    return (
-        "low", prediction.pk, prediction.risk, prediction.unit, prediction.bed,
-        patient.external_id, patient.display_name, _trend_key(prediction.trend),
-    )  # fmt: skip
-
-
-def _cache_key(fingerprint: tuple) -> str:
-    digest = hashlib.sha256(repr(fingerprint).encode()).hexdigest()[:40]
-    return f"worklist-row:{ROW_CACHE_VERSION}:{digest}"
-
-
-def _rendered_rows(items: list, *, template_name: str, context_name: str, fingerprint, css) -> list[dict]:
-    """`{"key", "css", "sig", "html"}` per item, from the cache when its fingerprint is there.
-
-    `sig` changes when anything shown changes, so the page replaces only rows that did."""
-    keys = [_cache_key(fingerprint(item)) for item in items]
-    cached = cache.get_many(keys) if keys else {}
-    template = None
-    fresh: dict[str, dict] = {}
-    rows = []
-    for item, key in zip(items, keys, strict=True):
-        row = cached.get(key)
-        if row is None:
-            template = template or get_template(template_name)
-            html = template.render({context_name: item})
-            row = {"css": css(item), "sig": hashlib.sha256(f"{css(item)}|{html}".encode()).hexdigest()[:16]}
-            row["html"] = html
-            fresh[key] = row
-        rows.append(row)
-    if fresh:
-        cache.set_many(fresh, ROW_CACHE_SECONDS)
-    return rows
-
-
-def _worklist_rows(data: Worklist) -> tuple[list[dict], list[dict]]:
-    alert_html = _rendered_rows(
-        data.alerts,
-        template_name="clinician_ui/_alert_row.html",
-        context_name="alert",
-        fingerprint=_alert_fingerprint,
-        css=lambda alert: f"row-{alert.tier}",
-    )
-    low_html = _rendered_rows(
-        data.low,
-        template_name="clinician_ui/_low_item.html",
-        context_name="prediction",
-        fingerprint=_low_fingerprint,
-        css=lambda prediction: "row-low",
-    )
-    alerts = [
-        {"key": f"alert-{alert.pk}", **rendered}
-        | {
-            "alert": alert.pk,
-            "patient": {"id": alert.patient.external_id, "display_name": alert.patient.display_name},
-            "unit": alert.unit,
-            "bed": alert.prediction.bed,
-            "tier": alert.tier,
-            "risk": alert.risk,
-            "state": alert.state,
-            "created_at": alert.created_at.isoformat(),
-            "url": reverse("alert-detail", args=[alert.pk]),
-            "trend": alert.trend.as_json(),
-        }
-        for alert, rendered in zip(data.alerts, alert_html, strict=True)
-    ]
-    low = [
-        {"key": f"prediction-{p.pk}", **rendered}
-        | {
-            "prediction": p.pk,
-            "patient": {"id": p.patient.external_id, "display_name": p.patient.display_name},
-            "unit": p.unit,
-            "bed": p.bed,
-            "tier": p.tier,
-            "risk": p.risk,
-            "url": reverse("prediction-detail", args=[p.pk]),
-            "trend": p.trend.as_json(),
-        }
-        for p, rendered in zip(data.low, low_html, strict=True)
-    ]
-    return alerts, low
-
-
 @require_GET
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
     data = worklist_get(user=request.user, **_worklist_filters(request))
     access.audit_view(request, action="view_worklist")
-    alert_rows, low_rows = _worklist_rows(data)
+    alert_rows, low_rows = worklist_rows(data)
     pages = {
         "alerts_previous": _page_url(request, page=data.alerts_page.number - 1),
         "alerts_next": _page_url(request, page=data.alerts_page.number + 1),
@@ -177,8 +68,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "pages": pages,
         "tiers": TIERS,
         "states": Alert.State.choices,
-        "alert_rows": alert_rows,
-        "low_rows": low_rows,
+        "alert_rows": rows_html(alert_rows, tag="tr"),
+        "low_rows": rows_html(low_rows, tag="li"),
         "poll_seconds": settings.WORKLIST_POLL_SECONDS,
     }
     return render(request, "clinician_ui/worklist.html", context)
@@ -192,7 +83,7 @@ def worklist_json(request: HttpRequest) -> JsonResponse:
     Not audited per poll: the page load that started the polling is (view_worklist), and a
     record every 15 s per open screen would bury the patient-level records auditors read."""
     data = worklist_get(user=request.user, **_worklist_filters(request))
-    alert_rows, low_rows = _worklist_rows(data)
+    alert_rows, low_rows = worklist_rows(data)
     return JsonResponse(
         {
             "generated_at": timezone.now().isoformat(),
@@ -201,8 +92,8 @@ def worklist_json(request: HttpRequest) -> JsonResponse:
             "shows_alerts": data.shows_alerts,
             "shows_low": data.shows_low,
             "pages": {"alerts": data.alerts_page.as_json(), "low": data.low_page.as_json()},
-            "alerts": alert_rows,
-            "low": low_rows,
+            "alerts": alert_rows_json(data, alert_rows),
+            "low": low_rows_json(data, low_rows),
         }
     )
 

@@ -424,6 +424,21 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
         page.click("#whatif-form button[type=submit]")
         page.wait_for_selector("#wi-apache_aps-error:has-text('outside the plausible range')")
         assert page.get_attribute("#wi-apache_aps", "aria-invalid") == "true"
+
+        # A binary input (stored as 0/1) is offered and shown as yes/no, and sent as true/false.
+        page.click("#whatif-form button[type=reset]")
+        dnr = high.features["dnr_day1"]["value"]
+        before, after = ("yes", "no") if dnr == 1 else ("no", "yes")
+        assert page.locator("#wi-dnr_day1 option:checked").inner_text() == before
+        page.select_option("#wi-dnr_day1", label=after)
+        page.click("#whatif-form button[type=submit]")
+        page.wait_for_selector("#whatif-status:has-text('Recomputed')")
+        changed = page.locator("#whatif-rows tr.whatif-changed").inner_text()
+        assert "Do-not-resuscitate order on day 1" in changed
+        assert f"{before} \u2192 {after}" in changed
+        expected = prediction_what_if(prediction=high, changes={"dnr_day1": after == "yes"})
+        risk_line = page.locator("#whatif-risk").inner_text()
+        assert risk_line.startswith(f"Hypothetical risk {100 * expected['risk']:.0f}%, ")
         assert not errors, errors
     finally:
         context.close()
@@ -445,6 +460,13 @@ def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, liv
     page = context.new_page()
     try:
         log_in(page, live_server.url, "alice")
+        # The worklist row says so in words, before the alert is opened.
+        row = page.locator(f'#alerts-body tr[data-key="alert-{abstains.alert.pk}"]').inner_text()
+        assert "Model abstains" in row
+        assert f"output {100 * abstains.risk:.0f}%, not reliable" in row
+        high_row = page.locator(f'#alerts-body tr[data-key="alert-{explained["high"].alert.pk}"]')
+        assert "Model abstains" not in high_row.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "worklist_abstains.png"))
         page.goto(f"{live_server.url}/alerts/{abstains.alert.pk}/")
         assert page.locator(".risk-box .risk-value").inner_text().endswith("Model abstains")
         assert page.locator("#risk-unreliable").inner_text() == (

@@ -2,6 +2,8 @@
 reference set's calibration note, or the model's abstention instead of a confident number; the
 stability badge; similar reference patients; the what-if panel. Low tier stays a minimal cue."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -99,6 +101,31 @@ def test_what_if_offers_mutable_inputs_within_their_range_and_lists_the_rest(ali
     assert 'id="wi-age"' not in html
     assert "Not changeable in a what-if:</strong>" in html and "Age (67 years)" in html
     assert "js/what_if.js" in html
+
+
+def test_what_if_shows_a_binary_input_as_yes_or_no_and_sends_true_or_false(alice_client, ui_model_version):
+    """Ventilation is stored as 1 (the scoring service's 0/1): the select shows yes/no, its values
+    are what the what-if API takes (true/false), and the result table reads the input kinds from
+    the page (what_if.js shows a binary value as yes/no, never 1/0)."""
+    prediction = prediction_create(model_version=ui_model_version, risk=0.71)
+    engine_results_set(prediction)
+    assert prediction.features["ventilated"]["value"] == 1
+
+    html = alert_html(alice_client, prediction)
+
+    select = html[
+        html.index('<select id="wi-ventilated"') : html.index("</select>", html.index('id="wi-ventilated"'))
+    ]
+    assert '<option value="true" selected>yes</option>' in select
+    assert '<option value="false">no</option>' in select
+    assert ">1<" not in select and ">0<" not in select
+    kinds = json.loads(
+        html.split('<script id="whatif-kinds" type="application/json">')[1].split("</script>")[0]
+    )
+    assert kinds["ventilated"] == "binary"
+    assert kinds["lactate"] == "numeric"
+    # Documented but known only after the decision point: not an input, so not listed.
+    assert "discharge_disposition" not in kinds
 
 
 def test_low_tier_cue_has_none_of_the_engine_sections_until_asked(alice_client, ui_model_version):

@@ -116,7 +116,7 @@ def test_worklist_query_count_does_not_grow_with_alerts(
             risk=0.2,
             scored_at=timezone.now() - timedelta(hours=3),
         )
-    # session, user, profile, alerts, low list, every patient's last scores (one window query),
+    # session, user, profile, alerts, low list, the listed patients' last scores (one query),
     # audit insert: 7 whether 3 or 30 alerts.
     with django_assert_max_num_queries(7):
         response = alice_client.get(reverse("worklist"))
@@ -131,9 +131,9 @@ def test_worklist_query_count_does_not_grow_with_alerts(
 
 
 def test_worklist_is_paginated_and_counts_every_page(alice_client, ui_model_version, monkeypatch):
-    from clinician_ui import selectors
+    from clinician_ui.selectors import worklist
 
-    monkeypatch.setattr(selectors, "WORKLIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(worklist, "WORKLIST_PAGE_SIZE", 2)
     alerts = [prediction_create(model_version=ui_model_version, risk=r) for r in (0.9, 0.8, 0.7, 0.3, 0.26)]
     low = [prediction_create(model_version=ui_model_version, risk=r) for r in (0.2, 0.1, 0.05)]
 

@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from explanations.models import Alert
+from explanations.models import Alert, Explanation
 
-from .factories import patient_create, prediction_create
+from .factories import engine_results_set, patient_create, prediction_create
 
 
 def scored(hours_ago: float):
@@ -160,3 +160,82 @@ def test_poll_interval_comes_from_settings(alice_client, settings):
     assert f'data-url="{reverse("worklist-json")}"' in html
     assert 'aria-live="polite"' in html
     assert alice_client.get(reverse("worklist-json")).json()["poll_seconds"] == 7
+
+
+def _row(html: str, key: str) -> str:
+    """The html of one worklist row (alert <tr> or low-tier <li>) by its data-key."""
+    start = html.index(f'data-key="{key}"')
+    return html[start : html.index("</tr>" if key.startswith("alert-") else "</li>", start)]
+
+
+def test_abstaining_model_is_marked_in_words_not_shown_as_a_confident_risk(alice_client, ui_model_version):
+    """As on the alert page: the row says the model abstains, and its output is marked unreliable."""
+    reason = "3 of the 5 most influential inputs are not measured (lactate, map, age)."
+    abstains = prediction_create(model_version=ui_model_version, risk=0.71)
+    engine_results_set(abstains, abstain=True, abstain_reason=reason)
+    confident = prediction_create(model_version=ui_model_version, risk=0.64)
+    engine_results_set(confident)
+    low = prediction_create(model_version=ui_model_version, risk=0.08)
+    engine_results_set(low, abstain=True, abstain_reason=reason)
+
+    html = alice_client.get(reverse("worklist")).content.decode()
+
+    row = _row(html, f"alert-{abstains.alert.pk}")
+    assert '<span class="abstain-mark"><span aria-hidden="true">⊘</span> Model abstains</span>' in row
+    assert "output 71%, not reliable" in row
+    assert '<td class="num">71%</td>' not in row
+    other = _row(html, f"alert-{confident.alert.pk}")
+    assert '<td class="num">64%</td>' in other
+    assert "Model abstains" not in other
+    item = _row(html, f"prediction-{low.pk}")
+    assert 'Model abstains</span> <span class="abstain-output">(output 8%, not reliable)</span>' in item
+    # The alert page says the same for the same score.
+    page = alice_client.get(reverse("alert-detail", args=[abstains.alert.pk])).content.decode()
+    assert "Model output 71%: not reliable for this patient" in page
+
+
+def test_abstention_counts_only_once_the_explanation_is_ready(alice_client, ui_model_version):
+    """Being recomputed (running): neither the alert page nor the worklist claims an abstention."""
+    prediction = prediction_create(model_version=ui_model_version, risk=0.71)
+    engine_results_set(prediction, abstain=True, abstain_reason="Out of distribution.")
+    Explanation.objects.filter(prediction=prediction).update(status=Explanation.Status.RUNNING)
+
+    html = alice_client.get(reverse("worklist")).content.decode()
+    row = _row(html, f"alert-{prediction.alert.pk}")
+    assert "Model abstains" not in row
+    assert '<td class="num">71%</td>' in row
+    page = alice_client.get(reverse("alert-detail", args=[prediction.alert.pk])).content.decode()
+    assert "Model abstains" not in page
+
+
+def test_cached_row_changes_at_once_when_the_model_starts_to_abstain(alice_client, ui_model_version):
+    """Rows are cached by what they show: a row that changes is a new key, on the next poll."""
+    prediction = prediction_create(model_version=ui_model_version, risk=0.71)
+    engine_results_set(prediction)
+    first = alice_client.get(reverse("worklist-json")).json()["alerts"][0]
+    assert first["abstains"] is False
+    assert "Model abstains" not in first["html"]
+    assert alice_client.get(reverse("worklist-json")).json()["alerts"][0] == first
+
+    Explanation.objects.filter(prediction=prediction).update(abstain=True, abstain_reason="Unusual patient.")
+
+    row = alice_client.get(reverse("worklist-json")).json()["alerts"][0]
+    assert row["abstains"] is True
+    assert row["sig"] != first["sig"]
+    assert "Model abstains" in row["html"]
+    page = alice_client.get(reverse("worklist")).content.decode()
+    assert f'data-key="{row["key"]}" data-sig="{row["sig"]}">{row["html"]}<' in page
+
+
+def test_cached_rows_never_cross_units(alice_client, bob_client, ui_model_version):
+    """The cache holds rendered rows, never lists: each user's rows come from their own units'
+    query, so a row Alice's page rendered (and cached) is not in Bob's, and the reverse."""
+    micu = prediction_create(model_version=ui_model_version, unit="MICU", risk=0.8)
+    ccu = prediction_create(model_version=ui_model_version, unit="CCU", risk=0.7)
+    for client, own, other in ((alice_client, micu, ccu), (bob_client, ccu, micu)) * 2:  # 2nd round: cached
+        body = client.get(reverse("worklist-json")).json()
+        assert [row["key"] for row in body["alerts"]] == [f"alert-{own.alert.pk}"]
+        page = client.get(reverse("worklist")).content.decode()
+        assert own.patient.display_name in page
+        assert other.patient.display_name not in page
+        assert f"alert-{other.alert.pk}" not in page

@@ -56,6 +56,19 @@
     return true;
   }
 
+  // Each input's kind ({"name": "binary" | "numeric" | "categorical"}), from the page.
+  var kinds = {};
+
+  // A value as the clinician reads it: a binary input is yes/no whether the score stored it as
+  // 1/0 or the what-if sent true/false.
+  function valueText(name, value) {
+    if (value === null || value === undefined) { return "not measured"; }
+    if (kinds[name] === "binary") {
+      return (value === true || value === 1 || value === "1" || value === "true") ? "yes" : "no";
+    }
+    return String(value);
+  }
+
   function cell(row, text, className) {
     var td = document.createElement(row.children.length ? "td" : "th");
     if (!row.children.length) { td.setAttribute("scope", "row"); }
@@ -84,8 +97,8 @@
       var tr = document.createElement("tr");
       if (f.changed) { tr.className = "whatif-changed"; }
       cell(tr, f.label);
-      var value = f.value === null ? "not measured" : String(f.value);
-      cell(tr, f.changed ? String(f.original_value === null ? "not measured" : f.original_value) + " \u2192 " + value : value);
+      var value = valueText(f.name, f.value);
+      cell(tr, f.changed ? valueText(f.name, f.original_value) + " \u2192 " + value : value);
       cell(tr, signed(f.shap), "num");
       cell(tr, (f.shap_delta > 0 ? "\u2191 " : f.shap_delta < 0 ? "\u2193 " : "") + signed(f.shap_delta), "num");
       rows.appendChild(tr);
@@ -96,6 +109,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("whatif-form");
     if (!form) { return; }
+    var kindsElement = document.getElementById("whatif-kinds");
+    if (kindsElement) { kinds = JSON.parse(kindsElement.textContent); }
     var status = document.getElementById("whatif-status");
     var button = form.querySelector("button[type=submit]");
 

@@ -84,7 +84,8 @@
   function describe(row) {
     var who = row.patient.display_name || row.patient.id;
     var where = row.unit + (row.bed ? " bed " + row.bed : "");
-    return row.tier + " tier, " + who + ", " + where + ", risk " + Math.round(row.risk * 100) + "%";
+    var risk = row.abstains ? "model abstains" : "risk " + Math.round(row.risk * 100) + "%";
+    return row.tier + " tier, " + who + ", " + where + ", " + risk;
   }
 
   function apply(data) {
