@@ -139,6 +139,14 @@ def stack(
     env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
 ):
     log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
+    except OSError:
+        pass
+    else:
+        raise SystemExit(f"something already answers on port {port} (a run left behind?); stop it first")
+    # A SIGTERM (e.g. from `timeout`) unwinds through the finally below, which stops what started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     web = _start(
         [
             str(VENV_BIN / "gunicorn"),
