@@ -86,12 +86,28 @@ def shape_check(item: Item, serializer: PredictionInSerializer) -> None:
         item.error = ApiError(code="invalid", detail=f"{name}: {messages[0]}", fields=fields)
 
 
+@dataclass(frozen=True)
+class Schema:
+    """A version's features by name, and its model inputs in the model's order."""
+
+    by_name: dict[str, ModelFeature]
+    inputs: list[ModelFeature]
+
+
 class Registry:
-    """Models and versions looked up once per request."""
+    """Models, versions and their schemas looked up once per request."""
 
     def __init__(self) -> None:
         self.models: dict[str, RegisteredModel | None] = {}
         self.versions: dict[tuple[int, int | None], ModelVersion | None] = {}
+        self.schemas: dict[int, Schema] = {}
+
+    def schema(self, version: ModelVersion) -> Schema:
+        if version.pk not in self.schemas:
+            self.schemas[version.pk] = Schema(
+                by_name={f.name: f for f in version.features.all()}, inputs=version.input_features()
+            )
+        return self.schemas[version.pk]
 
     def model(self, name: str) -> RegisteredModel | None:
         if name not in self.models:
@@ -179,9 +195,10 @@ def _value_check(spec: ModelFeature, value: Any) -> tuple[Any, str | None, str |
     return value, None, None
 
 
-def features_check(item: Item) -> None:
+def features_check(item: Item, registry: Registry) -> None:
     """Check every posted feature against the version's schema; build the stored features."""
-    schema = {f.name: f for f in item.version.features.all()}
+    inputs = registry.schema(item.version).inputs
+    schema = registry.schema(item.version).by_name
     scored_at = item.data["scored_at"]
     invalid: dict[str, list[str]] = {}
     leakage: dict[str, list[str]] = {}
@@ -238,9 +255,9 @@ def features_check(item: Item) -> None:
         )
         return
     # Every input of the version is stored; one not sent is "not measured", never imputed.
-    for spec in item.version.input_features():
+    for spec in inputs:
         stored.setdefault(spec.name, {"value": None, "unit": spec.unit, "observed_at": None, "source": None})
-    item.features = {spec.name: stored[spec.name] for spec in item.version.input_features()}
+    item.features = {spec.name: stored[spec.name] for spec in inputs}
 
 
 def _score_one_by_one(group: Sequence[Item], serving) -> None:
