@@ -130,6 +130,7 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
             "WHERE tier IN ('medium', 'high')"
         )
         print(f"  alerts: {cursor.rowcount:,} ({time.perf_counter() - started:.0f} s)", flush=True)
+    # After the alerts: each current score copies its alert with the rest of what the lists read.
     patients_current_refresh()
     # The current scores have ready explanations (the alert page reads them).
     with transaction.atomic():

@@ -8,7 +8,7 @@ Objects outside a user's units answer 404, not 403, so their existence is not di
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from explanations.models import Alert, Patient, Prediction
+from explanations.models import Alert, CurrentScore, Patient, Prediction
 
 from .models import AlertAction, AuditEvent, Profile
 
@@ -49,6 +49,11 @@ def alerts_for_user(user) -> QuerySet[Alert]:
 
 def patients_for_user(user) -> QuerySet[Patient]:
     return _restrict(Patient.objects.all(), user)
+
+
+def current_scores_for_user(user) -> QuerySet[CurrentScore]:
+    """The patients' current scores, by the unit of the score (as its prediction and alert are)."""
+    return _restrict(CurrentScore.objects.all(), user)
 
 
 def alert_actions_for_user(user) -> QuerySet[AlertAction]:

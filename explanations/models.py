@@ -72,19 +72,66 @@ class Prediction(models.Model):
         return f"{self.external_id} ({self.risk:.2f})"
 
 
+# The worklist's tier order (high first); the current scores' alert index is built on it, so a
+# query must order by this very expression for PostgreSQL to read the index in order.
+TIER_ORDER = models.Case(
+    models.When(tier="high", then=models.Value(0)),
+    models.When(tier="medium", then=models.Value(1)),
+    default=models.Value(2),
+)
+
+
 class CurrentScore(models.Model):
     """Each patient's latest score (latest scored_at, then highest id): the worklist reads the
     patients' current state from here instead of searching every stored prediction.
 
     Written only by services.current (ingest and bulk refreshes), which moves it forward only, so a
     back-filled older score never replaces it. A table of its own, so saving a Patient never
-    overwrites it with a stale value."""
+    overwrites it with a stale value.
+
+    With the pointer it keeps what the worklist filters and sorts on, copied from the prediction
+    and its alert in the same statement: each list is an index scan of this small table, and only
+    a page's rows are joined to their prediction, patient and alert. Only values that never change
+    after ingest are copied; the alert's state changes with clinicians' actions and is read from
+    the alert."""
 
     patient = models.OneToOneField(
         Patient, primary_key=True, on_delete=models.CASCADE, related_name="current_score"
     )
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="current_for")
     scored_at = models.DateTimeField()
+    # The prediction's unit (what access restricts on), bed, tier and risk.
+    unit = models.CharField(max_length=50)
+    bed = models.CharField(max_length=50, blank=True)
+    tier = models.CharField(max_length=10)
+    risk = models.FloatField()
+    # The alert the score raised (medium or high tier), and when.
+    alert = models.OneToOneField(
+        "Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="current_for"
+    )
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The alert list: tier order, risk, newest alert, alert id.
+            models.Index(
+                TIER_ORDER,
+                models.F("risk").desc(),
+                models.F("alerted_at").desc(),
+                models.F("alert"),
+                name="current_alert_order",
+                condition=models.Q(alert__isnull=False),
+            ),
+            # The low-tier list: risk, unit, bed, prediction id.
+            models.Index(
+                models.F("risk").desc(),
+                models.F("unit"),
+                models.F("bed"),
+                models.F("prediction"),
+                name="current_low_order",
+                condition=models.Q(tier="low"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"current score of {self.patient_id}: {self.prediction_id}"

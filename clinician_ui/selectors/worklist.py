@@ -5,30 +5,16 @@ units; the views add nothing but rendering."""
 
 from dataclasses import dataclass, field
 
-from django.db import connection
-from django.db.models import (
-    BooleanField,
-    Case,
-    Count,
-    F,
-    Func,
-    OuterRef,
-    QuerySet,
-    Subquery,
-    Value,
-    When,
-    Window,
-)
+from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from explanations.models import Alert, CurrentScore, Explanation, Patient, Prediction
+from explanations.models import TIER_ORDER, Alert, CurrentScore, Explanation, Patient, Prediction
 
 from .. import access
 from ..history import Trend, trends_for_patients
 
 ALERT_TIERS = ("high", "medium")
 TIERS = ("high", "medium", "low")
-_TIER_ORDER = Case(When(tier="high", then=Value(0)), When(tier="medium", then=Value(1)), default=Value(2))
 
 # Rows per worklist page, for the alerts and for the low-tier list each.
 WORKLIST_PAGE_SIZE = 100
@@ -43,6 +29,14 @@ _LOW_FIELDS = (
     "patient__external_id", "patient__display_name", "patient__simulated",
 )  # fmt: skip
 
+# Each list's order on the current scores, the order of its index there (explanations.models), so
+# PostgreSQL reads a page in index order and stops at its end; and the same order on the rows it
+# shows, by their own values (which the current scores copy).
+_ALERT_ORDER = (TIER_ORDER.asc(), F("risk").desc(), F("alerted_at").desc(), F("alert_id").asc())
+_ALERT_ROW_ORDER = (TIER_ORDER.asc(), F("risk").desc(), F("created_at").desc(), F("id").asc())
+_LOW_ORDER = (F("risk").desc(), F("unit").asc(), F("bed").asc(), F("prediction_id").asc())
+_LOW_ROW_ORDER = (F("risk").desc(), F("unit").asc(), F("bed").asc(), F("id").asc())
+
 
 def _abstains(prediction: str):
     """True when the score's ready explanation says the model abstains (the alert page then shows
@@ -55,35 +49,12 @@ def _abstains(prediction: str):
     return Coalesce(Subquery(abstain[:1]), Value(False))
 
 
-def _current_predictions(user) -> QuerySet[Prediction]:
-    """Each visible patient's latest score: what the worklist calls the patient's current state.
+class _Total(Subquery):
+    """How many rows a queryset lists, as a column of a page's rows: not correlated with the row,
+    so PostgreSQL counts once (an init plan), and the page itself can stop at its LIMIT."""
 
-    Read through Patient.latest_prediction (kept by ingest), not by searching every stored score.
-    A patient whose latest score fell to low tier leaves the alert list even if an earlier score
-    raised an alert; a patient who moved to another unit leaves this unit's list."""
-    return access.predictions_for_user(user).filter(current_for__isnull=False)
-
-
-def _current_alerts(alerts: QuerySet[Alert]) -> QuerySet[Alert]:
-    """The alerts raised by the patients' current scores.
-
-    On PostgreSQL the current scores' ids are read first (an init plan over the small
-    CurrentScore table) and looked up in the alerts' unique prediction index, rather than joined
-    by hashing every alert ever raised, which grows with the stored history."""
-    if connection.vendor == "postgresql":
-        from django.contrib.postgres.expressions import ArraySubquery
-
-        current_ids = ArraySubquery(CurrentScore.objects.values("prediction_id"))
-        # prediction_id = ANY(ARRAY(SELECT prediction_id FROM current scores))
-        is_current = Func(
-            F("prediction_id"),
-            current_ids,
-            arg_joiner=" = ANY(",
-            template="(%(expressions)s))",
-            output_field=BooleanField(),
-        )
-        return alerts.filter(is_current)
-    return alerts.filter(prediction__current_for__isnull=False)
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS listed)"
+    output_field = IntegerField()
 
 
 @dataclass
@@ -125,19 +96,29 @@ def _page_number(raw) -> int:
         return 1
 
 
-def _paged(queryset: QuerySet, number: int, size: int) -> tuple[list, Page]:
-    """One page of `queryset` and its total in one query (a count over the whole result as a
-    window); a page past the end shows the last page."""
-    counted = queryset.annotate(listed_total=Window(Count("pk")))
-    rows = list(counted[(number - 1) * size : number * size])
-    if rows:
-        return rows, Page(number=number, size=size, total=rows[0].listed_total)
-    total = queryset.count() if number > 1 else 0
-    if not total:
+def _paged(
+    listed: QuerySet[CurrentScore], *, order: tuple, key: str, rows: QuerySet, number: int, size: int
+) -> tuple[list, Page]:
+    """One page of the current scores `listed` in `order`, shown as `rows` (the alerts or
+    predictions whose ids are the scores' `key`, ordered alike), and the total listed, in one
+    query; a page past the end shows the last page.
+
+    The page is chosen from the current scores alone (a subquery, in the order of their index) and
+    only its rows are joined to what they show, whatever the planner estimates the list holds."""
+    total = _Total(listed.order_by().values("pk"))
+
+    def page_rows(number: int) -> list:
+        page = listed.order_by(*order).values(key)[(number - 1) * size : number * size]
+        return list(rows.filter(pk__in=page).annotate(listed_total=total))
+
+    page = page_rows(number)
+    if page:
+        return page, Page(number=number, size=size, total=page[0].listed_total)
+    count = listed.count() if number > 1 else 0
+    if not count:
         return [], Page(number=1, size=size, total=0)
-    last = -(-total // size)
-    rows = list(counted[(last - 1) * size : last * size])
-    return rows, Page(number=last, size=size, total=total)
+    last = -(-count // size)
+    return page_rows(last), Page(number=last, size=size, total=count)
 
 
 @dataclass
@@ -188,9 +169,10 @@ def worklist_get(
     patient's last scores (history.Trend) for the sparkline and the change since the previous
     score, and `abstains`: whether the model abstains on the row's score.
 
-    Four queries whatever the number of patients or stored scores (one more for an admin's unit
+    Three queries whatever the number of patients or stored scores (one more for an admin's unit
     list): a page of alerts with their prediction, patient and total; a page of low-tier
-    predictions with their patient and total; and the listed patients' last scores."""
+    predictions with their patient and total; and the listed patients' last scores. Each list
+    reads the current scores in the order of its index and joins only its page's rows."""
     size = page_size or WORKLIST_PAGE_SIZE
     units = worklist_units(user)
     unit = unit if unit in units else None
@@ -198,35 +180,45 @@ def worklist_get(
     state = state if state in Alert.State.values else None
 
     data = Worklist(alerts=[], low=[], units=units, unit=unit, tier=tier, state=state)
+    # Each visible patient's current (latest) score, with its unit, tier, risk and alert: a patient
+    # whose latest score fell to low tier leaves the alert list even if an earlier score raised an
+    # alert; a patient who moved to another unit leaves this unit's list.
+    current = access.current_scores_for_user(user)
+    if unit:
+        current = current.filter(unit=unit)
     if data.shows_alerts:
-        alert_qs = _current_alerts(access.alerts_for_user(user)).filter(tier__in=ALERT_TIERS)
-        if unit:
-            alert_qs = alert_qs.filter(unit=unit)
+        # A score raises an alert at medium or high tier only (ALERT_TIERS).
+        scores = current.filter(alert__isnull=False)
         if tier:
-            alert_qs = alert_qs.filter(tier=tier)
+            scores = scores.filter(tier=tier)
         if state:
-            alert_qs = alert_qs.filter(state=state)
+            # Read from the alert, not copied: its state changes with clinicians' actions.
+            scores = scores.filter(alert__state=state)
         data.alerts, data.alerts_page = _paged(
-            alert_qs.select_related("prediction", "patient")
+            scores,
+            order=_ALERT_ORDER,
+            key="alert_id",
+            rows=access.alerts_for_user(user)
+            .select_related("prediction", "patient")
             .only(*_ALERT_FIELDS)
-            .annotate(tier_order=_TIER_ORDER, abstains=_abstains("prediction_id"))
-            .order_by("tier_order", "-risk", "-created_at", "id"),
-            _page_number(page),
-            size,
+            .annotate(abstains=_abstains("prediction_id"))
+            .order_by(*_ALERT_ROW_ORDER),
+            number=_page_number(page),
+            size=size,
         )
 
     if data.shows_low:
-        current = _current_predictions(user)
-        if unit:
-            current = current.filter(unit=unit)
         data.low, data.low_page = _paged(
-            current.filter(tier="low")
+            current.filter(tier="low"),
+            order=_LOW_ORDER,
+            key="prediction_id",
+            rows=access.predictions_for_user(user)
             .select_related("patient")
             .only(*_LOW_FIELDS)
             .annotate(abstains=_abstains("pk"))
-            .order_by("-risk", "unit", "bed", "id"),
-            _page_number(low_page),
-            size,
+            .order_by(*_LOW_ROW_ORDER),
+            number=_page_number(low_page),
+            size=size,
         )
 
     listed = [a.patient_id for a in data.alerts] + [p.patient_id for p in data.low]

@@ -166,8 +166,6 @@ def prediction_create(
         payload_sha256="0" * 64,
         simulated=simulated,
     )
-    # As ingest does: the worklist reads the patient's current score from this pointer.
-    patient_current_advance(patient_id=patient.pk, prediction_id=prediction.pk, scored_at=scored_at)
     if explanation is not None:
         ready = explanation == Explanation.Status.READY
         Explanation.objects.create(
@@ -181,6 +179,9 @@ def prediction_create(
         )
     if tier in ("medium", "high"):
         Alert.objects.create(prediction=prediction, patient=patient, unit=patient.unit, tier=tier, risk=risk)
+    # As ingest does, once the alert exists: the worklist reads the patient's current score, and
+    # its alert, from this pointer.
+    patient_current_advance(patient_id=patient.pk, prediction_id=prediction.pk, scored_at=scored_at)
     return prediction
 
 

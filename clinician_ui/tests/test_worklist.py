@@ -178,3 +178,101 @@ def test_a_back_filled_older_score_does_not_replace_the_current_one(
     # The patient stays on the alert list with the later (high) score.
     listed = rows(charlie_client.get(reverse("worklist")))
     assert [a.prediction_id for a in listed] == [later["id"]]
+
+
+def test_the_current_score_moves_with_what_the_lists_read_from_its_prediction_and_alert(
+    charlie_client, model_version, prediction_payload, service_client
+):
+    """Through ingest, single and bulk: the unit, bed, tier, risk and alert the lists filter and
+    sort on are the current prediction's and its alert's, and move only forward with the pointer."""
+    from explanations.models import Alert, CurrentScore
+
+    high = prediction_payload(9, scored_at="2026-02-01T00:00:00Z")  # a high-tier patient
+    stored = service_client.post("/api/v1/predictions/", high, format="json").json()
+    alert = Alert.objects.get(prediction_id=stored["id"])
+    current = CurrentScore.objects.get(patient__external_id=high["patient"]["id"])
+    assert (current.prediction_id, current.unit, current.bed, current.tier, current.risk) == (
+        stored["id"], high["patient"]["unit"], high["patient"]["bed"], "high", stored["risk"],
+    )  # fmt: skip
+    assert (current.alert_id, current.alerted_at) == (alert.pk, alert.created_at)
+
+    # One bulk request: a back-filled older score, then a later low-tier one from another bed.
+    older = prediction_payload(0, external_id="backfill-2", patient=dict(high["patient"]))
+    later = prediction_payload(0, external_id="later-low", scored_at="2026-02-01T01:00:00Z")
+    later["patient"] = dict(high["patient"], bed="bed-12")
+    for item in (older, later):
+        item["encounter_id"] = high["encounter_id"]
+    results = service_client.post("/api/v1/predictions/bulk/", [older, later], format="json").json()[
+        "results"
+    ]
+    assert [r["status"] for r in results] == [201, 201], results
+    assert results[1]["tier"] == "low"
+
+    current.refresh_from_db()
+    assert (current.prediction_id, current.bed, current.tier, current.risk) == (
+        results[1]["id"], "bed-12", "low", results[1]["risk"],
+    )  # fmt: skip
+    assert (current.alert_id, current.alerted_at) == (None, None)
+    page = charlie_client.get(reverse("worklist")).context["worklist"]
+    assert page.alerts == []
+    assert [p.pk for p in page.low] == [results[1]["id"]]
+
+
+def test_an_action_moves_the_alert_between_state_filters(alice_client, ui_model_version):
+    """The alert's state is read from the alert, so a clinician's action shows at once."""
+    acted = prediction_create(model_version=ui_model_version, risk=0.7).alert
+    untouched = prediction_create(model_version=ui_model_version, risk=0.6).alert
+    response = alice_client.post(
+        reverse("alert-actions", args=[acted.pk]),
+        {"action": "acknowledge", "reason": "reviewing"},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+
+    acknowledged = alice_client.get(reverse("worklist"), {"state": "acknowledged"}).context["worklist"]
+    assert [a.pk for a in acknowledged.alerts] == [acted.pk]
+    assert acknowledged.alerts[0].state == Alert.State.ACKNOWLEDGED
+    assert acknowledged.alerts_page.total == 1
+    fresh = alice_client.get(reverse("worklist-json"), {"state": "new"}).json()
+    assert [row["alert"] for row in fresh["alerts"]] == [untouched.pk]
+    assert fresh["pages"]["alerts"]["total"] == 1
+
+
+def test_a_bulk_refresh_finds_the_current_scores_ingest_kept(ui_model_version):
+    """patients_current_refresh (bulk writers, benchmarks) copies the same values as ingest."""
+    from explanations.models import CurrentScore
+    from explanations.services.current import patients_current_refresh
+
+    patient = patient_create(unit="MICU")
+    prediction_create(
+        model_version=ui_model_version,
+        patient=patient,
+        risk=0.9,
+        scored_at=timezone.now() - timedelta(hours=2),
+    )
+    prediction_create(model_version=ui_model_version, patient=patient, risk=0.3)
+    prediction_create(model_version=ui_model_version, risk=0.1)
+    prediction_create(model_version=ui_model_version, unit="CCU", risk=0.7)
+    columns = (
+        "patient_id",
+        "prediction_id",
+        "scored_at",
+        "unit",
+        "bed",
+        "tier",
+        "risk",
+        "alert_id",
+        "alerted_at",
+    )
+    kept = list(CurrentScore.objects.order_by("pk").values_list(*columns))
+    assert [(row[5], row[7] is not None) for row in kept] == [
+        ("medium", True),
+        ("low", False),
+        ("high", True),
+    ]
+
+    CurrentScore.objects.all().delete()
+    patients_current_refresh(patient_ids=[patient.pk])
+    assert list(CurrentScore.objects.values_list(*columns)) == kept[:1]
+    patients_current_refresh()
+    assert list(CurrentScore.objects.order_by("pk").values_list(*columns)) == kept

@@ -3,8 +3,9 @@
 Called inside the caller's transaction with items already validated, scored and checked against
 the stored keys. Patients and encounters are created with ON CONFLICT DO NOTHING and read back,
 so a concurrent request creating the same ones neither fails nor duplicates them; everything is
-written in patient order (patients, then their predictions, then the current-score pointers), so
-concurrent requests over the same patients take their locks in one order and cannot deadlock.
+written in patient order (patients, then their predictions and alerts, then the current-score
+pointers), so concurrent requests over the same patients take their locks in one order and cannot
+deadlock.
 
 What this module cannot decide from what it read before writing (a prediction key or an
 encounter stored by a concurrent request meanwhile) surfaces as IntegrityError or `Raced`: the
@@ -173,7 +174,6 @@ def chunk_store(items: list[Item], *, source: str, simulated: bool) -> Stored:
             for item in writable
         ]
     )
-    patients_current_advance(scores=[(p.patient_id, p.pk, p.scored_at) for p in predictions])
     explanations = Explanation.objects.bulk_create([Explanation(prediction=p) for p in predictions])
     alerts = Alert.objects.bulk_create(
         [
@@ -182,6 +182,8 @@ def chunk_store(items: list[Item], *, source: str, simulated: bool) -> Stored:
             if p.tier in ALERT_TIERS
         ]
     )
+    # Last, once the alerts exist: the pointer copies each current score's alert with it.
+    patients_current_advance(scores=[(p.patient_id, p.pk, p.scored_at) for p in predictions])
     by_prediction = {a.prediction_id: a for a in alerts}
     for item, prediction, explanation in zip(writable, predictions, explanations, strict=True):
         prediction.explanation = explanation
