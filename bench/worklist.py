@@ -271,8 +271,8 @@ def main() -> None:
     parser.add_argument(
         "--gc-freeze",
         action="store_true",
-        help="gc.freeze() after start-up, as a server would after loading the app: full garbage "
-        "collections then skip the large start-up heap (shap, numba, pandas)",
+        help="the garbage-collector settings of sightline/wsgi.py (gc.freeze() after start-up, fewer "
+        "full collections), as the server runs",
     )
     parser.add_argument(
         "--database-url",
@@ -305,9 +305,13 @@ def main() -> None:
     if args.gc_freeze:
         import gc
 
-        gc.collect()
-        gc.freeze()
-        print(f"gc.freeze(): {gc.get_freeze_count():,} start-up objects left out of garbage collection")
+        from sightline.gc_tuning import THRESHOLDS, serving_gc_setup
+
+        serving_gc_setup()
+        print(
+            f"as sightline/wsgi.py: gc.freeze() ({gc.get_freeze_count():,} start-up objects left out of "
+            f"garbage collection), thresholds {THRESHOLDS}"
+        )
     measure(args.requests)
 
 

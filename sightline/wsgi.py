@@ -1,8 +1,9 @@
-import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
+
+from sightline.gc_tuning import serving_gc_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
 application = get_wsgi_application()
@@ -11,4 +12,4 @@ application = get_wsgi_application()
 # start-up out of the garbage collector's view: full collections of a heap holding pandas, shap
 # and numba otherwise stall requests (seen in bench/worklist.py's p95).
 get_resolver().url_patterns  # noqa: B018 - the import is the point
-gc.freeze()
+serving_gc_setup()
