@@ -9,13 +9,21 @@ from the RHC cohort (every row labelled simulated/synthetic):
 2. What-if latency (POST /api/v1/predictions/{id}/what-if/, in this process, explainer warm).
 3. Cohort SHAP throughput (rows/s) of the chunked Celery recompute job with a 2-process worker,
    beside (a) shap.TreeExplainer called directly in this process on the same rows, model and
-   background, and (b) XGBoost's native pred_contribs (path-dependent, no background).
-4. Peak RSS of the worker processes (VmHWM of the worker's pool processes).
+   background, in the job's batches of 256 rows, and (b) XGBoost's native pred_contribs
+   (path-dependent, no background). Besides wall-clock rates (which depend on what else the
+   machine runs), CPU per row: the worker's pool processes' CPU time over the rows, against the
+   direct call's own CPU time.
+4. Peak RSS of the worker processes (VmHWM of the worker's pool processes): after the latency runs,
+   and for each cohort size, of a fresh worker that ran only that job.
 
     .venv/bin/python bench/explain.py [--rows 100000] [--latency 200] [--chunk-size 2000]
+    .venv/bin/python bench/explain.py --rows 20000,50000,100000 --latency 20  # RSS vs cohort size
 
-Uses its own database (default postgres://postgres@127.0.0.1:5432/sightline_bench, created if
-missing, set --database-url) and Redis (default redis://127.0.0.1:6379/15, --redis-url).
+With several sizes the cohort grows from one to the next (each job covers every prediction of the
+version) and the direct figures are measured on the rows of the first job.
+
+Uses its own database (default postgres://postgres@127.0.0.1:5432/sightline_bench, recreated on
+every run, set --database-url) and Redis (default redis://127.0.0.1:6379/15, --redis-url).
 """
 
 from __future__ import annotations
@@ -34,19 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _database_create(url: str) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    base, name = url.rsplit("/", 1)
-    connection = psycopg2.connect(f"{base}/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    connection.close()
+from bench._stack import recreate_database  # noqa: E402
 
 
 def _tree(pid: int) -> list[int]:
@@ -67,6 +63,44 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _pool(pid: int) -> list[int]:
+    return [p for p in _tree(pid) if p != pid]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads(pid: int) -> tuple[int, float]:
+    """(threads, CPU seconds of the threads other than the main one) of a process."""
+    tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").glob("*")]
+    other = 0.0
+    for tid in tasks:
+        if tid != pid:
+            try:
+                fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            other += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return len(tasks), other
+
+
+def _usage(worker: int, cpu: dict, threads: dict) -> None:
+    """Record each worker process's CPU seconds and each pool process's threads (kept after exit)."""
+    for pid in _tree(worker):
+        cpu[pid] = _cpu_seconds(pid)
+    for pid in _pool(worker):
+        threads[pid] = _threads(pid)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def _percentile(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -75,7 +109,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="synthetic scoring rows for the cohort job")
+    parser.add_argument(
+        "--rows",
+        default="100000",
+        help="synthetic scoring rows for the cohort job; several comma-separated sizes run one job each",
+    )
     parser.add_argument("--latency", type=int, default=200, help="predictions posted one by one for latency")
     parser.add_argument("--chunk-size", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=2)
@@ -85,6 +123,7 @@ def main() -> None:
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
+    sizes = [int(n) for n in args.rows.split(",")]
 
     store = Path(tempfile.mkdtemp(prefix="sightline-bench-store-"))
     queue = f"sightline-bench-{uuid.uuid4().hex[:8]}"
@@ -96,14 +135,14 @@ def main() -> None:
         DJANGO_SETTINGS_MODULE="sightline.settings",
         LOG_LEVEL="WARNING",
     )
-    _database_create(args.database_url)
+    base, name = args.database_url.rsplit("/", 1)
+    recreate_database(name, admin_url=f"{base}/postgres")  # each run on an empty database
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import numpy as np
     import xgboost as xgb
     from rest_framework.test import APIClient
 
@@ -112,6 +151,7 @@ def main() -> None:
     from explanations.auth import service_token_create
     from explanations.models import CohortJob, Explanation, Prediction
     from explanations.services import cohort_job_create, cohort_job_run, version_profile_build
+    from explanations.services.cohort import EXPLAIN_BATCH
     from explanations.services.simulate import predictions_resampled_create
     from models_registry.demo_rhc import scoring_payloads
     from models_registry.services import model_register
@@ -139,19 +179,42 @@ def main() -> None:
 
     env = {**os.environ, "DB_CONN_MAX_AGE": "60"}
     celery = Path(sys.executable).with_name("celery")
-    worker = subprocess.Popen(
-        [str(celery), "-A", "sightline", "worker", "--pool=prefork", "-c", str(args.concurrency), "-Q", queue]
-        + ["--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    peak = {"mb": 0.0}
+
+    def worker_start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(celery), "-A", "sightline", "worker", "--pool=prefork", "-c", str(args.concurrency)]
+            + [
+                "-Q",
+                queue,
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def worker_stop(process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    worker = worker_start()
+    peaks: dict[int, float] = {}  # VmHWM of each of the worker's processes
 
     def sample_rss() -> None:
         for pid in _tree(worker.pid):
-            peak["mb"] = max(peak["mb"], _hwm_mb(pid))
+            peaks[pid] = max(peaks.get(pid, 0.0), _hwm_mb(pid))
+
+    def rss_text() -> str:
+        pool = "/".join(f"{mb:.0f}" for pid, mb in sorted(peaks.items()) if pid != worker.pid)
+        return f"main process {peaks.get(worker.pid, 0.0):.0f} MB, pool processes {pool} MB"
 
     try:
         from sightline.celery import app
@@ -204,58 +267,87 @@ def main() -> None:
         w50, w95 = _percentile(timings, 50), _percentile(timings, 95)
         print(f"2. what-if latency (n={len(timings)}): p50 {w50:.0f} ms, p95 {w95:.0f} ms")
 
-        started = time.perf_counter()
-        predictions_resampled_create(
-            version=version,
-            n=args.rows,
-            seed=int(time.time()),
-            run_at=datetime.now(UTC),
-            prefix=f"bench-{run_key}",
-        )
-        stored_seconds = time.perf_counter() - started
-        print(f"   synthetic scoring run: {args.rows:,} predictions stored in {stored_seconds:.0f} s")
-        job = cohort_job_create(version=version, chunk_size=args.chunk_size)
-        started = time.perf_counter()
-        cohort_job_run(job=job)
-        while CohortJob.objects.get(pk=job.pk).status not in (CohortJob.Status.DONE, CohortJob.Status.FAILED):
-            sample_rss()
-            if worker.poll() is not None:
-                raise SystemExit("the worker exited")
-            time.sleep(0.5)
-        job_seconds = time.perf_counter() - started
         sample_rss()
-        job.refresh_from_db()
-        job_rate = job.rows_total / job_seconds
+        print(f"4. worker peak RSS after the latency runs: {rss_text()}")
+        worker_stop(worker)
 
+        created, jobs = 0, []
+        for size in sizes:
+            started = time.perf_counter()
+            created += predictions_resampled_create(
+                version=version,
+                n=size - created,
+                seed=int(time.time()),
+                run_at=datetime.now(UTC),
+                prefix=f"bench-{run_key}-{size}",
+            )
+            stored_seconds = time.perf_counter() - started
+            print(f"   synthetic scoring run: {created:,} predictions stored ({stored_seconds:.0f} s)")
+            # A fresh worker per job: its peak RSS is the job's, model loading included.
+            worker = worker_start()
+            peaks.clear()
+            job = cohort_job_create(version=version, chunk_size=args.chunk_size)
+            load_before = _load()
+            started = time.perf_counter()
+            cohort_job_run(job=job)
+            cpu, threads = {}, {}
+            while CohortJob.objects.get(pk=job.pk).status not in (
+                CohortJob.Status.DONE,
+                CohortJob.Status.FAILED,
+            ):
+                sample_rss()
+                _usage(worker.pid, cpu, threads)
+                if worker.poll() is not None:
+                    raise SystemExit("the worker exited")
+                time.sleep(0.5)
+            job_seconds = time.perf_counter() - started
+            sample_rss()
+            _usage(worker.pid, cpu, threads)
+            worker_stop(worker)
+            job.refresh_from_db()
+            jobs.append((job, job_seconds, sum(cpu.values()), rss_text(), threads, load_before, _load()))
+
+        first = jobs[0][0]
         rows = (
-            Prediction.objects.filter(model_version=version).order_by("pk").values_list("features", flat=True)
+            Prediction.objects.filter(model_version=version, pk__lte=first.max_prediction_id)
+            .order_by("pk")
+            .values_list("features", flat=True)
         )
-        matrix = np.vstack([serving.encode(f) for f in rows.iterator(chunk_size=5000)])
-        started = time.perf_counter()
-        core.explain(serving.explainer, matrix)
+        matrix = serving.encode_many(list(rows.iterator(chunk_size=5000)))
+        load_before = _load()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for start in range(0, len(matrix), EXPLAIN_BATCH):
+            core.explain(serving.explainer, matrix[start : start + EXPLAIN_BATCH])
         direct_seconds = time.perf_counter() - started
+        direct_cpu = time.process_time() - cpu_started
         direct_rate = len(matrix) / direct_seconds
+        direct_load = f"{load_before} -> {_load()}"
         started = time.perf_counter()
         serving.booster.predict(xgb.DMatrix(matrix, feature_names=serving.feature_names), pred_contribs=True)
         native_rate = len(matrix) / (time.perf_counter() - started)
+        for job, job_seconds, job_cpu, job_peak, threads, load_before, load_after in jobs:
+            job_rate = job.rows_total / job_seconds
+            spread = ", ".join(
+                f"{n} threads ({other:.1f} s CPU off the main one)" for n, other in threads.values()
+            )
+            print(
+                f"3. cohort SHAP on {job.rows_total:,} rows ({job.chunks_total} chunks of {args.chunk_size}, "
+                f"{args.concurrency} worker processes): {job_rate:,.0f} rows/s ({job_seconds:.0f} s, job "
+                f"{job.status}) -> job/direct = {job_rate / direct_rate:.2f}x; worker CPU "
+                f"{job_cpu * 1000 / job.rows_total:.2f} ms/row ({job_cpu / job_seconds:.2f} of "
+                f"{args.concurrency} cores busy); {load_before} -> {load_after}"
+            )
+            print(f"4. worker peak RSS of the job: {job_peak}; threads: {spread}")
         print(
-            f"3. cohort SHAP on {job.rows_total:,} rows ({job.chunks_total} chunks of {args.chunk_size}, "
-            f"{args.concurrency} worker processes): {job_rate:,.0f} rows/s "
-            f"({job_seconds:.0f} s, job {job.status})"
-        )
-        print(
-            f"   (a) shap.TreeExplainer directly, one process, same rows/model/"
-            f"{version.background_size}-row background: {direct_rate:,.0f} rows/s ({direct_seconds:.0f} s)"
-            f" -> job/direct = {job_rate / direct_rate:.2f}x"
+            f"   (a) shap.TreeExplainer directly, one process, the first job's {len(matrix):,} rows, "
+            f"batches of {EXPLAIN_BATCH}, {version.background_size}-row background: "
+            f"{direct_rate:,.0f} rows/s ({direct_seconds:.0f} s), "
+            f"CPU {direct_cpu * 1000 / len(matrix):.2f} ms/row; {direct_load}"
         )
         print(f"   (b) xgboost pred_contribs (path-dependent, no background): {native_rate:,.0f} rows/s")
-        print(f"4. worker peak RSS (largest process): {peak['mb']:.0f} MB")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        if worker.poll() is None:
+            worker_stop(worker)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ union is the bottom-k of the union of samples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 DAY_SHIFT_HOURS = range(7, 19)
+SLICE = ("unit", "shift", "day")
 
 
 def slice_of(scored_at: datetime, time_zone: str) -> tuple[str, date]:
@@ -25,10 +27,22 @@ def slice_of(scored_at: datetime, time_zone: str) -> tuple[str, date]:
     return ("day" if local.hour in DAY_SHIFT_HOURS else "night"), local.date()
 
 
+def slices_of(scored_at: Sequence[datetime], time_zone: str) -> tuple[np.ndarray, np.ndarray]:
+    """`slice_of` of many scoring times at once: (shifts, local days), one per time."""
+    local = pd.DatetimeIndex(pd.to_datetime(list(scored_at), utc=True)).tz_convert(ZoneInfo(time_zone))
+    hours = np.asarray(local.hour)
+    day_shift = (hours >= DAY_SHIFT_HOURS.start) & (hours < DAY_SHIFT_HOURS.stop)
+    return np.where(day_shift, "day", "night").astype(object), np.asarray(local.date, dtype=object)
+
+
 def priority(prediction_id: int) -> float:
     """A uniform number in [0, 1) fixed by the prediction id."""
     digest = hashlib.sha256(f"sightline-cohort/{prediction_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def priorities(prediction_ids: Sequence[int]) -> np.ndarray:
+    return np.fromiter(map(priority, prediction_ids), dtype=np.float64, count=len(prediction_ids))
 
 
 def aggregate(shap: np.ndarray, slices: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -39,21 +53,25 @@ def aggregate(shap: np.ndarray, slices: pd.DataFrame, names: list[str]) -> pd.Da
     shap = np.asarray(shap, dtype=np.float64)
     if len(shap) == 0:
         return pd.DataFrame(columns=["feature", "unit", "shift", "day", "count", "total", "total_abs"])
-    keys = slices[["unit", "shift", "day"]].reset_index(drop=True)
-    frames = []
-    for j, name in enumerate(names):
-        frame = keys.copy()
-        frame["feature"] = name
-        frame["total"] = shap[:, j]
-        frame["total_abs"] = np.abs(shap[:, j])
-        frames.append(frame)
-    long = pd.concat(frames, ignore_index=True)
-    out = (
-        long.groupby(["feature", "unit", "shift", "day"], sort=True)
-        .agg(count=("total", "size"), total=("total", "sum"), total_abs=("total_abs", "sum"))
-        .reset_index()
+    keys = slices[list(SLICE)].reset_index(drop=True)
+    by = [keys[column] for column in SLICE]
+    wide = pd.DataFrame(shap)  # columns 0..n-1: no clash with a feature named like a key
+    total = wide.groupby(by, sort=True).sum()
+    total_abs = wide.abs().groupby(by, sort=True).sum()
+    count = wide.groupby(by, sort=True).size().to_numpy()
+    groups, features = len(total), len(names)
+    level = total.index.get_level_values
+    out = pd.DataFrame(
+        {
+            "feature": np.repeat(np.asarray(names, dtype=object), groups),
+            **{column: np.tile(level(column).to_numpy(), features) for column in SLICE},
+            "count": np.tile(count, features),
+            "total": total.to_numpy().T.ravel(),
+            "total_abs": total_abs.to_numpy().T.ravel(),
+        }
     )
-    return out
+    # Feature-major blocks, each already in slice order: a stable sort by name orders them all.
+    return out.sort_values("feature", kind="stable").reset_index(drop=True)
 
 
 def bottom_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:

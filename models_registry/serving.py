@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import NoneType
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,50 @@ class ServingModel:
         # scikit-learn compares float32 inputs: round here so SHAP sees exactly what the model sees.
         return self.model.prepare(row)[0]
 
+    def encode_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """`encode` of many rows at once (the cohort job): the same matrix, column by column.
+
+        Columns of the types ingest stores (numbers, 0/1 or booleans, known categories, None) are
+        converted with numpy; anything else (a value `encode` would refuse or convert one by one)
+        sends the whole batch through `encode`, so the result and any error are exactly its.
+        """
+        matrix = np.full((len(rows), len(self.codecs)), np.nan, dtype=np.float64)
+        for j, codec in enumerate(self.codecs):
+            entries = [row.get(codec.name) for row in rows]
+            column = [e.get("value") if type(e) is dict else _bare(e) for e in entries]
+            encoded = self._encode_column(codec, column)
+            if encoded is None:
+                return np.vstack([self.encode(row) for row in rows])
+            matrix[:, j] = encoded
+        return self.model.prepare(matrix)
+
+    def _encode_column(self, codec: _FeatureCodec, column: list) -> np.ndarray | None:
+        """One column encoded with numpy, or None when a value needs `encode`'s one-by-one path."""
+        kinds = set(map(type, column))
+        if codec.kind == "categorical":
+            if not kinds <= {str, NoneType}:
+                return None
+            index = {category: float(i) for i, category in reversed(list(enumerate(codec.categories)))}
+            try:
+                encoded = np.array([np.nan if v is None else index[v] for v in column], dtype=np.float64)
+            except KeyError:
+                return None
+        elif kinds <= ({bool, int, float, NoneType} if codec.kind == "binary" else {int, float, NoneType}):
+            try:
+                encoded = np.array(column, dtype=np.float64)  # None -> NaN (not measured), like encode
+            except OverflowError:
+                return None
+        else:
+            return None
+        missing = np.isnan(encoded)
+        if missing.any() and not self.model.handles_missing:
+            return None
+        if codec.kind == "binary" and not np.isin(encoded[~missing], (0.0, 1.0)).all():
+            return None
+        if np.isinf(encoded).any():
+            return None
+        return encoded
+
     def predict_margin(self, rows: np.ndarray) -> np.ndarray:
         """Log-odds, one per row."""
         return self.model.predict_margin(rows)
@@ -100,6 +145,11 @@ class ServingModel:
                     self._explainer = core.tree_explainer(self.model.shap_model, self.background)
                 explainer = self._explainer
         return explainer
+
+
+def _bare(value: Any) -> Any:
+    """A payload entry ({"value": 4.2, ...}) or a bare value, as the bare value."""
+    return value.get("value") if isinstance(value, Mapping) else value
 
 
 def _encode_value(codec: _FeatureCodec, value: Any) -> float:

@@ -2,6 +2,7 @@
 the version profile, abstention, what-if, and the cohort aggregates and recompute job."""
 
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from explanations import cohort, core, services
 from explanations.models import (
     CohortAggregate,
     CohortChunkAggregate,
+    CohortChunkSample,
     CohortJob,
     CohortJobChunk,
     CohortSample,
@@ -325,6 +327,55 @@ def test_recompute_job_reproduces_the_aggregates_and_rerunning_a_chunk_adds_noth
     assert progress["status"] == "done" and progress["chunks_done"] == progress["chunks_total"] == 3
     assert progress["rows_done"] == 12 and progress["progress"] == 1.0
     assert charlie_client.get("/api/v1/jobs/999999/").status_code == 404
+
+
+def test_a_recompute_job_keeps_the_bottom_k_of_every_slice_when_chunks_prune(explained_cohort, settings):
+    settings.COHORT_SAMPLE_SIZE = 1  # with chunks of 2, later chunks drop rows earlier ones outrank
+    version = explained_cohort
+    job = services.cohort_job_create(version=version, chunk_size=2)
+    services.cohort_job_run(job=job)
+
+    rows = pd.DataFrame(
+        [
+            (p.unit, *cohort.slice_of(p.scored_at, settings.HOSPITAL_TIME_ZONE), p.pk, cohort.priority(p.pk))
+            for p in Prediction.objects.filter(model_version=version)
+        ],
+        columns=["unit", "shift", "day", "prediction_id", "priority"],
+    )
+    expected = set(cohort.bottom_k(rows, 1)["prediction_id"])
+    assert (
+        set(CohortSample.objects.filter(version=version).values_list("prediction_id", flat=True)) == expected
+    )
+    stored = CohortChunkSample.objects.filter(chunk__job=job).count()
+    assert len(expected) <= stored <= job.chunks_total * len(expected)
+
+
+def test_a_chunk_stores_no_sample_row_that_other_chunks_already_outrank(model_version, settings):
+    from explanations.services.cohort import _sample_prune
+
+    settings.COHORT_SAMPLE_SIZE = 2
+    job = CohortJob.objects.create(version=model_version, chunk_size=10)
+    done, this = (
+        CohortJobChunk.objects.create(job=job, index=i, first_id=10 * i, last_id=10 * i + 9) for i in range(2)
+    )
+    a, b = ("MICU", "day", date(2026, 1, 5)), ("CCU", "night", date(2026, 1, 5))
+    held = [(done, a, 1, 0.1), (done, a, 2, 0.3), (done, b, 3, 0.2), (this, a, 4, 0.01), (this, a, 5, 0.02)]
+    CohortChunkSample.objects.bulk_create(
+        CohortChunkSample(
+            chunk=chunk, unit=unit, shift=shift, day=day, prediction_id=pk, priority=p, values=[], shap=[]
+        )
+        for chunk, (unit, shift, day), pk, p in held
+    )
+    candidates = pd.DataFrame(
+        [(*a, 11, 0.05), (*a, 12, 0.3), (*a, 13, 0.35), (*b, 14, 0.9)],
+        columns=["unit", "shift", "day", "prediction_id", "priority"],
+    )
+
+    kept = _sample_prune(candidates, job_id=job.pk, chunk_id=this.pk)
+
+    # Slice a: two rows of another chunk at or below 0.3 outrank 0.35 only (this chunk's own earlier
+    # rows do not count: a re-run replaces them). Slice b: fewer than 2 rows elsewhere, nothing dropped.
+    assert kept["prediction_id"].tolist() == [11, 12, 14]
 
 
 def test_explanations_after_a_job_are_added_once(

@@ -1,7 +1,7 @@
 """The numerical core of the explanation engine, without Django: uncertainty, neighbours,
 stability and cohort aggregation."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -183,6 +183,17 @@ def test_cohort_aggregate_equals_pandas_and_slices_by_hospital_time():
             assert row["count"] == len(group)
             assert row["total"] == pytest.approx(group.sum())
             assert row["total_abs"] == pytest.approx(group.abs().sum())
+
+
+def test_slices_of_many_times_are_slice_of_each_across_daylight_saving_changes():
+    # Every 7 minutes over both 2026 changes in New York and the half-hour one of Lord Howe Island.
+    times = [datetime(2026, 3, 7, tzinfo=UTC) + timedelta(minutes=7 * i) for i in range(900)]
+    times += [datetime(2026, 10, 31, tzinfo=UTC) + timedelta(minutes=7 * i) for i in range(900)]
+    times += [datetime(2026, 4, 4, 12, tzinfo=UTC) + timedelta(minutes=7 * i) for i in range(300)]
+    for zone in ("America/New_York", "Australia/Lord_Howe", "UTC"):
+        shifts, days = cohort.slices_of(times, zone)
+        assert list(zip(shifts, days, strict=True)) == [cohort.slice_of(t, zone) for t in times]
+    assert cohort.priorities([3, 1]).tolist() == [cohort.priority(3), cohort.priority(1)]
 
 
 def test_bottom_k_sample_is_the_same_whatever_the_order_or_the_chunking():

@@ -38,14 +38,14 @@ def test_encode_and_predict_reproduce_expected_risk(model_version):
     np.testing.assert_allclose(core.sigmoid(model.predict_margin(rows)), risk)
 
 
-def test_encode_maps_binary_categorical_and_missing():
+def _three_inputs(model_format: str = "xgboost", handles_missing: bool = True):
     from models_registry.formats import TreeModel
     from models_registry.serving import ServingModel, _FeatureCodec
 
-    model = ServingModel(
+    return ServingModel(
         version_id=0,
         feature_names=["lactate", "dnr", "cancer"],
-        model=TreeModel("xgboost", None, ["lactate", "dnr", "cancer"], handles_missing=True),
+        model=TreeModel(model_format, None, ["lactate", "dnr", "cancer"], handles_missing=handles_missing),
         background=np.zeros((1, 3)),
         reference=None,
         codecs=[
@@ -54,6 +54,10 @@ def test_encode_maps_binary_categorical_and_missing():
             _FeatureCodec("cancer", "categorical", ["No", "Yes", "Metastatic"]),
         ],
     )
+
+
+def test_encode_maps_binary_categorical_and_missing():
+    model = _three_inputs()
 
     np.testing.assert_array_equal(
         model.encode({"lactate": 4.2, "dnr": True, "cancer": "Metastatic"}), [4.2, 1, 2]
@@ -69,6 +73,37 @@ def test_encode_maps_binary_categorical_and_missing():
         model.encode({"dnr": "maybe"})
     with pytest.raises(EncodingError, match="lactate must be a number"):
         model.encode({"lactate": "high"})
+
+
+def test_encode_many_is_encode_row_by_row():
+    rows = [
+        {"lactate": {"value": 4.2}, "dnr": {"value": 1}, "cancer": {"value": "Metastatic"}},
+        {"lactate": 3, "dnr": False, "cancer": None},
+        {"lactate": {"value": None}, "dnr": {"value": 0}},
+        {"lactate": float("nan"), "dnr": True, "cancer": "No"},
+        {"lactate": 0.1 + 0.2, "dnr": 1.0, "cancer": {"value": "Yes"}},
+        {},
+    ]
+    for model in (_three_inputs(), _three_inputs("sklearn-skops")):  # sklearn: float32-rounded
+        expected = np.vstack([model.encode(row) for row in rows])
+        np.testing.assert_array_equal(model.encode_many(rows), expected)
+        assert model.encode_many([]).shape == (0, 3)
+    # Values the numpy path does not take go through encode: its conversions and its errors.
+    model = _three_inputs()
+    np.testing.assert_array_equal(
+        model.encode_many([{"lactate": "4.5", "dnr": "true"}, {"dnr": 0}]),
+        [[4.5, 1, np.nan], [np.nan, 0, np.nan]],
+    )
+    for bad, message in [
+        ({"cancer": "Benign"}, "cancer must be one of"),
+        ({"dnr": 2}, "dnr is binary"),
+        ({"lactate": True}, "lactate must be a number"),
+        ({"lactate": float("inf")}, "lactate must be a finite number"),
+    ]:
+        with pytest.raises(EncodingError, match=message):
+            model.encode_many([rows[0], bad])
+    with pytest.raises(EncodingError, match="lactate is required"):
+        _three_inputs(handles_missing=False).encode_many([{"lactate": None, "dnr": 1, "cancer": "No"}])
 
 
 def test_serving_model_is_cached_per_version(model_version):
