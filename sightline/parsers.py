@@ -32,12 +32,9 @@ def _check(value, depth: int = 0) -> None:
     elif isinstance(value, dict | list):
         if depth >= MAX_DEPTH:
             raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
-        for item in value.items() if isinstance(value, dict) else value:
-            if isinstance(item, tuple):
-                _check(item[0], depth + 1)
-                _check(item[1], depth + 1)
-            else:
-                _check(item, depth + 1)
+        children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        for child in children:
+            _check(child, depth + 1)
 
 
 # The only ways a parsed string can hold a NUL or a lone surrogate, given that json.loads refuses
