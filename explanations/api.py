@@ -1,6 +1,7 @@
 """Prediction, outcome and explanation API (CONTRACT.md sections 2 and 3). Views stay thin."""
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
@@ -16,12 +17,28 @@ from . import selectors, services
 from .auth import IsServiceToken, ServicePrincipal
 from .models import CohortJob, Prediction
 from .parsers import NDJSONParser
+from .payloads import PredictionIn, prediction_request_schema
 from .serializers import (
     CohortQuerySerializer,
     OutcomeInSerializer,
     OutcomeOutSerializer,
-    PredictionInSerializer,
 )
+
+
+class PredictionInSchema(OpenApiSerializerExtension):
+    """The OpenAPI component of a posted prediction, generated from the types ingest checks it with."""
+
+    target_class = PredictionIn
+
+    def get_name(self, auto_schema, direction) -> str:
+        return "PredictionIn"
+
+    def map_serializer(self, auto_schema, direction) -> dict:
+        return prediction_request_schema()
+
+
+# The bulk body is a list of the component the single endpoint registers.
+PREDICTION_IN_REF = {"$ref": "#/components/schemas/PredictionIn"}
 
 
 class IsPerson(permissions.BasePermission):
@@ -38,9 +55,7 @@ class IsPerson(permissions.BasePermission):
 class PredictionIngestApi(APIView):
     permission_classes = [IsServiceToken]
 
-    @extend_schema(
-        request=PredictionInSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}
-    )
+    @extend_schema(request=PredictionIn, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
             raise ApiError(code="invalid", detail="The body is one prediction as a JSON object.")
@@ -57,7 +72,13 @@ class PredictionBulkIngestApi(APIView):
     permission_classes = [IsServiceToken]
     parser_classes = [StrictJSONParser, NDJSONParser]
 
-    @extend_schema(request=PredictionInSerializer(many=True), responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request={
+            "application/json": {"type": "array", "items": PREDICTION_IN_REF},
+            "application/x-ndjson": {"type": "array", "items": PREDICTION_IN_REF},
+        },
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:

@@ -8,7 +8,6 @@ from django.db import IntegrityError, transaction
 from rest_framework import status
 
 from explanations.models import Prediction
-from explanations.serializers import PredictionInSerializer
 from sightline.api_errors import ApiError
 
 from . import storage
@@ -119,9 +118,8 @@ def prediction_ingest_many(
     """
     items = [Item(index=i, payload=p) for i, p in enumerate(payloads)]
     registry = Registry()
-    serializer = PredictionInSerializer()
     for item in items:
-        shape_check(item, serializer)
+        shape_check(item)
         if item.error is None:
             model_resolve(item, registry)
 

@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 
 from explanations import core
 from explanations.models import Prediction
-from explanations.serializers import PredictionInSerializer
+from explanations.payloads import prediction_shape_check
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
-from sightline.api_errors import ApiError, flatten_fields
+from sightline.api_errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +62,8 @@ def iso(value: datetime | None) -> str | None:
 # --- validation --------------------------------------------------------------------------------
 
 
-def shape_check(item: Item, serializer: PredictionInSerializer) -> None:
-    """Check the body's shape with `serializer`, one instance reused for every item of a request
-    (building a nested DRF serializer costs more than running it)."""
+def shape_check(item: Item) -> None:
+    """Check the body's shape (explanations.payloads); on success item.data holds it as plain dicts."""
     if not isinstance(item.payload, dict):
         item.error = ApiError(
             code="invalid",
@@ -78,12 +76,12 @@ def shape_check(item: Item, serializer: PredictionInSerializer) -> None:
     except (TypeError, ValueError) as exc:
         item.error = ApiError(code="invalid", detail=f"The body is not plain JSON: {exc}.")
         return
-    try:
-        item.data = serializer.run_validation(item.payload)
-    except ValidationError as exc:
-        fields = flatten_fields(exc.detail)
+    data, fields = prediction_shape_check(item.payload)
+    if fields:
         name, messages = next(iter(fields.items()))
         item.error = ApiError(code="invalid", detail=f"{name}: {messages[0]}", fields=fields)
+        return
+    item.data = data
 
 
 @dataclass(frozen=True)
