@@ -92,20 +92,38 @@ class Schema:
     inputs: list[ModelFeature]
 
 
+# A registered version's features never change (the registry is append-only), so each process
+# reads a version's schema once; ingest then costs no feature query and no ORM objects per request.
+# Keyed like the serving cache, by id and bundle hash.
+_SCHEMAS: dict[tuple[int, str], Schema] = {}
+
+
+def version_schema(version: ModelVersion) -> Schema:
+    key = (version.pk, version.bundle_sha256)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        features = list(version.features.order_by("position"))
+        schema = Schema(
+            by_name={f.name: f for f in features}, inputs=[f for f in features if f.decision_time]
+        )
+        _SCHEMAS[key] = schema
+    return schema
+
+
+def schema_cache_clear() -> None:
+    """Forget every schema read (tests that reuse ids in a new database)."""
+    _SCHEMAS.clear()
+
+
 class Registry:
-    """Models, versions and their schemas looked up once per request."""
+    """Models and versions looked up once per request (which version is in production can change)."""
 
     def __init__(self) -> None:
         self.models: dict[str, RegisteredModel | None] = {}
         self.versions: dict[tuple[int, int | None], ModelVersion | None] = {}
-        self.schemas: dict[int, Schema] = {}
 
     def schema(self, version: ModelVersion) -> Schema:
-        if version.pk not in self.schemas:
-            self.schemas[version.pk] = Schema(
-                by_name={f.name: f for f in version.features.all()}, inputs=version.input_features()
-            )
-        return self.schemas[version.pk]
+        return version_schema(version)
 
     def model(self, name: str) -> RegisteredModel | None:
         if name not in self.models:
@@ -115,7 +133,7 @@ class Registry:
     def version(self, model: RegisteredModel, number: int | None) -> ModelVersion | None:
         key = (model.pk, number)
         if key not in self.versions:
-            versions = ModelVersion.objects.filter(registered_model=model).prefetch_related("features")
+            versions = ModelVersion.objects.filter(registered_model=model)
             if number is None:
                 versions = versions.filter(status=ModelVersion.Status.PRODUCTION)
             else:
