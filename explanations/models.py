@@ -34,20 +34,25 @@ class Prediction(models.Model):
         BULK = "bulk"
         FHIR = "fhir"
 
-    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    # Indexes are few on purpose: every one is written on every ingested row. The unique key leads
+    # with registered_model and prediction_patient_latest with patient, so neither foreign key needs
+    # an index of its own; unit and tier are read from the current scores and alerts, not from here.
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     external_id = models.CharField(max_length=200)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="predictions")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="predictions", db_index=False)
     encounter = models.ForeignKey(
         Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
     )
-    unit = models.CharField(max_length=50, db_index=True)
+    unit = models.CharField(max_length=50)
     bed = models.CharField(max_length=50, blank=True)
     scored_at = models.DateTimeField(db_index=True)
     risk = models.FloatField()
     # The model's raw output (log-odds) that the SHAP values add up to.
     margin = models.FloatField()
-    tier = models.CharField(max_length=10, db_index=True)
+    tier = models.CharField(max_length=10)
     # {"lactate": {"value": 4.2, "unit": "mmol/L", "observed_at": "...", "source": {...}},
     #  "urine": {"value": null}}
     # Every input feature of the version is present; a missing value is stored as null, never imputed.
@@ -63,7 +68,6 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["registered_model", "external_id"], name="unique_prediction_key")
         ]
         indexes = [
-            models.Index(fields=["patient", "-scored_at"], name="prediction_patient_recent"),
             # A patient's last scores in the worklist's order (scored_at, then id), read without a sort.
             models.Index(fields=["patient", "-scored_at", "-id"], name="prediction_patient_latest"),
         ]
