@@ -6,10 +6,12 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
+from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.http import require_GET
 
 from explanations.models import Alert, Prediction
@@ -28,6 +30,7 @@ from .selectors import (
     worklist_get,
 )
 from .services import alert_view_record, user_may_act
+from .worklist_poll import worklist_poll
 from .worklist_rows import alert_rows_json, low_rows_json, rows_html, worklist_rows
 
 
@@ -57,6 +60,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     data = worklist_get(user=request.user, **_worklist_filters(request))
     access.audit_view(request, action="view_worklist")
     alert_rows, low_rows = worklist_rows(data)
+    poll = worklist_poll(data=data, alert_rows=alert_rows, low_rows=low_rows, client_versions=[])
     pages = {
         "alerts_previous": _page_url(request, page=data.alerts_page.number - 1),
         "alerts_next": _page_url(request, page=data.alerts_page.number + 1),
@@ -71,31 +75,52 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "alert_rows": rows_html(alert_rows, tag="tr"),
         "low_rows": rows_html(low_rows, tag="li"),
         "poll_seconds": settings.WORKLIST_POLL_SECONDS,
+        "list_version": poll.version,
     }
     return render(request, "clinician_ui/worklist.html", context)
 
 
+def _client_versions(request: HttpRequest) -> list[str]:
+    """The list versions the page says it holds (If-None-Match), unquoted."""
+    etags = parse_etags(request.headers.get("If-None-Match", ""))
+    return [etag.removeprefix("W/").strip('"') for etag in etags]
+
+
 @require_GET
 @login_required
-def worklist_json(request: HttpRequest) -> JsonResponse:
-    """The worklist page's rows for its background refresh, through the same selector and filters.
+def worklist_json(request: HttpRequest) -> HttpResponse:
+    """The worklist page's rows for its background refresh, through the same selector and filters:
+    304 when the page's list (If-None-Match) is current, else the rows in order, those the page
+    holds unchanged by key alone (worklist_poll).
 
     Not audited per poll: the page load that started the polling is (view_worklist), and a
     record every 15 s per open screen would bury the patient-level records auditors read."""
     data = worklist_get(user=request.user, **_worklist_filters(request))
     alert_rows, low_rows = worklist_rows(data)
-    return JsonResponse(
-        {
-            "generated_at": timezone.now().isoformat(),
-            "poll_seconds": settings.WORKLIST_POLL_SECONDS,
-            "filters": {"unit": data.unit, "tier": data.tier, "state": data.state},
-            "shows_alerts": data.shows_alerts,
-            "shows_low": data.shows_low,
-            "pages": {"alerts": data.alerts_page.as_json(), "low": data.low_page.as_json()},
-            "alerts": alert_rows_json(data, alert_rows),
-            "low": low_rows_json(data, low_rows),
-        }
+    poll = worklist_poll(
+        data=data, alert_rows=alert_rows, low_rows=low_rows, client_versions=_client_versions(request)
     )
+    if poll.unchanged:
+        response = HttpResponseNotModified()
+    else:
+        response = JsonResponse(
+            {
+                "version": poll.version,
+                "base": poll.base,
+                "generated_at": timezone.now().isoformat(),
+                "poll_seconds": settings.WORKLIST_POLL_SECONDS,
+                "filters": {"unit": data.unit, "tier": data.tier, "state": data.state},
+                "shows_alerts": data.shows_alerts,
+                "shows_low": data.shows_low,
+                "pages": {"alerts": data.alerts_page.as_json(), "low": data.low_page.as_json()},
+                "alerts": alert_rows_json(data, alert_rows, held=poll.held),
+                "low": low_rows_json(data, low_rows, held=poll.held),
+            }
+        )
+    response["ETag"] = quote_etag(poll.version)
+    # Patient data: kept by no shared cache, and revalidated by the page on every poll.
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool) -> HttpResponse:

@@ -6,6 +6,11 @@ abstention, unit and bed, the patient's name, the minute the "alert fired" text 
 sparkline's scores): a row whose content changed has another key, so the cache never needs
 invalidating and never serves a stale row. Two levels: this process's memory, then the Django
 cache (Redis in production, shared by the web workers); a miss renders the row's template.
+
+A row's signature (`sig`, what the page compares to decide whether to replace a row) covers the
+same fingerprint but the minute: the page keeps "alert fired ... ago" current itself
+(static/js/worklist.js, the `since` filter's arithmetic), so the clock alone never makes a poll
+resend a row.
 """
 
 import hashlib
@@ -22,7 +27,7 @@ from explanations.models import Alert, Prediction
 from .selectors import Worklist
 
 # Bump when _alert_row.html, _low_item.html or their template tags change.
-ROW_CACHE_VERSION = 2
+ROW_CACHE_VERSION = 3
 ROW_CACHE_SECONDS = 600
 # Rows kept in this process (about 1 KB each); emptied whole when full.
 LOCAL_ROWS_MAX = 5000
@@ -33,29 +38,35 @@ def _trend_key(trend) -> tuple:
     return tuple((p.prediction_id, p.risk, p.tier) for p in trend.points)
 
 
-def _alert_fingerprint(alert: Alert, now) -> tuple:
+def _alert_fingerprint(alert: Alert, now) -> tuple[tuple, int]:
+    """What the row shows, and the minute its "fired ... ago" text is at."""
     patient = alert.patient
-    # The row prints how long ago the alert fired (timesince, minute resolution): the key
-    # changes with the minute, so the text is never older than a minute.
+    # The row prints how long ago the alert fired (minute resolution): the cache key changes with
+    # the minute, so a rendered text is never older than a minute; the signature does not.
     fired_minutes = int((now - alert.created_at).total_seconds() // 60)
     return (
         "alert", alert.pk, alert.tier, alert.risk, alert.state, alert.abstains, alert.unit,
         alert.prediction.bed, patient.external_id, patient.display_name, patient.simulated,
-        fired_minutes, _trend_key(alert.trend),
-    )  # fmt: skip
+        alert.created_at.isoformat(), _trend_key(alert.trend),
+    ), fired_minutes  # fmt: skip
 
 
-def _low_fingerprint(prediction: Prediction, now) -> tuple:
+def _low_fingerprint(prediction: Prediction, now) -> tuple[tuple, None]:
     patient = prediction.patient
     return (
         "low", prediction.pk, prediction.risk, prediction.abstains, prediction.unit, prediction.bed,
         patient.external_id, patient.display_name, _trend_key(prediction.trend),
-    )  # fmt: skip
+    ), None  # fmt: skip
 
 
-def _cache_key(fingerprint: tuple) -> str:
+def _cache_key(fingerprint: tuple[tuple, int | None]) -> str:
     digest = hashlib.sha256(repr(fingerprint).encode()).hexdigest()[:40]
     return f"worklist-row:{ROW_CACHE_VERSION}:{digest}"
+
+
+def _signature(fingerprint: tuple[tuple, int | None], css: str) -> str:
+    shown, _minute = fingerprint
+    return hashlib.sha256(repr((ROW_CACHE_VERSION, css, shown)).encode()).hexdigest()[:16]
 
 
 def _remember(fresh: dict[str, dict]) -> None:
@@ -69,9 +80,11 @@ def _rendered(
 ) -> list[dict]:
     """`{"key", "css", "sig", "html"}` per item, from a cache when its fingerprint is there.
 
-    `sig` changes when anything shown changes, so the page replaces only rows that did."""
+    `sig` changes when anything shown but the minute changes, so the page replaces only rows
+    that did."""
     now = timezone.now()
-    keys = [_cache_key(fingerprint(item, now)) for item in items]
+    fingerprints = [fingerprint(item, now) for item in items]
+    keys = [_cache_key(f) for f in fingerprints]
     found = {key: _local_rows[key] for key in keys if key in _local_rows}
     missing = [key for key in keys if key not in found]
     if missing:
@@ -79,14 +92,13 @@ def _rendered(
         found.update(shared)
         template = None
         fresh: dict[str, dict] = {}
-        for item, key in zip(items, keys, strict=True):
+        for item, key, shown in zip(items, keys, fingerprints, strict=True):
             if key in found:
                 continue
             template = template or get_template(template_name)
             html = template.render({context_name: item})
             row_css = css or f"row-{item.tier}"
-            sig = hashlib.sha256(f"{row_css}|{html}".encode()).hexdigest()[:16]
-            found[key] = fresh[key] = {"css": row_css, "sig": sig, "html": html}
+            found[key] = fresh[key] = {"css": row_css, "sig": _signature(shown, row_css), "html": html}
         if fresh:
             cache.set_many(fresh, ROW_CACHE_SECONDS)
         _remember({key: found[key] for key in missing})
@@ -133,11 +145,19 @@ def _detail_url(name: str):
     return lambda pk: f"{head}{int(pk)}{tail}"
 
 
-def alert_rows_json(data: Worklist, rows: list[dict]) -> list[dict]:
-    """The alert rows as the background refresh reads them: the html plus what it announces."""
+def _held(row: dict, held: dict[str, str]) -> bool:
+    return held.get(row["key"]) == row["sig"]
+
+
+def alert_rows_json(data: Worklist, rows: list[dict], *, held: dict[str, str] | None = None) -> list[dict]:
+    """The alert rows as the background refresh reads them: the html plus what it announces; a row
+    the page holds already (`held`: key -> signature, worklist_poll) as its key alone."""
+    held = held or {}
     url = _detail_url("alert-detail")
     return [
-        row
+        {"key": row["key"]}
+        if _held(row, held)
+        else row
         | {
             "alert": alert.pk,
             "patient": {"id": alert.patient.external_id, "display_name": alert.patient.display_name},
@@ -155,10 +175,13 @@ def alert_rows_json(data: Worklist, rows: list[dict]) -> list[dict]:
     ]
 
 
-def low_rows_json(data: Worklist, rows: list[dict]) -> list[dict]:
+def low_rows_json(data: Worklist, rows: list[dict], *, held: dict[str, str] | None = None) -> list[dict]:
+    held = held or {}
     url = _detail_url("prediction-detail")
     return [
-        row
+        {"key": row["key"]}
+        if _held(row, held)
+        else row
         | {
             "prediction": p.pk,
             "patient": {"id": p.patient.external_id, "display_name": p.patient.display_name},

@@ -189,11 +189,27 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    polls = []
+    page.on("response", lambda response: polls.append(response) if "/worklist.json" in response.url else None)
     try:
         log_in(page, live_server.url, "alice")
         rows = page.locator("#alerts-body tr")
         assert rows.count() == 26
         page.evaluate("window.__notReloaded = true")
+        # Nothing changed yet: the polls answer 304, and the page keeps its rows.
+        page.wait_for_function(
+            "document.querySelector('#worklist').hasAttribute('data-last-poll')", timeout=5_000
+        )
+        assert [poll.status for poll in polls] == [304] * len(polls) and polls
+        list_version = page.get_attribute("#worklist", "data-version")
+        # A row that will not change is kept as is (the same element, never re-rendered); and
+        # its "fired ... ago" text is kept current by the page between polls.
+        kept = f'#alerts-body tr[data-key="alert-{ward["high"].alert.pk}"]'
+        page.evaluate(f"document.querySelector('{kept}').__kept = true")
+        page.evaluate(
+            f"document.querySelector('{kept} time').setAttribute('datetime',"
+            " new Date(Date.now() - (3 * 3600 + 5 * 60 + 20) * 1000).toISOString())"
+        )
         # An unsaved choice in the filter form, then the keyboard focus on a row far down the list.
         page.select_option("#filter-tier", "high")
         target = rows.nth(15).locator("a")
@@ -221,6 +237,15 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
         assert "row-fresh" in first.get_attribute("class")
         medium_row = page.locator(f'#alerts-body tr[data-key="alert-{ward["medium"].alert.pk}"]')
         assert "Acknowledged" in medium_row.inner_text()
+        # The changes came as deltas on the page's version (one, or two if a poll fell between
+        # them): html for the new and the changed row only, every other row by its key.
+        deltas = [poll.json() for poll in polls if poll.status == 200]
+        assert [delta["base"] for delta in deltas] == [list_version] + [d["version"] for d in deltas[:-1]]
+        sent = [row["key"] for delta in deltas for row in delta["alerts"] if "html" in row]
+        assert sorted(sent) == sorted([f"alert-{new.alert.pk}", f"alert-{ward['medium'].alert.pk}"])
+        assert len(deltas[-1]["alerts"]) == 27
+        assert page.evaluate(f"document.querySelector('{kept}').__kept") is True
+        assert page.locator(f"{kept} time").inner_text() == "3\xa0hours, 5\xa0minutes ago"
         # Focus, place on screen and the unsaved filter are where the clinician left them.
         assert page.evaluate("document.activeElement.getAttribute('href')") == href
         assert abs(page.locator(f'#alerts-body a[href="{href}"]').bounding_box()["y"] - top_before) <= 2

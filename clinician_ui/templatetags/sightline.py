@@ -1,6 +1,9 @@
 """Small display helpers shared by the clinician templates."""
 
+from datetime import datetime
+
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -26,6 +29,31 @@ def percent(risk) -> str:
     if 0 < value < 1:
         return "<1%"
     return f"{value:.0f}%"
+
+
+# The units `since` counts in; static/js/worklist.js counts in the same ones.
+_SINCE_UNITS = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+@register.filter
+def since(value: datetime, now: datetime | None = None) -> str:
+    """How long ago, as Django's timesince says it below four weeks ("42 minutes", "1 hour,
+    5 minutes", "2 days, 3 hours": the two largest units, adjacent ones only), and in weeks beyond
+    ("6 weeks, 2 days") rather than calendar months, so the worklist's script can keep the text
+    current in the page with the same arithmetic (static/js/worklist.js `since`)."""
+    if value is None:
+        return ""
+    seconds = max(0, int(((now or timezone.now()) - value).total_seconds()))
+    parts: list[str] = []
+    for name, size in _SINCE_UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}\xa0{name}{'' if count == 1 else 's'}")
+        elif parts:
+            break
+        if len(parts) == 2:
+            break
+    return ", ".join(parts) or "0\xa0minutes"
 
 
 @register.filter

@@ -1,6 +1,8 @@
 // Keeps the worklist current without a reload: every data-poll-seconds it fetches /worklist.json
-// with the page's own filters and updates the rows in place. Rows are matched by key; only rows
-// whose content changed are re-rendered (from the server's escaped HTML), the row holding the
+// with the page's own filters and the version of the list it holds (If-None-Match). The server
+// answers 304 when nothing changed, else the rows in order, with the HTML of only the rows that
+// are new or changed (the others by key alone). Rows are matched by key; only rows whose content
+// changed are re-rendered (from the server's escaped HTML), the row holding the
 // keyboard focus gets its focus back, the first row on screen stays where it was (so the
 // clinician does not lose their place when an alert lands above it), the filter form is never
 // touched, and new alerts are announced in an aria-live region.
@@ -11,10 +13,48 @@
   if (!root) { return; }
   var seconds = parseFloat(root.getAttribute("data-poll-seconds")) || 15;
   var url = root.getAttribute("data-url") + window.location.search;
+  // The list version this page holds; null asks for every row in full.
+  var version = root.getAttribute("data-version") || null;
+  // Server clock minus this one, so "last updated" after a 304 is on the server's clock too.
+  var skew = 0;
+  var rendered = document.getElementById("worklist-updated");
+  if (rendered && !isNaN(Date.parse(rendered.getAttribute("datetime")))) {
+    skew = Date.parse(rendered.getAttribute("datetime")) - Date.now();
+  }
   var announcer = document.getElementById("worklist-announcer");
   var error = document.getElementById("worklist-error");
   var timer = null;
   var inFlight = false;
+
+  // How long ago, as the server's `since` filter says it (clinician_ui/templatetags/sightline.py):
+  // the two largest of weeks, days, hours and minutes, adjacent ones only.
+  var SINCE_UNITS = [["week", 604800], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  function since(milliseconds) {
+    var seconds = Math.max(0, Math.floor(milliseconds / 1000));
+    var parts = [];
+    for (var i = 0; i < SINCE_UNITS.length && parts.length < 2; i++) {
+      var count = Math.floor(seconds / SINCE_UNITS[i][1]);
+      seconds -= count * SINCE_UNITS[i][1];
+      if (count) {
+        parts.push(count + "\u00a0" + SINCE_UNITS[i][0] + (count === 1 ? "" : "s"));
+      } else if (parts.length) {
+        break;
+      }
+    }
+    return parts.length ? parts.join(", ") : "0\u00a0minutes";
+  }
+
+  // A row is resent only when what it shows changes, not when the minute does: "fired ... ago"
+  // is kept current here, on the server's clock.
+  function tick() {
+    var now = Date.now() + skew;
+    root.querySelectorAll("time[data-since]").forEach(function (el) {
+      var at = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(at)) { return; }
+      var text = since(now - at) + " ago";
+      if (el.textContent !== text) { el.textContent = text; }
+    });
+  }
 
   function rowsOf(container) {
     return Array.prototype.filter.call(container.children, function (el) { return el.hasAttribute("data-key"); });
@@ -43,7 +83,15 @@
     return root.querySelector('[data-key="' + (window.CSS && CSS.escape ? CSS.escape(key) : key) + '"]');
   }
 
+  // True when every row sent by key alone (unchanged) is on the page, so the answer can be applied.
+  function holds(container, rows) {
+    var present = {};
+    if (container) { rowsOf(container).forEach(function (el) { present[el.getAttribute("data-key")] = true; }); }
+    return rows.every(function (row) { return row.html !== undefined || present[row.key]; });
+  }
+
   // Brings `container`'s rows to `rows` (in order); returns the rows that were not there before.
+  // A row sent by key alone is one the page holds unchanged: it is only moved.
   function reconcile(container, rows, tagName) {
     var existing = {};
     rowsOf(container).forEach(function (el) { existing[el.getAttribute("data-key")] = el; });
@@ -56,7 +104,7 @@
         fresh.push(row);
       }
       delete existing[row.key];
-      if (el.getAttribute("data-sig") !== row.sig) {
+      if (row.html !== undefined && el.getAttribute("data-sig") !== row.sig) {
         // row.html is rendered by the server's templates, which escape every outside value.
         el.innerHTML = row.html;
         el.setAttribute("data-sig", row.sig);
@@ -88,9 +136,25 @@
     return row.tier + " tier, " + who + ", " + where + ", " + risk;
   }
 
+  function stamp(generatedAt) {
+    var updated = document.getElementById("worklist-updated");
+    if (updated) {
+      var when = new Date(generatedAt);
+      updated.setAttribute("datetime", generatedAt);
+      updated.textContent = when.toISOString().slice(11, 19) + " UTC";
+    }
+    error.textContent = "";
+    root.setAttribute("data-last-poll", generatedAt);
+    tick();
+  }
+
+  // Applies a poll's answer; false (nothing touched) when it names a row this page does not hold.
   function apply(data) {
     var alertsBody = document.getElementById("alerts-body");
     var lowList = document.getElementById("low-list");
+    if ((data.shows_alerts && !holds(alertsBody, data.alerts)) || (data.shows_low && !holds(lowList, data.low))) {
+      return false;
+    }
     var containers = [alertsBody, lowList].filter(Boolean);
     var place = anchorOf(containers);
     var focus = focusOf();
@@ -133,14 +197,11 @@
       announcer.textContent = freshAlerts.length + (freshAlerts.length === 1 ? " new alert: " : " new alerts: ") +
         freshAlerts.map(describe).join("; ") + ".";
     }
-    var updated = document.getElementById("worklist-updated");
-    if (updated) {
-      var when = new Date(data.generated_at);
-      updated.setAttribute("datetime", data.generated_at);
-      updated.textContent = when.toISOString().slice(11, 19) + " UTC";
-    }
-    error.textContent = "";
-    root.setAttribute("data-last-poll", data.generated_at);
+    skew = Date.parse(data.generated_at) - Date.now();
+    version = data.version || null;
+    root.setAttribute("data-version", version || "");
+    stamp(data.generated_at);
+    return true;
   }
 
   function failed(message) {
@@ -151,8 +212,12 @@
     if (inFlight) { return; }
     if (document.hidden) { schedule(); return; }
     inFlight = true;
-    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+    var headers = {"Accept": "application/json"};
+    if (version) { headers["If-None-Match"] = '"' + version + '"'; }
+    // no-store: the version is this page's own, the browser's cache must not answer for it.
+    fetch(url, {credentials: "same-origin", cache: "no-store", headers: headers})
       .then(function (response) {
+        if (response.status === 304) { return null; }
         var type = response.headers.get("Content-Type") || "";
         if (response.redirected || type.indexOf("application/json") !== 0) {
           throw new Error("session");
@@ -162,7 +227,14 @@
       })
       .then(function (data) {
         inFlight = false;
-        apply(data);
+        if (data === null) {
+          stamp(new Date(Date.now() + skew).toISOString());
+        } else if (!apply(data)) {
+          // Should not happen; ask again for every row in full rather than show a gap.
+          version = null;
+          window.setTimeout(poll, 0);
+          return;
+        }
         schedule();
       })
       .catch(function (problem) {
@@ -181,6 +253,7 @@
     timer = window.setTimeout(poll, seconds * 1000);
   }
 
+  tick();
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) { poll(); }
   });
