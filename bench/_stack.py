@@ -134,6 +134,22 @@ def postgres_pid() -> int | None:
     return None
 
 
+def autogroup_nice(pid: int, nice: int) -> None:
+    """Make a process's niceness count against the other processes of the machine.
+
+    With the kernel's autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled), CPU is
+    first shared equally between sessions and niceness only counts inside a session, so a worker
+    started `nice -n 10` in a session of its own still gets a whole session's share. Setting the
+    session's (autogroup's) nice as well gives it the lower priority it was started with."""
+    path = Path(f"/proc/{pid}/autogroup")
+    if not path.exists():
+        return
+    try:
+        path.write_text(str(nice))
+    except OSError as exc:
+        print(f"could not set the autogroup nice of {pid} ({exc}); its niceness may not count", flush=True)
+
+
 @contextmanager
 def stack(
     env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
@@ -183,6 +199,8 @@ def stack(
         env,
         log_dir / "worker.log",
     )
+    if worker_nice:
+        autogroup_nice(worker.pid, worker_nice)
     try:
         deadline = time.monotonic() + 60
         while True:
