@@ -4,7 +4,7 @@ Seeds a bench database of its own (default sightline_bench_worklist, Redis db 10
 data, every patient and prediction labelled simulated: 2,000 patients over 10 units, 500 scores
 each (1,000,000 predictions, written with COPY), the alert rows ingest would have made for every
 medium/high score, and 500 patients whose current score is an alert (the active alerts). Then
-times the worklist page and its JSON through Django's test client (server-side: middleware,
+times the worklist page, its JSON in full and the page's own poll when nothing changed (a 304), through Django's test client (server-side: middleware,
 queries, rendering; no network) for an admin and for a clinician of two units, and the alert
 page of a high-tier patient, and prints p50/p95 over the requests, the CPU time per request of
 this process and of the PostgreSQL backend (on a shared machine the CPU times move less than the
@@ -184,15 +184,16 @@ def _backend_cpu_ns(pid: int | None) -> int | None:
         return None  # PostgreSQL on another host: not measured
 
 
-def time_requests(client, path: str, n: int) -> dict:
+def time_requests(client, path: str, n: int, *, headers: dict | None = None, status: int = 200) -> dict:
     """Wall time per request (p50/p95/max), this process's CPU time per request (p50/p95), the
     database backend's CPU time per request (mean over the requests), queries and size."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    headers = headers or {}
     for _ in range(3):  # warm-up: templates compiled, connection open
-        response = client.get(path)
-        assert response.status_code == 200, (path, response.status_code)
+        response = client.get(path, headers=headers)
+        assert response.status_code == status, (path, response.status_code)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
@@ -200,12 +201,12 @@ def time_requests(client, path: str, n: int) -> dict:
     backend_before = _backend_cpu_ns(backend)
     for _ in range(n):
         started, cpu_started = time.perf_counter(), time.process_time()
-        response = client.get(path)
+        response = client.get(path, headers=headers)
         timings.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - cpu_started) * 1000)
     backend_after = _backend_cpu_ns(backend)
     with CaptureQueriesContext(connection) as queries:
-        client.get(path)
+        client.get(path, headers=headers)
     db_cpu = None
     if backend_before is not None and backend_after is not None:
         db_cpu = (backend_after - backend_before) / n / 1e6
@@ -257,6 +258,12 @@ def measure(requests: int) -> None:
         client.force_login(user)
         for path in ("/", "/worklist.json", "/?page=3", "/?tier=high"):
             print(_row(label, path, time_requests(client, path, requests)), flush=True)
+        # The page's own poll: it sends the version of the list it holds; unchanged, that is a 304.
+        version = client.get("/worklist.json").json()["version"]
+        timed = time_requests(
+            client, "/worklist.json", requests, headers={"If-None-Match": f'"{version}"'}, status=304
+        )
+        print(_row(label, "poll, unchanged", timed), flush=True)
         timed = time_requests(client, f"/alerts/{alert.pk}/", requests)
         print(_row(label, "/alerts/<high>/", timed), flush=True)
 
