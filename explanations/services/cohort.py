@@ -8,13 +8,14 @@ Incremental: `cohort_explanation_add` runs in the transaction that marks an expl
 only when that transaction is the one that changes its status, so each explanation is counted once.
 
 Recompute (`cohort_job_create` + `cohort_job_run`): the version's predictions up to the newest at
-creation are cut into chunks of consecutive ids; each chunk task streams its rows from the database,
-explains them in batches and replaces its own partial aggregates and sample (keyed by chunk), so a
-chunk run twice counts once. The job row and its chunk rows record progress; running the job again
-dispatches only the chunks not done (a worker killed mid-way loses at most the chunk it held). When
-the last chunk is done the job is finalised: the version's aggregates and samples are replaced by
-the sum of the chunks', plus the ready explanations of later predictions. From then on an
-explanation of a prediction the job covered is not added again.
+creation are cut into chunks of consecutive ids (the database returns only the boundaries); each
+chunk task streams its rows from the database, explains them in batches and replaces its own
+partial aggregates and sample (keyed by chunk), so a chunk run twice counts once. The job row and
+its chunk rows record progress; running the job again dispatches only the chunks not done (a worker
+killed mid-way loses at most the chunk it held). When the last chunk is done the job is finalised:
+the version's aggregates and samples are replaced by the sum of the chunks', plus the ready
+explanations of later predictions. From then on an explanation of a prediction the job covered is
+not added again.
 
 Memory and time per row: a chunk holds at most its own rows; it stores the sample rows that the
 chunks already done do not outrank (so stored samples stop growing with the cohort), and the
@@ -140,37 +141,46 @@ def cohort_explanation_add(
 def cohort_job_create(*, version: ModelVersion, chunk_size: int | None = None) -> CohortJob:
     """A job over the version's predictions, cut into chunks of `chunk_size` consecutive ids.
 
-    Only ids are read here (streamed), never the rows themselves.
+    The database numbers the version's predictions in id order and returns one row per chunk
+    (its first and last id and its row count): a million predictions come back as 500 rows, and
+    one statement sees one snapshot, so the chunks cover every prediction up to the newest once.
     """
     chunk_size = chunk_size or default_chunk_size()
     with transaction.atomic():
         job = CohortJob.objects.create(version=version, chunk_size=chunk_size)
-        ids = (
-            Prediction.objects.filter(model_version=version)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-            .iterator(chunk_size=10_000)
+        bounds = _chunk_bounds(version_id=version.pk, chunk_size=chunk_size)
+        CohortJobChunk.objects.bulk_create(
+            [
+                CohortJobChunk(job=job, index=index, first_id=first, last_id=last)
+                for index, first, last, _rows in bounds
+            ],
+            batch_size=1000,
         )
-        chunks: list[CohortJobChunk] = []
-        first = last = None
-        count = total = 0
-        for pk in ids:
-            if first is None:
-                first = pk
-            last = pk
-            count += 1
-            total += 1
-            if count == chunk_size:
-                chunks.append(CohortJobChunk(job=job, index=len(chunks), first_id=first, last_id=last))
-                first, count = None, 0
-        if first is not None:
-            chunks.append(CohortJobChunk(job=job, index=len(chunks), first_id=first, last_id=last))
-        CohortJobChunk.objects.bulk_create(chunks, batch_size=1000)
-        job.chunks_total = len(chunks)
-        job.rows_total = total
-        job.max_prediction_id = last or 0
+        job.chunks_total = len(bounds)
+        job.rows_total = sum(rows for *_, rows in bounds)
+        job.max_prediction_id = bounds[-1][2] if bounds else 0
         job.save(update_fields=["chunks_total", "rows_total", "max_prediction_id"])
     return job
+
+
+def _chunk_bounds(*, version_id: int, chunk_size: int) -> list[tuple[int, int, int, int]]:
+    """(index, first id, last id, rows) of each chunk of the version's predictions, in id order.
+
+    A window function in a subquery, the same SQL on PostgreSQL and SQLite (3.25+): the ids are
+    numbered and grouped in the database, and only the boundaries come back.
+    """
+    quote = connection.ops.quote_name
+    table = quote(Prediction._meta.db_table)
+    pk = quote(Prediction._meta.pk.column)
+    version = quote(Prediction._meta.get_field("model_version").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT chunk, MIN(pk), MAX(pk), COUNT(*) FROM ("  # noqa: S608
+            f"SELECT {pk} AS pk, (ROW_NUMBER() OVER (ORDER BY {pk}) - 1) / %s AS chunk "
+            f"FROM {table} WHERE {version} = %s) numbered GROUP BY chunk ORDER BY chunk",
+            [chunk_size, version_id],
+        )
+        return [(int(index), int(first), int(last), int(rows)) for index, first, last, rows in cursor]
 
 
 def cohort_job_run(*, job: CohortJob) -> int:

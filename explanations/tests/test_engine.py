@@ -329,6 +329,32 @@ def test_recompute_job_reproduces_the_aggregates_and_rerunning_a_chunk_adds_noth
     assert charlie_client.get("/api/v1/jobs/999999/").status_code == 404
 
 
+def test_a_recompute_job_cuts_the_versions_ids_into_chunks_in_the_database():
+    from clinician_ui.tests.factories import model_version_create, prediction_create
+
+    version, other = model_version_create(name="chunked"), model_version_create(name="interleaved")
+    for i in range(20):
+        prediction_create(model_version=version, explanation=None)
+        gap = 3 if i == 4 else 1 if i % 3 == 0 else 0  # gaps in the version's ids, one of 3
+        for _ in range(gap):
+            prediction_create(model_version=other, explanation=None)
+    ids = list(Prediction.objects.filter(model_version=version).order_by("pk").values_list("pk", flat=True))
+
+    job = services.cohort_job_create(version=version, chunk_size=6)
+
+    chunks = list(
+        CohortJobChunk.objects.filter(job=job).order_by("index").values_list("index", "first_id", "last_id")
+    )
+    assert chunks == [(i, ids[6 * i], ids[min(6 * i + 5, len(ids) - 1)]) for i in range(4)]
+    assert (job.chunks_total, job.rows_total, job.max_prediction_id) == (4, 20, ids[-1])
+    # Each of the version's predictions falls in exactly one chunk.
+    covered = [sum(first <= pk <= last for _, first, last in chunks) for pk in ids]
+    assert covered == [1] * len(ids)
+
+    empty = services.cohort_job_create(version=model_version_create(name="unscored"), chunk_size=6)
+    assert (empty.chunks_total, empty.rows_total, empty.max_prediction_id) == (0, 0, 0)
+
+
 def test_a_recompute_job_keeps_the_bottom_k_of_every_slice_when_chunks_prune(explained_cohort, settings):
     settings.COHORT_SAMPLE_SIZE = 1  # with chunks of 2, later chunks drop rows earlier ones outrank
     version = explained_cohort
