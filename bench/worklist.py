@@ -4,11 +4,11 @@ Seeds a bench database of its own (default sightline_bench_worklist, Redis db 10
 data, every patient and prediction labelled simulated: 2,000 patients over 10 units, 500 scores
 each (1,000,000 predictions, written with COPY), the alert rows ingest would have made for every
 medium/high score, and 500 patients whose current score is an alert (the active alerts). Then
-times the worklist page, its JSON in full and the page's own poll when nothing changed (a 304), through Django's test client (server-side: middleware,
-queries, rendering; no network) for an admin and for a clinician of two units, and the alert
-page of a high-tier patient, and prints p50/p95 over the requests, the CPU time per request of
-this process and of the PostgreSQL backend (on a shared machine the CPU times move less than the
-wall times), and the queries per request.
+times the worklist page, its JSON in full and the page's own poll when nothing changed (a 304),
+through Django's test client (server-side: middleware, queries, rendering; no network) for an
+admin and for a clinician of two units, and the alert page of a high-tier patient, and prints
+p50/p95 over the requests, the CPU time per request of this process and of the PostgreSQL backend
+(on a shared machine the CPU times move less than the wall times), and the queries per request.
 
     .venv/bin/python bench/worklist.py               # seed (a few minutes), then time
     .venv/bin/python bench/worklist.py --skip-seed   # time again against the seeded database
