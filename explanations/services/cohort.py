@@ -68,24 +68,24 @@ def _slice(prediction_scored_at) -> tuple[str, object]:
     return cohort.slice_of(prediction_scored_at, settings.HOSPITAL_TIME_ZONE)
 
 
-def _aggregates_upsert(version_id: int, frame: pd.DataFrame) -> None:
-    """Add aggregate rows to the live table (INSERT ... ON CONFLICT DO UPDATE: adds, never replaces)."""
-    if frame.empty:
+def _aggregates_add(version_id: int, rows: list[tuple]) -> None:
+    """Add (feature, unit, shift, day, count, total, total_abs) rows to the live table, in one
+    INSERT ... ON CONFLICT DO UPDATE (adds, never replaces). One statement rather than one per
+    feature: this runs in the transaction of every explanation, and the workers take the rows'
+    locks in the same (feature) order."""
+    if not rows:
         return
     table = CohortAggregate._meta.db_table
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     sql = (
         f"INSERT INTO {table} (version_id, feature, unit, shift, day, count, total, total_abs) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        f"VALUES {values} "
         "ON CONFLICT (version_id, feature, unit, shift, day) DO UPDATE SET "
         f"count = {table}.count + EXCLUDED.count, total = {table}.total + EXCLUDED.total, "
         f"total_abs = {table}.total_abs + EXCLUDED.total_abs"
     )
-    rows = [
-        (version_id, r.feature, r.unit, r.shift, r.day, int(r.count), float(r.total), float(r.total_abs))
-        for r in frame.itertuples(index=False)
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.execute(sql, [value for row in rows for value in (version_id, *row)])
 
 
 def _sample_add(version_id: int, prediction_id: int, unit: str, shift: str, day, values, shap) -> None:
@@ -128,10 +128,14 @@ def cohort_explanation_add(
     if covered:
         return  # a recompute job already counted this prediction
     shift, day = _slice(prediction.scored_at)
-    frame = cohort.aggregate(
-        np.atleast_2d(shap), pd.DataFrame({"unit": [prediction.unit], "shift": [shift], "day": [day]}), names
+    # One explanation is one row of cohort.aggregate: count 1, its value, its absolute value.
+    _aggregates_add(
+        prediction.model_version_id,
+        [
+            (name, prediction.unit, shift, day, 1, float(v), abs(float(v)))
+            for name, v in zip(names, shap, strict=True)
+        ],
     )
-    _aggregates_upsert(prediction.model_version_id, frame)
     _sample_add(prediction.model_version_id, prediction.pk, prediction.unit, shift, day, values, shap)
 
 
