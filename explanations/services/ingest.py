@@ -129,7 +129,7 @@ def prediction_ingest_many(
         if item.error is None and item.result is None:
             version_resolve(item, registry)
         if item.error is None and item.result is None:
-            features_check(item, registry)
+            features_check(item)
 
     pending = [i for i in items if i.error is None and i.result is None]
     score(pending)

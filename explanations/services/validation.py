@@ -122,9 +122,6 @@ class Registry:
         self.models: dict[str, RegisteredModel | None] = {}
         self.versions: dict[tuple[int, int | None], ModelVersion | None] = {}
 
-    def schema(self, version: ModelVersion) -> Schema:
-        return version_schema(version)
-
     def model(self, name: str) -> RegisteredModel | None:
         if name not in self.models:
             self.models[name] = RegisteredModel.objects.filter(name=name).first()
@@ -211,10 +208,10 @@ def _value_check(spec: ModelFeature, value: Any) -> tuple[Any, str | None, str |
     return value, None, None
 
 
-def features_check(item: Item, registry: Registry) -> None:
+def features_check(item: Item) -> None:
     """Check every posted feature against the version's schema; build the stored features."""
-    inputs = registry.schema(item.version).inputs
-    schema = registry.schema(item.version).by_name
+    version_features = version_schema(item.version)
+    inputs, schema = version_features.inputs, version_features.by_name
     scored_at = item.data["scored_at"]
     invalid: dict[str, list[str]] = {}
     leakage: dict[str, list[str]] = {}
