@@ -312,6 +312,9 @@ class CohortJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When its chunks were last sent to the queue: the sweep re-sends them when nothing has
+    # happened since for longer than COHORT_STALL_SECONDS (messages lost with Redis).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -323,6 +326,7 @@ class CohortJobChunk(models.Model):
         PENDING = "pending"
         RUNNING = "running"
         DONE = "done"
+        FAILED = "failed"
 
     job = models.ForeignKey(CohortJob, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
@@ -333,6 +337,8 @@ class CohortJobChunk(models.Model):
     rows_failed = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

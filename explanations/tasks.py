@@ -77,20 +77,38 @@ def explanation_compute_batch_task(explanation_ids: list[int]) -> list[str]:
 
 @shared_task(acks_late=True)
 def explanation_sweep() -> int:
-    """Re-queue explanations left pending or running by a lost message or a dead worker."""
+    """Re-queue explanations left pending or running by a lost message or a dead worker, and
+    re-dispatch cohort jobs that stalled for the same reasons."""
+    from .services.cohort import cohort_jobs_stalled_resume
+
     ids = services.explanations_stuck_requeue()
     if ids:
         log.info("sweep re-queues %d explanation(s)", len(ids))
         services.explanations_enqueue(ids)
+    cohort_jobs_stalled_resume()
     return len(ids)
 
 
 @shared_task(**RETRY)
 def cohort_chunk_task(chunk_id: int) -> int:
-    """Recompute one chunk of a cohort job; returns the rows it explained. Safe to run twice."""
-    from .services.cohort import cohort_chunk_compute
+    """Recompute one chunk of a cohort job; returns the rows it explained. Safe to run twice.
 
-    return cohort_chunk_compute(chunk_id=chunk_id).rows
+    A chunk that runs past the task time limit or raises an unexpected error is marked failed,
+    and so is its job, with the reason (shown on the job's page); resuming the job re-runs it.
+    """
+    from .services.cohort import cohort_chunk_compute, cohort_chunk_fail
+
+    try:
+        return cohort_chunk_compute(chunk_id=chunk_id).rows
+    except TRANSIENT_ERRORS:
+        raise
+    except SoftTimeLimitExceeded:
+        cohort_chunk_fail(chunk_id=chunk_id, reason="The chunk took longer than the task time limit.")
+        return 0
+    except Exception as exc:
+        log.exception("cohort chunk %s failed unexpectedly", chunk_id)
+        cohort_chunk_fail(chunk_id=chunk_id, reason=f"Unexpected error: {type(exc).__name__}: {exc}.")
+        return 0
 
 
 @shared_task(acks_late=True)

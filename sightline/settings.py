@@ -180,6 +180,9 @@ EXPLANATION_ENGINE = {
 # Cohort recompute: predictions per chunk task; bounded sample per (version, unit, shift, day).
 COHORT_CHUNK_SIZE = envint("COHORT_CHUNK_SIZE", 2000)
 COHORT_SAMPLE_SIZE = envint("COHORT_SAMPLE_SIZE", 200)
+# A running cohort job in which no chunk started or finished for this long is re-dispatched by the
+# sweep (its messages were lost); keep it above the task time limit.
+COHORT_STALL_SECONDS = envint("COHORT_STALL_SECONDS", 600)
 # An explanation pending or running longer than this is re-queued by the sweep.
 EXPLANATION_STUCK_SECONDS = envint("EXPLANATION_STUCK_SECONDS", 300)
 

@@ -178,6 +178,11 @@ EXPECTATIONS: dict[str, Expect] = {
     "model-card-charts": Expect({**HTML_PAGE, **person(200)}),
     # A cohort recompute job's progress page (admins only, like monitoring).
     "job-progress": Expect({**HTML_PAGE, **person(403, charlie=200)}),
+    "job-resume": Expect(
+        {**HTML_PAGE, **person(405)},
+        post={**HTML_PAGE, **person(403, charlie=302)},
+        post_body={},
+    ),
     # monitoring (admins only)
     "monitoring": Expect({**HTML_PAGE, **person(403, charlie=200)}),
     "monitoring-summary": Expect(MONITORING_JSON),

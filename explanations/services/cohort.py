@@ -27,14 +27,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum, Window
+from django.db.models import F, Max, Sum, Window
 from django.db.models.constants import OnConflict
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from explanations import cohort, core
@@ -197,9 +198,10 @@ def cohort_job_run(*, job: CohortJob) -> int:
 
     from explanations.tasks import cohort_chunk_task
 
+    now = timezone.now()
     CohortJob.objects.filter(
         pk=job.pk, status__in=[CohortJob.Status.PENDING, CohortJob.Status.FAILED]
-    ).update(status=CohortJob.Status.RUNNING, started_at=timezone.now(), error="")
+    ).update(status=CohortJob.Status.RUNNING, started_at=Coalesce("started_at", now), error="")
     missing = list(
         CohortJobChunk.objects.filter(job=job)
         .exclude(status=CohortJobChunk.Status.DONE)
@@ -209,8 +211,61 @@ def cohort_job_run(*, job: CohortJob) -> int:
     if not missing:
         cohort_job_finalize(job_id=job.pk)
         return 0
+    CohortJob.objects.filter(pk=job.pk).update(dispatched_at=now)
     group(cohort_chunk_task.si(chunk_id) for chunk_id in missing).apply_async()
     return len(missing)
+
+
+def cohort_chunk_fail(*, chunk_id: int, reason: str) -> None:
+    """Mark a chunk failed (a task time limit or an unexpected error) and its job failed, with the
+    reason; the chunks still queued or running go on. Running the job again resumes it."""
+    with transaction.atomic():
+        updated = (
+            CohortJobChunk.objects.filter(pk=chunk_id)
+            .exclude(status=CohortJobChunk.Status.DONE)
+            .update(status=CohortJobChunk.Status.FAILED, error=reason, finished_at=timezone.now())
+        )
+        if not updated:
+            return  # another run of the chunk finished it
+        chunk = CohortJobChunk.objects.select_related("job").get(pk=chunk_id)
+        CohortJob.objects.filter(pk=chunk.job_id, status=CohortJob.Status.RUNNING).update(
+            status=CohortJob.Status.FAILED,
+            error=(
+                f"Chunk {chunk.index + 1} of {chunk.job.chunks_total} (predictions {chunk.first_id} to "
+                f"{chunk.last_id}) failed: {reason} Resume the job to run the chunks not done."
+            ),
+        )
+
+
+def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
+    """Re-dispatch running jobs in which nothing has happened for COHORT_STALL_SECONDS; return their ids.
+
+    Nothing happening means no chunk started or finished since the job's chunks were last sent:
+    their messages were lost (Redis restarted without persistence) or the worker holding one died
+    and the broker has not given it back. A chunk still marked running since before the cutoff is
+    put back to pending first (a chunk's task cannot run longer than its time limit, which is well
+    below the cutoff). Chunks are safe to run twice, so a job that was only waiting behind a long
+    queue costs a few duplicate messages, which end at once on chunks already done.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.COHORT_STALL_SECONDS)
+    resumed = []
+    jobs = CohortJob.objects.filter(status=CohortJob.Status.RUNNING, dispatched_at__lt=cutoff).annotate(
+        chunk_started=Max("chunks__started_at"), chunk_finished=Max("chunks__finished_at")
+    )
+    for job in jobs:
+        if any(t is not None and t >= cutoff for t in (job.chunk_started, job.chunk_finished)):
+            continue
+        # Claimed by moving dispatched_at: two sweeps at once resume a job once.
+        if not CohortJob.objects.filter(pk=job.pk, dispatched_at=job.dispatched_at).update(dispatched_at=now):
+            continue
+        CohortJobChunk.objects.filter(
+            job=job, status=CohortJobChunk.Status.RUNNING, started_at__lt=cutoff
+        ).update(status=CohortJobChunk.Status.PENDING)
+        log.warning("cohort job %s made no progress since %s; re-dispatching its chunks", job.pk, cutoff)
+        cohort_job_run(job=job)
+        resumed.append(job.pk)
+    return resumed
 
 
 def _chunk_rows(chunk: CohortJobChunk):
@@ -244,7 +299,7 @@ def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
     if chunk.status == CohortJobChunk.Status.DONE:
         return chunk
     CohortJobChunk.objects.filter(pk=chunk_id).update(
-        status=CohortJobChunk.Status.RUNNING, attempts=F("attempts") + 1
+        status=CohortJobChunk.Status.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now(), error=""
     )
     started = time.perf_counter()
     job = chunk.job

@@ -1,10 +1,14 @@
 """The cohort recompute as an admin action, and the job's progress page."""
 
+from datetime import timedelta
+
 import pytest
 import yaml
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.messages import get_messages
+from django.utils import timezone
 
-from explanations.models import CohortJob, CohortJobChunk, Prediction
+from explanations.models import CohortAggregate, CohortJob, CohortJobChunk, Prediction
 from explanations.services import cohort_job_create
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +135,126 @@ def test_a_staff_member_who_is_not_an_admin_cannot_start_a_job(scored, alice, cl
         "Only an admin may recompute cohort SHAP."
     ]
     assert CohortJob.objects.count() == 0
+
+
+# --- a chunk that fails, and a job that stalls ------------------------------------------------
+
+
+def _counted(version) -> int:
+    """Predictions counted in the version's cohort aggregates (those of its first feature)."""
+    from models_registry.serving import serving_model
+
+    first = serving_model(version).feature_names[0]
+    return sum(CohortAggregate.objects.filter(version=version, feature=first).values_list("count", flat=True))
+
+
+def _explain_failing_once(monkeypatch, error: BaseException):
+    """The first SHAP call of the job raises `error`; the later ones compute as usual."""
+    from explanations import core
+
+    real = core.explain
+    calls = []
+
+    def explain(explainer, matrix):
+        calls.append(len(matrix))
+        if len(calls) == 1:
+            raise error
+        return real(explainer, matrix)
+
+    monkeypatch.setattr(core, "explain", explain)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ValueError("bad background"), "Unexpected error: ValueError: bad background."),
+        (SoftTimeLimitExceeded(), "The chunk took longer than the task time limit."),
+    ],
+)
+def test_a_failed_chunk_fails_the_job_with_its_reason_and_resume_finishes_it(
+    scored, admin_client, monkeypatch, error, reason
+):
+    _explain_failing_once(monkeypatch, error)
+    response = admin_client.post(CHANGELIST, {"action": ACTION, "_selected_action": [scored.pk]})
+    assert response.status_code == 302
+
+    job = CohortJob.objects.get()
+    chunks = {c.index: c for c in CohortJobChunk.objects.filter(job=job)}
+    # The other chunks went on; the failed one is marked, with the reason, and so is the job.
+    assert [chunks[i].status for i in range(3)] == ["failed", "done", "done"]
+    assert chunks[0].error == reason
+    assert job.status == "failed"
+    assert job.error == f"Chunk 1 of 3 (predictions {chunks[0].first_id} to {chunks[0].last_id}) failed: " + (
+        f"{reason} Resume the job to run the chunks not done."
+    )
+    page = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'<form method="post" action="/jobs/{job.pk}/resume/" id="job-resume">' in page
+    assert "Resume the job to run the chunks not done." in page
+
+    resumed = admin_client.post(f"/jobs/{job.pk}/resume/")
+
+    assert resumed.status_code == 302 and resumed["Location"] == f"/jobs/{job.pk}/"
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("done", "")
+    assert list(
+        CohortJobChunk.objects.filter(job=job).order_by("index").values_list("attempts", flat=True)
+    ) == [
+        2,
+        1,
+        1,
+    ]
+    assert _counted(scored) == 7
+    page = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "1 chunk(s) not done dispatched again." in page
+    assert 'id="job-resume" hidden' in page
+
+
+def test_only_a_failed_job_is_resumed_and_only_by_an_admin(scored, charlie_client, alice_client):
+    job = cohort_job_create(version=scored, chunk_size=3)
+    CohortJob.objects.filter(pk=job.pk).update(status="running")
+
+    assert alice_client.post(f"/jobs/{job.pk}/resume/").status_code == 403
+    response = charlie_client.post(f"/jobs/{job.pk}/resume/", follow=True)
+
+    assert "Only a failed job is resumed; this one is running." in response.content.decode()
+    assert CohortJobChunk.objects.filter(job=job, status="pending").count() == 3
+    assert charlie_client.get(f"/jobs/{job.pk}/resume/").status_code == 405
+
+
+def test_the_sweep_redispatches_a_job_whose_messages_were_lost(scored, settings):
+    """A running job in which nothing happened for COHORT_STALL_SECONDS: its chunk marked running
+    (the worker died) goes back to pending and every chunk not done is sent again."""
+    from explanations.tasks import explanation_sweep
+
+    settings.COHORT_STALL_SECONDS = 600
+    now = timezone.now()
+    stalled = cohort_job_create(version=scored, chunk_size=3)
+    CohortJob.objects.filter(pk=stalled.pk).update(
+        status="running", started_at=now - timedelta(minutes=30), dispatched_at=now - timedelta(minutes=30)
+    )
+    CohortJobChunk.objects.filter(job=stalled, index=0).update(
+        status="running", started_at=now - timedelta(minutes=25)
+    )
+    busy = cohort_job_create(version=scored, chunk_size=3)
+    CohortJob.objects.filter(pk=busy.pk).update(status="running", dispatched_at=now - timedelta(minutes=30))
+    # A chunk of this job started a minute ago: it is working, not stalled.
+    CohortJobChunk.objects.filter(job=busy, index=0).update(
+        status="running", started_at=now - timedelta(minutes=1)
+    )
+
+    explanation_sweep.delay()  # eager in tests: the re-dispatched chunks run here
+
+    stalled.refresh_from_db()
+    assert stalled.status == "done"
+    assert CohortJobChunk.objects.filter(job=stalled, status="done").count() == 3
+    assert _counted(scored) == 7
+    busy.refresh_from_db()
+    assert busy.status == "running" and busy.dispatched_at == now - timedelta(minutes=30)
+    assert list(
+        CohortJobChunk.objects.filter(job=busy).order_by("index").values_list("status", flat=True)
+    ) == [
+        "running",
+        "pending",
+        "pending",
+    ]

@@ -36,6 +36,7 @@
     setText("job-finished", when(job.finished_at, "not finished"));
     setText("job-error-text", job.error || "");
     byId("job-error").hidden = !job.error;
+    byId("job-resume").hidden = job.status !== "failed";
   }
 
   function poll() {
