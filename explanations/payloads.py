@@ -13,7 +13,7 @@ types (`request_schema`), so the documented shape and the checked one cannot dri
 """
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, NotRequired
 
 from django.conf import settings
@@ -37,6 +37,8 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
+from explanations.timestamps import TimestampError, aware_timestamp
+
 
 def _text(max_length: int, *, blank: bool = False, strip: bool = True) -> Any:
     """A string of at most `max_length` characters, trimmed (as DRF's CharField did)."""
@@ -47,19 +49,11 @@ def _text(max_length: int, *, blank: bool = False, strip: bool = True) -> Any:
 
 
 def _aware(text: str) -> datetime:
-    # An hour's error in an observation time can hide leakage, so a timestamp without a zone is
-    # refused rather than read in the server's zone.
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise PydanticCustomError(
-            "timestamp", "Not an ISO-8601 timestamp (e.g. 2026-11-22T10:32:00Z)."
-        ) from None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise PydanticCustomError(
-            "naive_timestamp", "The timestamp has no time zone; add Z or an offset such as +01:00."
-        )
-    return value.astimezone(UTC)
+        return aware_timestamp(text)
+    except TimestampError as exc:
+        code = "naive_timestamp" if exc.code == "naive" else "timestamp"
+        raise PydanticCustomError(code, str(exc)) from None
 
 
 AwareTimestamp = Annotated[

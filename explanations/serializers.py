@@ -6,37 +6,30 @@ up to 10,000 of them per request).
 
 from datetime import UTC, datetime
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from explanations import timestamps
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class AwareDateTimeField(serializers.Field):
     """An ISO-8601 timestamp that carries its time zone ("Z" or "+01:00"); returned in UTC.
 
-    DRF's DateTimeField quietly reads a naive timestamp in the server's zone; an hour's error
-    in an observation time can hide leakage, so a timestamp without a zone is rejected.
+    DRF's DateTimeField quietly reads a naive timestamp in the server's zone; this one follows
+    explanations.timestamps, as the prediction payloads do.
     """
 
-    default_error_messages = {
-        "invalid": "Not an ISO-8601 timestamp (e.g. 2026-11-22T10:32:00Z).",
-        "naive": "The timestamp has no time zone; add Z or an offset such as +01:00.",
-    }
+    default_error_messages = {"invalid": timestamps.INVALID, "naive": timestamps.NAIVE}
 
     def to_internal_value(self, data) -> datetime:
         if not isinstance(data, str):
             self.fail("invalid")
         try:
-            value = parse_datetime(data.strip())
-        except ValueError:
-            value = None
-        if value is None:
-            self.fail("invalid")
-        if value.tzinfo is None or value.utcoffset() is None:
-            self.fail("naive")
-        return value.astimezone(UTC)
+            return timestamps.aware_timestamp(data)
+        except timestamps.TimestampError as exc:
+            self.fail(exc.code)
 
     def to_representation(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -2,7 +2,11 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from explanations.payloads import prediction_request_schema, prediction_shape_check
+from explanations.serializers import OutcomeInSerializer
+from explanations.timestamps import INVALID, NAIVE
 
 
 def payload(**changes) -> dict:
@@ -82,3 +86,30 @@ def test_the_documented_schema_is_the_checked_one():
     assert entry["nullable"] is True
     assert set(entry["allOf"][0]["properties"]) == {"value", "unit", "observed_at", "source"}
     assert "$ref" not in str(schema)  # OpenAPI 3.0 has no $defs: everything is inlined
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-05T09:00:00+01:00", datetime(2026, 1, 5, 8, 0, tzinfo=UTC)),
+        ("2026-01-05 08:00:00Z", datetime(2026, 1, 5, 8, 0, tzinfo=UTC)),
+        ("2026-01-05T08:00:00.250Z", datetime(2026, 1, 5, 8, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-01-05T08:00:00", NAIVE),
+        ("2026-01-05", NAIVE),
+        ("2026-13-05T08:00:00Z", INVALID),
+        ("yesterday at eight", INVALID),
+        ("", INVALID),
+    ],
+)
+def test_a_prediction_and_an_outcome_read_a_timestamp_alike(text, expected):
+    """One rule (explanations.timestamps) for the pydantic payload check and the DRF outcome
+    serializer: the same text is the same instant, or the same refusal, in both."""
+    data, errors = prediction_shape_check(payload(scored_at=text))
+    outcome = OutcomeInSerializer(data={"encounter_id": "E-1", "outcome": True, "occurred_at": text})
+    outcome.is_valid()
+    if isinstance(expected, datetime):
+        assert errors == {} and data["scored_at"] == expected
+        assert outcome.validated_data["occurred_at"] == expected
+    else:
+        assert errors == {"scored_at": [expected]}
+        assert outcome.errors["occurred_at"] == [expected]

@@ -1,0 +1,34 @@
+"""The one rule for timestamps that arrive from outside (scores, observations, outcomes).
+
+An hour's error in an observation time can hide leakage, so a timestamp without a time zone is
+refused rather than read in the server's zone. Used by the prediction payload check (pydantic,
+explanations.payloads) and the outcome serializer (DRF, explanations.serializers).
+"""
+
+from datetime import UTC, datetime
+
+from django.utils.dateparse import parse_datetime
+
+INVALID = "Not an ISO-8601 timestamp (e.g. 2026-11-22T10:32:00Z)."
+NAIVE = "The timestamp has no time zone; add Z or an offset such as +01:00."
+
+
+class TimestampError(ValueError):
+    """`code` is "invalid" or "naive"; the message says what to send instead."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def aware_timestamp(text: str) -> datetime:
+    """An ISO-8601 timestamp with its zone ("Z" or "+01:00"), in UTC."""
+    try:
+        value = parse_datetime(text.strip())
+    except ValueError:
+        value = None
+    if value is None:
+        raise TimestampError("invalid", INVALID)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimestampError("naive", NAIVE)
+    return value.astimezone(UTC)
