@@ -312,8 +312,9 @@ class CohortJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # When its chunks were last sent to the queue: the sweep re-sends them when nothing has
-    # happened since for longer than COHORT_STALL_SECONDS (messages lost with Redis).
+    # When its chunks were last sent to the queue, or its finalisation began: the sweep resumes
+    # the job when nothing has happened since for COHORT_STALL_SECONDS (a message lost with
+    # Redis, a worker that died).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -238,7 +238,8 @@ def cohort_chunk_fail(*, chunk_id: int, reason: str) -> None:
 
 
 def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
-    """Re-dispatch running jobs in which nothing has happened for COHORT_STALL_SECONDS; return their ids.
+    """Re-dispatch running (or finalizing) jobs in which nothing has happened for
+    COHORT_STALL_SECONDS; return their ids.
 
     Nothing happening means no chunk started or finished since the job's chunks were last sent:
     their messages were lost (Redis restarted without persistence) or the worker holding one died
@@ -250,14 +251,20 @@ def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.COHORT_STALL_SECONDS)
     resumed = []
-    jobs = CohortJob.objects.filter(status=CohortJob.Status.RUNNING, dispatched_at__lt=cutoff).annotate(
+    S = CohortJob.Status
+    jobs = CohortJob.objects.filter(status__in=[S.RUNNING, S.FINALIZING], dispatched_at__lt=cutoff).annotate(
         chunk_started=Max("chunks__started_at"), chunk_finished=Max("chunks__finished_at")
     )
     for job in jobs:
         if any(t is not None and t >= cutoff for t in (job.chunk_started, job.chunk_finished)):
             continue
-        # Claimed by moving dispatched_at: two sweeps at once resume a job once.
-        if not CohortJob.objects.filter(pk=job.pk, dispatched_at=job.dispatched_at).update(dispatched_at=now):
+        # Claimed by moving dispatched_at: two sweeps at once resume a job once. A job left
+        # finalizing (its worker died inside the finalisation, which then rolled back) is
+        # finalised again.
+        claimed = CohortJob.objects.filter(pk=job.pk, dispatched_at=job.dispatched_at).update(
+            dispatched_at=now, status=S.RUNNING
+        )
+        if not claimed:
             continue
         CohortJobChunk.objects.filter(
             job=job, status=CohortJobChunk.Status.RUNNING, started_at__lt=cutoff
@@ -430,7 +437,7 @@ def _rows_insert(model, fields: list[str], rows: list[tuple]) -> None:
 def cohort_job_finalize(*, job_id: int) -> CohortJob:
     """Replace the version's aggregates and samples with the job's (claimed: runs once)."""
     claimed = CohortJob.objects.filter(pk=job_id, status=CohortJob.Status.RUNNING).update(
-        status=CohortJob.Status.FINALIZING
+        status=CohortJob.Status.FINALIZING, dispatched_at=timezone.now()
     )
     job = CohortJob.objects.get(pk=job_id)
     if not claimed:

@@ -8,6 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
+from explanations import services
 from explanations.models import CohortAggregate, CohortJob, CohortJobChunk, Prediction
 from explanations.services import cohort_job_create
 
@@ -258,3 +259,24 @@ def test_the_sweep_redispatches_a_job_whose_messages_were_lost(scored, settings)
         "pending",
         "pending",
     ]
+
+
+def test_the_sweep_finalises_a_job_whose_finalisation_died(scored, settings):
+    """Every chunk done but the job left finalizing (the worker died inside the finalisation,
+    whose transaction rolled back): the sweep finalises it again."""
+    from explanations.tasks import explanation_sweep
+
+    settings.COHORT_STALL_SECONDS = 600
+    job = cohort_job_create(version=scored, chunk_size=3)
+    services.cohort_job_run(job=job)  # eager: done
+    assert _counted(scored) == 7
+    CohortAggregate.objects.filter(version=scored).delete()  # as if the finalisation rolled back
+    old = timezone.now() - timedelta(minutes=20)
+    CohortJob.objects.filter(pk=job.pk).update(status="finalizing", dispatched_at=old, finished_at=None)
+    CohortJobChunk.objects.filter(job=job).update(started_at=old, finished_at=old)
+
+    explanation_sweep.delay()
+
+    job.refresh_from_db()
+    assert job.status == "done" and job.finished_at is not None
+    assert _counted(scored) == 7
