@@ -105,17 +105,13 @@ def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POI
     return {patient_id: Trend(tuple(scores)) for patient_id, scores in grouped.items()}
 
 
-def _oldest_first(point: ScorePoint) -> tuple:
-    return point.scored_at, point.prediction_id
-
-
 def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, Trend]:
     """Each patient's last `points` scores from the (patient, scored_at, id) index, then only
     those made in the user's units (access.visible_units) are kept.
 
-    One row per patient whose scores come as typed arrays (ids, times, risks, tiers, units), so
-    nothing is decoded per point but by the database driver; the few points are put in order
-    here. The unit check runs on the read rows rather than inside the per-patient read: inside,
+    One row per patient whose scores come as typed arrays (ids, times, risks, tiers, units), oldest
+    first, so nothing is decoded or ordered per point but by the database and its driver. The
+    unit check runs on the read rows rather than inside the per-patient read: inside,
     the planner misjudges how many of a patient's scores are in the user's units (all or none,
     in practice) and sorts the patient's whole history instead of reading its newest rows."""
     units = access.visible_units(user)
@@ -125,8 +121,11 @@ def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, T
     sql = (
         "SELECT listed.id, recent.ids, recent.scored, recent.risks, recent.tiers, recent.units "  # noqa: S608
         "FROM unnest(%s::bigint[]) AS listed(id) CROSS JOIN LATERAL ("
-        " SELECT array_agg(last.id) AS ids, array_agg(last.scored_at) AS scored,"
-        " array_agg(last.risk) AS risks, array_agg(last.tier) AS tiers, array_agg(last.unit) AS units"
+        " SELECT array_agg(last.id ORDER BY last.scored_at, last.id) AS ids,"
+        " array_agg(last.scored_at ORDER BY last.scored_at, last.id) AS scored,"
+        " array_agg(last.risk ORDER BY last.scored_at, last.id) AS risks,"
+        " array_agg(last.tier ORDER BY last.scored_at, last.id) AS tiers,"
+        " array_agg(last.unit ORDER BY last.scored_at, last.id) AS units"
         f" FROM (SELECT id, scored_at, risk, tier, unit FROM {table} WHERE patient_id = listed.id"
         " ORDER BY scored_at DESC, id DESC LIMIT %s) AS last"
         ") AS recent"
@@ -138,16 +137,16 @@ def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, T
     for patient_id, ids, scored, risks, tiers, point_units in rows:
         if not ids:
             continue
-        scores = sorted(
-            (
+        if allowed is None:
+            scores = tuple(map(ScorePoint, ids, scored, risks, tiers))
+        else:
+            scores = tuple(
                 ScorePoint(*point)
-                for point, unit in zip(zip(ids, scored, risks, tiers, strict=True), point_units, strict=True)
-                if allowed is None or unit in allowed
-            ),
-            key=_oldest_first,
-        )
+                for *point, unit in zip(ids, scored, risks, tiers, point_units, strict=True)
+                if unit in allowed
+            )
         if scores:
-            trends[patient_id] = Trend(tuple(scores))
+            trends[patient_id] = Trend(scores)
     return trends
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from explanations.models import Alert, Explanation
+from explanations.models import Alert, Explanation, Prediction
 
 from .factories import engine_results_set, patient_create, prediction_create
 
@@ -239,3 +239,26 @@ def test_cached_rows_never_cross_units(alice_client, bob_client, ui_model_versio
         assert own.patient.display_name in page
         assert other.patient.display_name not in page
         assert f"alert-{other.alert.pk}" not in page
+
+
+def test_the_trend_is_in_score_time_order_and_holds_only_the_users_units(alice, charlie, ui_model_version):
+    """Scores can arrive late (a later id with an earlier scored_at): the sparkline is in the order
+    they were scored. A score made while the patient was in another unit is not in a clinician's
+    trend (alice: MICU only), and is in an admin's."""
+    from clinician_ui.history import trends_for_patients
+
+    patient = patient_create(unit="MICU")
+    one = dict(model_version=ui_model_version, patient=patient)
+    latest = prediction_create(**one, risk=0.30, scored_at=scored(1))
+    earliest = prediction_create(**one, risk=0.10, scored_at=scored(3))
+    elsewhere = prediction_create(**one, risk=0.50, scored_at=scored(2.5))
+    Prediction.objects.filter(pk=elsewhere.pk).update(unit="CCU")  # scored while the patient was in CCU
+    middle = prediction_create(**one, risk=0.20, scored_at=scored(2))
+
+    mine = trends_for_patients(user=alice, patient_ids=[patient.pk])[patient.pk]
+    everyone = trends_for_patients(user=charlie, patient_ids=[patient.pk])[patient.pk]
+
+    assert [p.prediction_id for p in mine.points] == [earliest.pk, middle.pk, latest.pk]
+    assert [p.risk for p in mine.points] == [0.10, 0.20, 0.30]
+    assert [p.prediction_id for p in everyone.points] == [earliest.pk, elsewhere.pk, middle.pk, latest.pk]
+    assert mine.delta_points == 10
