@@ -243,9 +243,9 @@ def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
 
     Nothing happening means no chunk started or finished since the job's chunks were last sent:
     their messages were lost (Redis restarted without persistence) or the worker holding one died
-    and the broker has not given it back. A chunk still marked running since before the cutoff is
-    put back to pending first (a chunk's task cannot run longer than its time limit, which is well
-    below the cutoff). Chunks are safe to run twice, so a job that was only waiting behind a long
+    and the broker has not given it back. Its chunks still marked running (none started after the
+    cutoff, and a chunk's task cannot run longer than its time limit, well below it) are put back to
+    pending first. Chunks are safe to run twice, so a job that was only waiting behind a long
     queue costs a few duplicate messages, which end at once on chunks already done.
     """
     now = now or timezone.now()
@@ -266,9 +266,9 @@ def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
         )
         if not claimed:
             continue
-        CohortJobChunk.objects.filter(
-            job=job, status=CohortJobChunk.Status.RUNNING, started_at__lt=cutoff
-        ).update(status=CohortJobChunk.Status.PENDING)
+        CohortJobChunk.objects.filter(job=job, status=CohortJobChunk.Status.RUNNING).update(
+            status=CohortJobChunk.Status.PENDING
+        )
         log.warning("cohort job %s made no progress since %s; re-dispatching its chunks", job.pk, cutoff)
         cohort_job_run(job=job)
         resumed.append(job.pk)

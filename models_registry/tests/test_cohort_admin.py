@@ -163,7 +163,6 @@ def _explain_failing_once(monkeypatch, error: BaseException):
         return real(explainer, matrix)
 
     monkeypatch.setattr(core, "explain", explain)
-    return calls
 
 
 @pytest.mark.parametrize(
