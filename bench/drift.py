@@ -55,7 +55,7 @@ def drift_worker(bundle_dir: str, rows: int, frames_dir: str | None = None) -> N
     import pandas as pd
     import yaml
 
-    from monitoring import drift
+    from engine import drift
 
     baseline_mb = _peak_mb()
     spec = yaml.safe_load((Path(bundle_dir) / "bundle.yaml").read_text())
@@ -139,7 +139,7 @@ def part_one(bundle_dir: Path, rows: int, evidently_python: Path | None = None) 
     f = figures
     print(f"\n1. Drift of {rows:,} current rows against the reference set ({f['reference_rows']:,} rows, "
           f"{f['features']} features)")  # fmt: skip
-    print(f"   Sightline monitoring.drift : {f['seconds']:6.2f} s, peak RSS {f['peak_mb']:5.0f} MB "
+    print(f"   Sightline engine.drift : {f['seconds']:6.2f} s, peak RSS {f['peak_mb']:5.0f} MB "
           f"(after imports {f['baseline_mb']:.0f} MB, with data {f['loaded_mb']:.0f} MB)")  # fmt: skip
     if evidently_python is not None and evidently_python.exists():
         e = evidently_run(evidently_python, frames_dir)
@@ -175,7 +175,7 @@ def _seed(version, *, units: int, beds: int, days: int, start) -> int:
     from django.db import transaction
 
     from clinician_ui.models import AlertAction
-    from explanations import core
+    from engine import treeshap as core
     from explanations.models import Alert, Encounter, Explanation, Outcome, Patient, Prediction
     from models_registry import demo_rhc
     from models_registry.serving import serving_model

@@ -184,7 +184,7 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from clinician_ui.models import Profile
-    from explanations import core
+    from engine import treeshap as core
     from explanations.auth import service_token_create
     from explanations.models import CohortJob, CohortJobChunk, Explanation, Prediction
     from explanations.services import cohort_job_create, cohort_job_run, version_profile_build

@@ -1,7 +1,7 @@
 """What the alert page says about the explanation engine's results: the uncertainty interval and
 calibration note, the stability badge and the similar reference patients, worded for a clinician.
 
-Plain functions over the JSON an Explanation stores (explanations.profile and explanations.stability
+Plain functions over the JSON an Explanation stores (engine.profile and engine.stability
 write it); no queries. Every sentence says where its numbers come from: the model's held-out
 reference set, not this hospital's patients.
 """

@@ -234,7 +234,7 @@ class VersionProfile(models.Model):
 
     version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, related_name="explanation_profile")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
-    # JSON-able fitted parameters (see explanations.profile.profile_fit).
+    # JSON-able fitted parameters (see engine.profile.profile_fit).
     params = models.JSONField(default=dict, blank=True)
     # MODEL_STORE/<sha256>: float64 .npy (reference rows x model inputs), log-odds. Never pickled.
     reference_shap_sha256 = models.CharField(max_length=64, blank=True)

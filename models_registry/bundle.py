@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from explanations import core
-from models_registry import calibration, metrics
-from models_registry import checks as judged
+from engine import calibration, metrics
+from engine import checks as judged
+from engine import treeshap as core
 from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 FORMAT_VERSION = 1

@@ -3,7 +3,7 @@
 Every format is read without unpickling: XGBoost from its native JSON/UBJSON, LightGBM from its
 text model, scikit-learn from a skops file whose types are all on an explicit allow-list.
 `TreeModel.predict_margin` is always the log-odds that TreeSHAP explains, and
-`TreeModel.shap_model` is what `explanations.core.tree_explainer` is given.
+`TreeModel.shap_model` is what `engine.treeshap.tree_explainer` is given.
 """
 
 from __future__ import annotations

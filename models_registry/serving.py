@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explanations import core
+from engine import treeshap as core
 from models_registry.bundle import sha256_bytes
 from models_registry.formats import ModelFormatError, TreeModel, load_model
 from models_registry.models import ModelVersion

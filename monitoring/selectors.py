@@ -47,11 +47,10 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import ExtractHour
 
 from clinician_ui.models import AlertAction
-from explanations import core
+from engine import drift
+from engine import treeshap as core
 from explanations.models import Alert, CohortAggregate, Explanation, Outcome, Prediction
 from models_registry.models import ModelVersion
-
-from . import drift
 
 DAY_SHIFT = (7, 18)  # first and last hour of the day shift, inclusive
 SAMPLE_SIZE = 50_000

@@ -21,11 +21,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from engine import burden, drift, performance
 from explanations.models import Prediction
 from models_registry.models import ModelVersion
 from models_registry.serving import serving_model
 
-from . import burden, drift, performance, selectors
+from . import selectors
 from .selectors import Slice
 
 log = logging.getLogger(__name__)

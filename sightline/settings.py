@@ -169,7 +169,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": envint("MONITORING_REFRESH_SECONDS", 600),
     },
 }
-# Explanation engine thresholds (explanations.profile.DEFAULTS lists them all), e.g. the model
+# Explanation engine thresholds (engine.profile.DEFAULTS lists them all), e.g. the model
 # abstains when EXPLANATION_KEY_MISSING_ABSTAIN of the EXPLANATION_KEY_FEATURES most influential
 # inputs are not measured.
 EXPLANATION_ENGINE = {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from explanations.core import ADDITIVITY_TOLERANCE
+from engine.treeshap import ADDITIVITY_TOLERANCE
 from explanations.models import Explanation
 from tests.fixtures.worker import worker_log
 

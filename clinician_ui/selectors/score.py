@@ -143,8 +143,8 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
     """A prediction (already checked by clinician_ui.access) with its explanation and feature table.
 
     Rows are in model input order until the explanation is ready, then by |contribution|."""
-    # explanations.core imports shap (and numba): loaded on first use, not at URL import.
-    from explanations.core import probability_points, sigmoid
+    # engine.treeshap imports shap (and numba): loaded on first use, not at URL import.
+    from engine.treeshap import probability_points, sigmoid
 
     explanation = Explanation.objects.filter(prediction=prediction).first()
     status = explanation.status if explanation else "missing"

@@ -193,7 +193,7 @@ def engine_results_set(
     unstable: bool = False,
     events: int = 6,
 ) -> Explanation:
-    """Store explanation-engine results on a ready explanation, in the shapes explanations.profile
+    """Store explanation-engine results on a ready explanation, in the shapes engine.profile
     writes (uncertainty, similar patients, stability): for page tests that need no trained model."""
     risk = prediction.risk
     uncertainty = {

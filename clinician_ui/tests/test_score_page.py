@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinician_ui.models import AuditEvent
-from explanations.core import probability_points
+from engine.treeshap import probability_points
 from explanations.models import Explanation
 
 from .factories import BASE_VALUE, prediction_create
@@ -114,7 +114,7 @@ def test_explanation_json_is_what_the_waterfall_needs(alice_client, ui_model_ver
     # The bars add up to the model output (the margin), which is the risk in log-odds.
     assert body["output"] == pytest.approx(math.log(0.71 / 0.29), abs=1e-9)
     assert BASE_VALUE + sum(s["shap"] for s in steps) == pytest.approx(prediction.margin, abs=1e-9)
-    # Approximate points are explanations.core's, and add up to risk - sigmoid(base).
+    # Approximate points are engine.treeshap's, and add up to risk - sigmoid(base).
     expected = probability_points(BASE_VALUE, [c["shap"] for c in prediction.explanation.contributions])
     assert steps[0]["probability_points"] == pytest.approx(expected[1])
     assert sum(s["probability_points"] for s in steps) == pytest.approx(0.71 - body["base_probability"])

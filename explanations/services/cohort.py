@@ -38,7 +38,8 @@ from django.db.models.constants import OnConflict
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
-from explanations import cohort, core
+from engine import cohort
+from engine import treeshap as core
 from explanations.models import (
     CohortAggregate,
     CohortChunkAggregate,

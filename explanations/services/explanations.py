@@ -10,8 +10,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from explanations import core, stability
-from explanations import profile as engine
+from engine import profile as engine
+from engine import stability
+from engine import treeshap as core
 from explanations.models import Explanation
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from explanations import profile as engine
+from engine import profile as engine
 from explanations.models import VersionProfile
 from models_registry.models import ModelVersion
 
@@ -184,7 +184,7 @@ def stability_explainer(version: ModelVersion, serving, size: int):
     """A TreeExplainer over a seeded `size`-row subsample of the background, for the stability
     re-explanations only (the stored SHAP values always use the whole background). The patient is
     re-explained with it too, so perturbed and unperturbed rankings are compared like with like."""
-    from explanations import core
+    from engine import treeshap as core
 
     key = (version.pk, version.bundle_sha256, size)
     explainer = _STABILITY.get(key)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from rest_framework import status
 
-from explanations import core
+from engine import treeshap as core
 from explanations.models import Prediction
 from explanations.payloads import prediction_shape_check
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel

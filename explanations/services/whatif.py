@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from rest_framework import status
 
-from explanations import core
+from engine import treeshap as core
 from explanations.models import Prediction
 from sightline.api_errors import ApiError
 

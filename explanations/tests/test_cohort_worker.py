@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
-from explanations import cohort, core, services
+from engine import cohort
+from engine import treeshap as core
+from explanations import services
 from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk, Prediction
 from explanations.services.simulate import predictions_resampled_create
 from models_registry.serving import serving_model

@@ -11,7 +11,9 @@ import pytest
 from django.conf import settings
 
 from clinician_ui.models import AuditEvent
-from explanations import cohort, core, services
+from engine import cohort
+from engine import treeshap as core
+from explanations import services
 from explanations.models import (
     CohortAggregate,
     CohortChunkAggregate,

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from clinician_ui.models import AuditEvent
+from engine.treeshap import ADDITIVITY_TOLERANCE, explain
 from explanations import services
-from explanations.core import ADDITIVITY_TOLERANCE, explain
 from explanations.models import Explanation, Prediction
 from explanations.tasks import explanation_compute_task, explanation_sweep
 from models_registry.services import artifact_store_path

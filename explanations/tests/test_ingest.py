@@ -6,7 +6,7 @@ import math
 import pytest
 from django.test import Client
 
-from explanations.core import sigmoid
+from engine.treeshap import sigmoid
 from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
 from explanations.services import prediction_ingest
 from explanations.tests.helpers import NOTHING, stored_counts

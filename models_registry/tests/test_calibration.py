@@ -8,13 +8,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
-from models_registry.bundle import BundleError, read_bundle
-from models_registry.calibration import (
+from engine.calibration import (
     cross_fit_folds,
     cross_fitted_risk,
     recalibration_apply,
     recalibration_fit,
 )
+from models_registry.bundle import BundleError, read_bundle
 from models_registry.services import model_register
 from models_registry.serving import serving_model
 

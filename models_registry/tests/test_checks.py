@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from explanations import core
-from models_registry import checks
+from engine import checks
+from engine import treeshap as core
 from models_registry.bundle import read_bundle
 from models_registry.services import model_register
 

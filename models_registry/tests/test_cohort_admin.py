@@ -151,7 +151,7 @@ def _counted(version) -> int:
 
 def _explain_failing_once(monkeypatch, error: BaseException):
     """The first SHAP call of the job raises `error`; the later ones compute as usual."""
-    from explanations import core
+    from engine import treeshap as core
 
     real = core.explain
     calls = []

@@ -9,7 +9,7 @@ import pytest
 import skops.io
 import yaml
 
-from explanations import core
+from engine import treeshap as core
 from models_registry import demo_rhc
 from models_registry.bundle import BundleError, read_bundle
 from models_registry.models import ModelVersion, RegisteredModel

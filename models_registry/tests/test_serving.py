@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from explanations import core
+from engine import treeshap as core
 from models_registry import demo_rhc
 from models_registry.serving import ArtifactTampered, EncodingError, serving_cache_clear, serving_model
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from monitoring import performance
+from engine import performance
 
 # CBPE on calibrated data: the expected AUROC is within this of the realised one (n = 20,000).
 CBPE_TOLERANCE = 0.01

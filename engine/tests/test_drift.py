@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitoring import drift
-from monitoring.drift import FeatureSpec
+from engine import drift
+from engine.drift import FeatureSpec
 
 
 def _psi_by_hand(ref: np.ndarray, cur: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from models_registry import metrics
+from engine import metrics
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-from monitoring.burden import alert_burden
+from engine.burden import alert_burden
 
 
 def test_overall_shares_add_up_over_units():

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from . import core, neighbours, stability, uncertainty
+from engine import neighbours, stability, uncertainty
+from engine import treeshap as core
 
 # Defaults; each can be overridden by settings.EXPLANATION_ENGINE.
 DEFAULTS = {

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from explanations import cohort, core, neighbours, stability, uncertainty
+from engine import cohort, neighbours, stability, uncertainty
+from engine import treeshap as core
 
 
 def test_wilson_interval_matches_the_textbook_value():

@@ -1,0 +1,1 @@
+"""The numerical core: plain functions over numpy and pandas. No Django, no Celery."""
