@@ -174,11 +174,11 @@ def _seed(version, *, units: int, beds: int, days: int, start) -> int:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from clinician_ui.models import AlertAction
     from engine import treeshap as core
-    from explanations.models import Alert, Encounter, Explanation, Outcome, Patient, Prediction
+    from explanations.models import Explanation
     from models_registry import demo_rhc
     from models_registry.serving import serving_model
+    from patients.models import Alert, AlertAction, Encounter, Outcome, Patient, Prediction
 
     serving = serving_model(version)
     names = serving.feature_names
@@ -313,7 +313,8 @@ def _aggregates_backfill(version) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from explanations.models import CohortAggregate, Explanation, Prediction
+    from explanations.models import CohortAggregate, Explanation
+    from patients.models import Prediction
 
     if CohortAggregate.objects.filter(version=version).exists():
         return 0
@@ -351,10 +352,10 @@ def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
     from django.db import connection
     from django.test import Client, override_settings
 
-    from explanations.models import Prediction
     from models_registry.models import ModelVersion
     from models_registry.services import model_register
     from monitoring import services
+    from patients.models import Prediction
 
     db_name = connection.settings_dict["NAME"]
     print(f"\n2. A year of hourly scores on {units} units ({beds} bed(s) each), database {db_name}, "

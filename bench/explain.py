@@ -183,10 +183,10 @@ def main() -> None:
     import xgboost as xgb
     from rest_framework.test import APIClient
 
-    from clinician_ui.models import Profile
+    from accounts.auth import service_token_create
+    from accounts.models import Profile
     from engine import treeshap as core
-    from explanations.auth import service_token_create
-    from explanations.models import CohortJob, CohortJobChunk, Explanation, Prediction
+    from explanations.models import CohortJob, CohortJobChunk, Explanation
     from explanations.services import cohort_job_create, cohort_job_run, version_profile_build
     from explanations.services.cohort import EXPLAIN_BATCH
     from explanations.services.simulate import predictions_resampled_create
@@ -194,6 +194,7 @@ def main() -> None:
     from models_registry.services import model_register
     from models_registry.serving import serving_model
     from models_registry.training import train_demo_bundle
+    from patients.models import Prediction
 
     print(
         "Sightline explanation benchmark (issue 4). Synthetic data: RHC rows resampled, labelled simulated."

@@ -184,8 +184,9 @@ def main() -> None:
     import django
 
     django.setup()
-    from explanations.models import Explanation, Prediction
+    from explanations.models import Explanation
     from models_registry import demo_rhc
+    from patients.models import Prediction
 
     payloads = list(demo_rhc.scoring_payloads(model_name="icu-mortality-30d"))
     base = f"http://127.0.0.1:{args.port}"

@@ -50,8 +50,9 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
     from django.utils import timezone
 
     from clinician_ui.tests.factories import contributions_for, model_version_create
-    from explanations.models import Alert, Explanation, Patient, Prediction
+    from explanations.models import Explanation
     from explanations.services.current import patients_current_refresh
+    from patients.models import Alert, Patient, Prediction
 
     rng = np.random.default_rng(seed_value)
     version = model_version_create(name="bench-synthetic-worklist")
@@ -161,7 +162,7 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
 def users():
     from django.contrib.auth import get_user_model
 
-    from clinician_ui.models import Profile
+    from accounts.models import Profile
 
     User = get_user_model()
     admin, _ = User.objects.get_or_create(
@@ -233,7 +234,7 @@ def _row(label: str, page: str, t: dict) -> str:
 def measure(requests: int) -> None:
     from django.test import Client
 
-    from explanations.models import Alert, Prediction
+    from patients.models import Alert, Prediction
 
     print(
         f"\n{Prediction.objects.count():,} stored predictions; "

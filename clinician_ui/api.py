@@ -12,9 +12,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import permissions
+from patients import access
+from patients.models import AlertAction
 from sightline.api_errors import ApiError
 
-from . import access
 from .exports import (
     ExportParamError,
     csv_stream,
@@ -23,9 +25,8 @@ from .exports import (
     overrides_queryset,
     parquet_write,
 )
-from .models import AlertAction
 from .selectors import action_reasons, reason_label
-from .services import alert_action_record, user_may_act
+from .services import alert_action_record
 
 
 def _reason_codes() -> list[str]:
@@ -96,7 +97,7 @@ class AlertActionCreateApi(APIView):
     )
     def post(self, request, alert_id: int) -> Response:
         alert = access.alert_for_user(request.user, alert_id)
-        if not user_may_act(request.user):
+        if not permissions.may_act_on_alerts(request.user):
             raise ApiError(
                 code="permission_denied",
                 detail="Only the unit's clinicians and admins act on alerts; auditors have read access.",
@@ -147,7 +148,7 @@ class OverridesExportApi(APIView):
         "pseudonymised patient id, the top features shown and the outcome when known. Admins and auditors.",
     )
     def get(self, request):
-        if not access.may_read_audit(request.user):
+        if not permissions.may_read_audit(request.user):
             raise ApiError(
                 code="permission_denied",
                 detail="Only admins and auditors export clinicians' actions.",

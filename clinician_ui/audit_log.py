@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django import forms
 from django.db.models import QuerySet
 
-from .models import AuditEvent
+from patients.models import AuditEvent
 
 PAGE_SIZE = 50
 # What the app writes; the search takes any action, these are offered as suggestions.

@@ -24,8 +24,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from explanations.models import Explanation
 from models_registry.models import ModelFeature
+from patients.models import AlertAction
 
-from .models import AlertAction
 from .selectors import reason_label
 
 FORMATS = ("csv", "parquet")
@@ -122,7 +122,7 @@ def top_features_text(contributions: list[dict], labels: Mapping[str, str], n: i
 
 
 def overrides_queryset(actions: QuerySet[AlertAction], window: ExportWindow) -> QuerySet[AlertAction]:
-    """`actions` (already restricted by clinician_ui.access) in the window, oldest first, with
+    """`actions` (already restricted by patients.access) in the window, oldest first, with
     everything a row needs joined in the same query."""
     return (
         actions.filter(acted_at__gte=window.start, acted_at__lt=window.end)

@@ -1,7 +1,7 @@
 """Reads of a patient's earlier scores: the worklist's risk trend and change since the previous
 score, and the alert page's earlier scores and per-feature trend marks.
 
-Every queryset starts from clinician_ui.access, so a clinician's history of a patient holds only
+Every queryset starts from patients.access, so a clinician's history of a patient holds only
 the scores made in their own units. Each read is one query whatever the number of patients.
 """
 
@@ -14,10 +14,10 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils.dateparse import parse_datetime
 
-from explanations.models import Prediction
+from accounts import permissions
 from models_registry.models import ModelFeature
-
-from . import access
+from patients import access
+from patients.models import Prediction
 
 # How many scores a worklist sparkline shows (the current one included).
 TREND_POINTS = 8
@@ -107,14 +107,14 @@ def trends_for_patients(*, user, patient_ids: list[int], points: int = TREND_POI
 
 def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, Trend]:
     """Each patient's last `points` scores from the (patient, scored_at, id) index, then only
-    those made in the user's units (access.visible_units) are kept.
+    those made in the user's units (accounts.permissions.visible_units) are kept.
 
     One row per patient whose scores come as typed arrays (ids, times, risks, tiers, units), oldest
     first, so nothing is decoded or ordered per point but by the database and its driver. The
     unit check runs on the read rows rather than inside the per-patient read: inside,
     the planner misjudges how many of a patient's scores are in the user's units (all or none,
     in practice) and sorts the patient's whole history instead of reading its newest rows."""
-    units = access.visible_units(user)
+    units = permissions.visible_units(user)
     allowed = None if units is None else set(units)
     table = Prediction._meta.db_table
     # The table name comes from the model; the values are parameters.

@@ -17,7 +17,7 @@ from django.contrib.auth import views as auth_views
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
-from .access import client_ip
+from patients.access import client_ip
 
 LOCKED_MESSAGE = (
     "Too many failed login attempts. Logging in is paused for {minutes} minutes; "

@@ -5,10 +5,8 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from explanations.models import Alert
-
-from . import access
-from .models import AlertAction, AlertView, Profile
+from accounts import permissions
+from patients.models import Alert, AlertAction, AlertView
 
 # The action a clinician took decides the alert's state; a later action supersedes an earlier one.
 _STATE_AFTER = {
@@ -23,12 +21,6 @@ def alert_view_record(*, alert: Alert, user) -> AlertView:
     """When this user first saw this alert: the start of their time to decision. Later views keep it."""
     view, _ = AlertView.objects.get_or_create(alert=alert, user=user)
     return view
-
-
-def user_may_act(user) -> bool:
-    """Clinicians (of the alert's unit: the caller got the alert through clinician_ui.access) and
-    admins act on alerts; auditors read and never act."""
-    return access.user_role(user) in (Profile.Role.CLINICIAN, Profile.Role.ADMIN)
 
 
 def alert_action_record(
@@ -62,7 +54,7 @@ def alert_action_record(
         record = AlertAction.objects.create(
             alert=locked,
             user=user,
-            role=access.user_role(user) or "",
+            role=permissions.user_role(user) or "",
             action=action,
             reason=reason,
             comment=comment,

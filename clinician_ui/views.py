@@ -14,13 +14,14 @@ from django.utils.cache import patch_cache_control
 from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.http import require_GET
 
-from explanations.models import Alert, Prediction
+from accounts import permissions
+from engine.tiers import TIERS, Tier
+from patients import access
+from patients.models import Alert, Prediction
 
-from . import access
 from .audit_log import KNOWN_ACTIONS, PAGE_SIZE, AuditQuery, AuditSearchForm, audit_events_search
 from .history import EARLIER_SCORES
 from .selectors import (
-    TIERS,
     ScoreDetail,
     action_reasons,
     alert_actions,
@@ -29,7 +30,7 @@ from .selectors import (
     score_page_get,
     worklist_get,
 )
-from .services import alert_view_record, user_may_act
+from .services import alert_view_record
 from .worklist_poll import worklist_poll
 from .worklist_rows import alert_rows_json, low_rows_json, rows_html, worklist_rows
 
@@ -132,15 +133,15 @@ def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool) -> H
         "version": detail.prediction.model_version,
         "alert": alert,
         # Low tier shows a minimal cue unless the clinician asks for the full explanation.
-        "full": full or detail.prediction.tier != "low",
+        "full": full or detail.prediction.tier != Tier.LOW,
         "earlier_limit": EARLIER_SCORES,
-        "user_units_limited": access.visible_units(request.user) is not None,
+        "user_units_limited": permissions.visible_units(request.user) is not None,
     }
     if alert is not None:
         context.update(
             {
                 "actions": alert_actions(alert),
-                "may_act": user_may_act(request.user),
+                "may_act": permissions.may_act_on_alerts(request.user),
                 "reasons": action_reasons(),
                 # One key per page load: a double click posts the same key and is one action.
                 "idempotency_key": uuid.uuid4().hex,
@@ -153,7 +154,7 @@ def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool) -> H
 @login_required
 def prediction_detail(request: HttpRequest, prediction_id: int) -> HttpResponse:
     prediction = access.prediction_for_user(request.user, prediction_id)
-    expand = prediction.tier == "low" and request.GET.get("full") == "1"
+    expand = prediction.tier == Tier.LOW and request.GET.get("full") == "1"
     access.audit_view(
         request, action="expand_low_tier" if expand else "view_prediction", prediction=prediction
     )
@@ -188,7 +189,7 @@ def explanation_json(request: HttpRequest, prediction_id: int) -> JsonResponse:
 @login_required
 def audit_log(request: HttpRequest) -> HttpResponse:
     """The audit log for auditors and admins: search by user, patient, action and dates."""
-    if not access.may_read_audit(request.user):
+    if not permissions.may_read_audit(request.user):
         raise PermissionDenied("Only auditors and admins read the audit log.")
     form = AuditSearchForm(request.GET or None)
     query = AuditQuery(**form.cleaned_data) if form.is_bound and form.is_valid() else AuditQuery()

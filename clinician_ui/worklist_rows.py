@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from explanations.models import Alert, Prediction
+from patients.models import Alert, Prediction
 
 from .selectors import Worklist
 

@@ -17,22 +17,21 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-DAY_SHIFT_HOURS = range(7, 19)
+from engine.shifts import shift_of_hour, shifts_of_hours
+
 SLICE = ("unit", "shift", "day")
 
 
 def slice_of(scored_at: datetime, time_zone: str) -> tuple[str, date]:
     """(shift, local day) of a scoring time."""
     local = scored_at.astimezone(ZoneInfo(time_zone))
-    return ("day" if local.hour in DAY_SHIFT_HOURS else "night"), local.date()
+    return shift_of_hour(local.hour).value, local.date()
 
 
 def slices_of(scored_at: Sequence[datetime], time_zone: str) -> tuple[np.ndarray, np.ndarray]:
     """`slice_of` of many scoring times at once: (shifts, local days), one per time."""
     local = pd.DatetimeIndex(pd.to_datetime(list(scored_at), utc=True)).tz_convert(ZoneInfo(time_zone))
-    hours = np.asarray(local.hour)
-    day_shift = (hours >= DAY_SHIFT_HOURS.start) & (hours < DAY_SHIFT_HOURS.stop)
-    return np.where(day_shift, "day", "night").astype(object), np.asarray(local.date, dtype=object)
+    return shifts_of_hours(np.asarray(local.hour)), np.asarray(local.date, dtype=object)
 
 
 def priority(prediction_id: int) -> float:

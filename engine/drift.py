@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from engine.tiers import TIERS, tier_counts, tiers_of
+
 PSI_BINS = 10
 PSI_EPSILON = 1e-4
 PSI_MODERATE, PSI_MAJOR = 0.10, 0.25
@@ -301,9 +303,54 @@ def attribution_drift(names: Sequence[str], reference_mean_abs, current_mean_abs
 # --- prediction drift ----------------------------------------------------------------------------
 
 
-def tier_of(risk, high: float, medium: float) -> np.ndarray:
-    risk = _as_float(risk)
-    return np.where(risk >= high, "high", np.where(risk >= medium, "medium", "low"))
+def tier_mix(tier_counts: dict[str, int]) -> dict[str, float]:
+    """Shares of each tier (engine.tiers.TIERS order), from counts; 0.0 each when there are none."""
+    n = max(sum(tier_counts.values()), 1)
+    return {t.value: tier_counts.get(t.value, 0) / n for t in TIERS}
+
+
+def prediction_drift_from_counts(
+    reference_risk,
+    *,
+    edges: np.ndarray,
+    current_counts: np.ndarray,
+    current_sample,
+    current_tiers: dict[str, int],
+    tier_high: float,
+    tier_medium: float,
+    windows: dict[str, tuple[np.ndarray, dict[str, int]]] | None = None,
+) -> dict:
+    """Risk distribution drift from what a streamed window keeps: PSI of the current risks' counts
+    on the reference quantile bins (`edges`), KS against a sample of the current risks, and the tier
+    mix, overall and per window (`windows`: label -> (bin counts, tier counts)).
+
+    The one definition of prediction drift: prediction_drift (whole arrays) and the monitoring
+    dashboard (rows streamed from the database) both end here.
+    """
+    ref = _as_float(reference_risk)
+    ref_counts = bin_counts(ref, edges)
+    statistic, p_value = ks(ref, _as_float(current_sample))
+    out = {
+        "psi": psi_from_counts(ref_counts, current_counts),
+        "ks": statistic,
+        "ks_p": p_value,
+        "tier_mix": {
+            "reference": tier_mix(tier_counts(tiers_of(ref, high=tier_high, medium=tier_medium))),
+            "current": tier_mix(current_tiers),
+        },
+        "windows": [],
+    }
+    for label in sorted(windows or {}):
+        counts, tiers = windows[label]
+        out["windows"].append(
+            {
+                "window": str(label),
+                "n": int(sum(tiers.values())),
+                "psi": psi_from_counts(ref_counts, counts),
+                "tier_mix": tier_mix(tiers),
+            }
+        )
+    return out
 
 
 def prediction_drift(
@@ -314,38 +361,28 @@ def prediction_drift(
     tier_medium: float,
     current_windows=None,
 ) -> dict:
-    """Risk distribution drift (PSI on reference quantile bins, KS) and tier mix, overall and per window.
+    """prediction_drift_from_counts over whole arrays of risks.
 
     `current_windows`: one label per current row (e.g. the day) for the over-time series.
     """
     ref, cur = _as_float(reference_risk), _as_float(current_risk)
     edges = quantile_edges(ref)
-    ref_counts = bin_counts(ref, edges)
-    statistic, p_value = ks(ref, cur)
 
-    def tier_mix(risk: np.ndarray) -> dict:
-        tiers = tier_of(risk, tier_high, tier_medium)
-        n = max(len(tiers), 1)
-        return {t: float((tiers == t).sum() / n) for t in ("low", "medium", "high")}
+    def summary(risk: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+        return bin_counts(risk, edges), tier_counts(tiers_of(risk, high=tier_high, medium=tier_medium))
 
-    out = {
-        "psi": psi_from_counts(ref_counts, bin_counts(cur, edges)),
-        "ks": statistic,
-        "ks_p": p_value,
-        "tier_mix": {"reference": tier_mix(ref), "current": tier_mix(cur)},
-        "windows": [],
-    }
+    windows = None
     if current_windows is not None:
         labels = np.asarray(current_windows)
-        for label in sorted(set(labels.tolist())):
-            risk = cur[labels == label]
-            out["windows"].append(
-                {
-                    "window": str(label),
-                    "n": int(risk.size),
-                    "mean_risk": float(risk.mean()),
-                    "psi": psi_from_counts(ref_counts, bin_counts(risk, edges)),
-                    "tier_mix": tier_mix(risk),
-                }
-            )
-    return out
+        windows = {str(label): summary(cur[labels == label]) for label in set(labels.tolist())}
+    counts, tiers = summary(cur)
+    return prediction_drift_from_counts(
+        ref,
+        edges=edges,
+        current_counts=counts,
+        current_sample=cur,
+        current_tiers=tiers,
+        tier_high=tier_high,
+        tier_medium=tier_medium,
+        windows=windows,
+    )

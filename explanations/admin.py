@@ -1,30 +1,15 @@
-from django.contrib import admin
+"""Explanations in the Django admin (read-only), and the cohort recompute action on model versions:
+the registry's version admin, extended here so that the registry knows nothing of cohort jobs."""
 
-from .models import Alert, Encounter, Explanation, Outcome, Patient, Prediction, ServiceToken
+from django.contrib import admin, messages
+from django.shortcuts import redirect
 
+from accounts.permissions import may_run_cohort_jobs
+from models_registry.admin import ModelVersionAdmin
+from models_registry.models import ModelVersion
 
-@admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "display_name", "unit", "bed", "simulated", "updated_at"]
-    list_filter = ["unit", "simulated"]
-    search_fields = ["external_id", "display_name"]
-
-
-@admin.register(Encounter)
-class EncounterAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "patient"]
-    search_fields = ["external_id", "patient__external_id"]
-    raw_id_fields = ["patient"]
-
-
-@admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "model_version", "patient", "unit", "risk", "tier", "scored_at", "source"]
-    list_filter = ["tier", "unit", "source", "simulated"]
-    search_fields = ["external_id", "patient__external_id"]
-    raw_id_fields = ["patient", "encounter", "model_version", "registered_model"]
-    # Predictions are a record of what was scored: read-only here.
-    readonly_fields = [f.name for f in Prediction._meta.fields]
+from .models import Explanation
+from .services import cohort_job_create, cohort_job_run
 
 
 @admin.register(Explanation)
@@ -34,26 +19,30 @@ class ExplanationAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Explanation._meta.fields]
 
 
-@admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
-    list_display = ["pk", "patient", "unit", "tier", "risk", "state", "created_at"]
-    list_filter = ["tier", "unit", "state"]
-    raw_id_fields = ["prediction", "patient"]
+class ModelVersionWithCohortAdmin(ModelVersionAdmin):
+    actions = [*ModelVersionAdmin.actions, "recompute_cohort"]
+
+    @admin.action(description="Recompute cohort SHAP (chunked Celery job)")
+    def recompute_cohort(self, request, queryset):
+        """Create a cohort recompute job for one version, dispatch its chunks and show its progress."""
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one version to recompute its cohort SHAP.", level=messages.ERROR
+            )
+            return None
+        if not may_run_cohort_jobs(request.user):
+            self.message_user(request, "Only an admin may recompute cohort SHAP.", level=messages.ERROR)
+            return None
+        version = queryset.select_related("registered_model").get()
+        job = cohort_job_create(version=version)
+        dispatched = cohort_job_run(job=job)
+        self.message_user(
+            request,
+            f"Cohort job {job.pk} for {version}: {job.rows_total:,} predictions in "
+            f"{job.chunks_total:,} chunk(s), {dispatched:,} dispatched.",
+        )
+        return redirect("job-progress", job_id=job.pk)
 
 
-@admin.register(Outcome)
-class OutcomeAdmin(admin.ModelAdmin):
-    list_display = ["encounter", "outcome", "occurred_at", "received_at"]
-    raw_id_fields = ["encounter"]
-
-
-@admin.register(ServiceToken)
-class ServiceTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
-    list_filter = ["is_active"]
-    # The key is never stored; only its hash, which is of no use to show.
-    exclude = ["key_hash"]
-    readonly_fields = ["name", "prefix", "created_at", "last_used_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # tokens are created with `manage.py create_service_token`, which prints the key once
+admin.site.unregister(ModelVersion)
+admin.site.register(ModelVersion, ModelVersionWithCohortAdmin)

@@ -4,18 +4,19 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinician_ui.access import audit_view, prediction_for_user, visible_units
+from accounts.permissions import IsPerson, IsServiceToken, MayRunCohortJobs, visible_units
+from patients.access import audit_view, prediction_for_user
+from patients.models import Prediction
 from sightline.api_errors import ApiError, error_body
 from sightline.parsers import StrictJSONParser
 
 from . import selectors, services
-from .auth import IsServiceToken, ServicePrincipal
-from .models import CohortJob, Prediction
+from .models import CohortJob
 from .parsers import NDJSONParser
 from .payloads import PredictionIn, prediction_request_schema
 from .serializers import (
@@ -39,17 +40,6 @@ class PredictionInSchema(OpenApiSerializerExtension):
 
 # The bulk body is a list of the component the single endpoint registers.
 PREDICTION_IN_REF = {"$ref": "#/components/schemas/PredictionIn"}
-
-
-class IsPerson(permissions.BasePermission):
-    """A signed-in person; a scoring-service token sees no patient data."""
-
-    message = "Patient data needs a signed-in user; a scoring-service token may only post."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated) and not isinstance(
-            request.user, ServicePrincipal
-        )
 
 
 class PredictionIngestApi(APIView):
@@ -162,9 +152,9 @@ class PredictionWhatIfApi(APIView):
 
 
 class CohortJobApi(APIView):
-    """Progress of a cohort recompute job (no patient data)."""
+    """Progress of a cohort recompute job (no patient data). Admins only, as on the job page."""
 
-    permission_classes = [IsPerson]
+    permission_classes = [IsPerson, MayRunCohortJobs]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, job_id: int) -> Response:

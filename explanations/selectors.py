@@ -2,7 +2,9 @@
 
 from django.urls import reverse
 
-from .models import Explanation, Prediction
+from patients.models import Prediction
+
+from .models import Explanation
 
 # Parts of the explanation body computed by the worker: null (and named in `not_yet_computed`)
 # until the explanation is ready, never filled with made-up numbers.

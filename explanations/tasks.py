@@ -7,8 +7,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
+from models_registry.models import ModelVersion
+
 from . import services
 from .models import Explanation
+from .services.cohort import cohort_chunk_compute, cohort_chunk_fail, cohort_jobs_stalled_resume
+from .services.profiles import version_profile_build, versions_without_profile
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +83,13 @@ def explanation_compute_batch_task(explanation_ids: list[int]) -> list[str]:
 def explanation_sweep() -> int:
     """Re-queue explanations left pending or running by a lost message or a dead worker, and
     re-dispatch cohort jobs that stalled for the same reasons."""
-    from .services.cohort import cohort_jobs_stalled_resume
-
     ids = services.explanations_stuck_requeue()
     if ids:
         log.info("sweep re-queues %d explanation(s)", len(ids))
         services.explanations_enqueue(ids)
     cohort_jobs_stalled_resume()
+    for version_id in versions_without_profile():
+        version_profile_build_task.delay(version_id)
     return len(ids)
 
 
@@ -96,8 +100,6 @@ def cohort_chunk_task(chunk_id: int) -> int:
     A chunk that runs past the task time limit or raises an unexpected error is marked failed,
     and so is its job, with the reason (shown on the job's page); resuming the job re-runs it.
     """
-    from .services.cohort import cohort_chunk_compute, cohort_chunk_fail
-
     try:
         return cohort_chunk_compute(chunk_id=chunk_id).rows
     except TRANSIENT_ERRORS:
@@ -114,8 +116,4 @@ def cohort_chunk_task(chunk_id: int) -> int:
 @shared_task(acks_late=True)
 def version_profile_build_task(version_id: int) -> str:
     """Build a model version's explanation profile (e.g. queued at registration)."""
-    from models_registry.models import ModelVersion
-
-    from .services.profiles import version_profile_build
-
     return version_profile_build(version=ModelVersion.objects.get(pk=version_id)).status

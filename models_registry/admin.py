@@ -5,13 +5,14 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts.permissions import may_manage_registry
 from models_registry.bundle import BundleError
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 from models_registry.services import (
     MIN_OVERRIDE_REASON_CHARS,
     PromotionRefused,
-    is_admin,
     model_register_upload,
+    model_version_promote,
 )
 
 
@@ -64,7 +65,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
     def upload_view(self, request):
         """Register (and optionally promote) an uploaded bundle zip; admins only."""
-        if not is_admin(request.user):
+        if not may_manage_registry(request.user):
             raise PermissionDenied
         form = BundleUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
@@ -143,15 +144,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "promoted_by",
     )
     inlines = [ModelFeatureInline]
-    actions = ["promote", "recompute_cohort"]
+    actions = ["promote"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     @admin.action(description="Promote the selected version to production")
     def promote(self, request, queryset):
-        from models_registry.services import model_version_promote
-
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to promote.", level="error")
             return
@@ -160,7 +159,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         form = PromotionOverrideForm(request.POST if "confirm_override" in request.POST else None)
         if override and not form.is_valid():
             # The gate fails: an intermediate page asks for the written reason (audited).
-            if not is_admin(request.user):
+            if not may_manage_registry(request.user):
                 self.message_user(request, "Only an admin may override the promotion gate.", level="error")
                 return None
             context = {
@@ -183,29 +182,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         how = " (gate overridden; the reason is in the promotion audit)" if override else ""
         self.message_user(request, f"{version} is now production{how}.")
         return None
-
-    @admin.action(description="Recompute cohort SHAP (chunked Celery job)")
-    def recompute_cohort(self, request, queryset):
-        """Create a cohort recompute job for one version, dispatch its chunks and show its progress."""
-        from explanations.services import cohort_job_create, cohort_job_run
-
-        if queryset.count() != 1:
-            self.message_user(
-                request, "Select exactly one version to recompute its cohort SHAP.", level=messages.ERROR
-            )
-            return None
-        if not is_admin(request.user):
-            self.message_user(request, "Only an admin may recompute cohort SHAP.", level=messages.ERROR)
-            return None
-        version = queryset.select_related("registered_model").get()
-        job = cohort_job_create(version=version)
-        dispatched = cohort_job_run(job=job)
-        self.message_user(
-            request,
-            f"Cohort job {job.pk} for {version}: {job.rows_total:,} predictions in "
-            f"{job.chunks_total:,} chunk(s), {dispatched:,} dispatched.",
-        )
-        return redirect("job-progress", job_id=job.pk)
 
 
 @admin.register(Promotion)

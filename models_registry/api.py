@@ -12,10 +12,11 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from explanations.auth import ServiceTokenAuthentication
+from accounts.auth import ServiceTokenAuthentication
+from accounts.permissions import IsRegistryAdmin
 from models_registry.bundle import BundleError
 from models_registry.selectors import model_card, model_version_get
-from models_registry.services import PromotionRefused, is_admin, model_register_upload
+from models_registry.services import PromotionRefused, model_register_upload
 from sightline.api_errors import ApiError
 
 # Largest bundle zip accepted over the API (the unpacked bundle may hold up to 1 GiB).
@@ -24,13 +25,6 @@ DEFAULT_UPLOAD_MAX_BYTES = 512 * 1024 * 1024
 
 def upload_max_bytes() -> int:
     return int(getattr(settings, "MODEL_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES))
-
-
-class IsRegistryAdmin(permissions.BasePermission):
-    message = "Only an admin may register models."
-
-    def has_permission(self, request, view) -> bool:
-        return is_admin(request.user)
 
 
 def _truthy(value) -> bool:

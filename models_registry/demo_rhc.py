@@ -53,6 +53,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from engine.shifts import shifts_of_hours
+
 LABEL = "died_30d"
 DEFAULT_SEED = 7
 # The fixed time of the demo scoring run, so that re-running the demo posts the same payloads
@@ -70,7 +72,6 @@ UNIT_BY_CATEGORY = {
     "MOSF w/Sepsis": "MICU",
     "Cirrhosis": "MICU",
 }
-DAY_SHIFT_HOURS = range(7, 19)
 
 
 @dataclass(frozen=True)
@@ -352,7 +353,7 @@ def load_cohort(seed: int = DEFAULT_SEED) -> pd.DataFrame:
         raise ValueError("RHC disease category without a unit mapping")
     rng = np.random.default_rng(seed)
     out["admit_minute"] = rng.integers(0, 24 * 60, size=len(out))
-    out["shift"] = np.where((out["admit_minute"] // 60).isin(list(DAY_SHIFT_HOURS)), "day", "night")
+    out["shift"] = shifts_of_hours(out["admit_minute"] // 60)
     out[LABEL] = ((raw["event"] == 1) & (raw["time"] <= 30)).astype(int)
     return out.reset_index(drop=True)
 

@@ -1,6 +1,9 @@
 from django.conf import settings
 from django.db import models
 
+from common.models import AppendOnlyModel
+from engine.tiers import Tier, tier_of
+
 
 class RegisteredModel(models.Model):
     """A model name in the registry (bundle.yaml `name`); versions hang off it."""
@@ -67,12 +70,9 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.registered_model.name} v{self.version}"
 
-    def tier_for(self, risk: float) -> str:
-        if risk >= self.tier_high:
-            return "high"
-        if risk >= self.tier_medium:
-            return "medium"
-        return "low"
+    def tier_for(self, risk: float) -> Tier:
+        """This version's thresholds applied by the one tier rule (engine.tiers.tier_of)."""
+        return tier_of(risk, high=self.tier_high, medium=self.tier_medium)
 
     def input_features(self) -> list["ModelFeature"]:
         """The model's inputs, in the order the model expects them."""
@@ -107,11 +107,6 @@ class ModelFeature(models.Model):
         return self.name
 
 
-# Imported here, not at the top: clinician_ui.models imports explanations.models, which imports
-# the classes above from this module (Django loads models_registry first, per INSTALLED_APPS).
-from clinician_ui.models import AppendOnlyModel  # noqa: E402
-
-
 class Promotion(AppendOnlyModel):
     """One promotion of a version to production: who, when, the gate's figures at that moment and,
     when the gate failed, the admin's written reason for overriding it. Never edited or deleted."""
@@ -133,23 +128,3 @@ class Promotion(AppendOnlyModel):
     def __str__(self) -> str:
         how = "override" if self.overridden else "gate passed"
         return f"{self.version} promoted {self.promoted_at:%Y-%m-%d %H:%M} ({how})"
-
-
-class ApiToken(models.Model):
-    """A personal API token of an admin (`Authorization: Token <key>`), e.g. for a training job's
-    `POST /api/v1/models/`. Authenticates as its user; only the key's sha256 is stored."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
-    key_hash = models.CharField(max_length=64, unique=True)
-    # The first characters of the key, so that an admin can tell tokens apart without the key.
-    prefix = models.CharField(max_length=8)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    is_active = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ["-created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.user} token {self.prefix}… ({'active' if self.is_active else 'revoked'})"

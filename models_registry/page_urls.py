@@ -12,6 +12,4 @@ urlpatterns = [
         views.card_charts_json,
         name="model-card-charts",
     ),
-    path("jobs/<int:job_id>/", views.job_page, name="job-progress"),
-    path("jobs/<int:job_id>/resume/", views.job_resume, name="job-resume"),
 ]

@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts.permissions import may_manage_registry
 from models_registry.bundle import Bundle, read_bundle, sha256_bytes
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+from models_registry.signals import version_registered
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +52,6 @@ def _artifact_store(*, data: bytes, sha256: str) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
-
-
-def _profile_build_enqueue(version_id: int) -> None:
-    from explanations.tasks import version_profile_build_task
-
-    try:
-        version_profile_build_task.delay(version_id)
-    except Exception:
-        # The broker is down: the first explanation of this version builds the profile instead.
-        log.warning("could not queue the profile build of model version %s", version_id, exc_info=True)
 
 
 def model_register_upload(
@@ -103,9 +95,8 @@ def model_register(
                 existing.refresh_from_db()
             return existing, False
         version = _version_create(registered=registered, bundle=bundle, user=user)
-        # Uncertainty, similar patients and stability are fitted on the reference set now rather
-        # than by the first explanation that needs them.
-        transaction.on_commit(lambda: _profile_build_enqueue(version.pk))
+        # Listeners (the explanation side) act once the version is committed.
+        transaction.on_commit(lambda: version_registered.send(sender=ModelVersion, version=version))
         if promote:
             model_version_promote(version=version, user=user, override_reason=override_reason)
             version.refresh_from_db()
@@ -153,13 +144,6 @@ def _version_create(*, registered: RegisteredModel, bundle: Bundle, user) -> Mod
     return version
 
 
-def is_admin(user) -> bool:
-    from clinician_ui.access import user_role
-    from clinician_ui.models import Profile
-
-    return user is not None and user_role(user) == Profile.Role.ADMIN
-
-
 @transaction.atomic
 def model_version_promote(
     *, version: ModelVersion, user=None, override_reason: str | None = None
@@ -184,7 +168,7 @@ def model_version_promote(
                 f"{version} cannot be promoted. {message} An admin may override with a written reason.",
                 gate=gate,
             )
-        if not is_admin(user):
+        if not may_manage_registry(user):
             raise PromotionRefused(
                 f"{version} cannot be promoted. {message} Only an admin may override the gate.", gate=gate
             )

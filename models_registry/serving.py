@@ -12,39 +12,21 @@ import io
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import NoneType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from engine import treeshap as core
+from engine.encoding import Codec, EncodingError, bare, encode_column_fast, encode_value
 from models_registry.bundle import sha256_bytes
 from models_registry.formats import ModelFormatError, TreeModel, load_model
 from models_registry.models import ModelVersion
 from models_registry.services import artifact_store_path
 
-_TRUE = {True, "true", "True", "1"}  # True == 1 == 1.0 in a set
-_FALSE = {False, "false", "False", "0"}  # False == 0 == 0.0
-
 
 class ArtifactTampered(RuntimeError):
     """A stored artifact no longer has the sha256 recorded at registration: the version refuses to serve."""
-
-
-class EncodingError(ValueError):
-    """A value the model cannot take (unknown category, not a number); names the feature."""
-
-    def __init__(self, feature: str, message: str) -> None:
-        super().__init__(message)
-        self.feature = feature
-
-
-@dataclass
-class _FeatureCodec:
-    name: str
-    kind: str
-    categories: list[str]
 
 
 @dataclass
@@ -54,7 +36,7 @@ class ServingModel:
     model: TreeModel
     background: np.ndarray
     reference: pd.DataFrame
-    codecs: list[_FeatureCodec] = field(repr=False)
+    codecs: list[Codec] = field(repr=False)
     _explainer: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -80,7 +62,7 @@ class ServingModel:
                         "(and Sightline never imputes one silently).",
                     )
                 continue
-            row[i] = _encode_value(codec, value)
+            row[i] = encode_value(codec, value)
         # scikit-learn compares float32 inputs: round here so SHAP sees exactly what the model sees.
         return self.model.prepare(row)[0]
 
@@ -94,39 +76,14 @@ class ServingModel:
         matrix = np.full((len(rows), len(self.codecs)), np.nan, dtype=np.float64)
         for j, codec in enumerate(self.codecs):
             entries = [row.get(codec.name) for row in rows]
-            column = [e.get("value") if type(e) is dict else _bare(e) for e in entries]
-            encoded = self._encode_column(codec, column)
+            column = [e.get("value") if type(e) is dict else bare(e) for e in entries]
+            encoded = encode_column_fast(codec, column)
+            if encoded is not None and np.isnan(encoded).any() and not self.model.handles_missing:
+                encoded = None  # encode names the feature that may not be missing
             if encoded is None:
                 return np.vstack([self.encode(row) for row in rows])
             matrix[:, j] = encoded
         return self.model.prepare(matrix)
-
-    def _encode_column(self, codec: _FeatureCodec, column: list) -> np.ndarray | None:
-        """One column encoded with numpy, or None when a value needs `encode`'s one-by-one path."""
-        kinds = set(map(type, column))
-        if codec.kind == "categorical":
-            if not kinds <= {str, NoneType}:
-                return None
-            index = {category: float(i) for i, category in reversed(list(enumerate(codec.categories)))}
-            try:
-                encoded = np.array([np.nan if v is None else index[v] for v in column], dtype=np.float64)
-            except KeyError:
-                return None
-        elif kinds <= ({bool, int, float, NoneType} if codec.kind == "binary" else {int, float, NoneType}):
-            try:
-                encoded = np.array(column, dtype=np.float64)  # None -> NaN (not measured), like encode
-            except OverflowError:
-                return None
-        else:
-            return None
-        missing = np.isnan(encoded)
-        if missing.any() and not self.model.handles_missing:
-            return None
-        if codec.kind == "binary" and not np.isin(encoded[~missing], (0.0, 1.0)).all():
-            return None
-        if np.isinf(encoded).any():
-            return None
-        return encoded
 
     def predict_margin(self, rows: np.ndarray) -> np.ndarray:
         """Log-odds, one per row."""
@@ -145,35 +102,6 @@ class ServingModel:
                     self._explainer = core.tree_explainer(self.model.shap_model, self.background)
                 explainer = self._explainer
         return explainer
-
-
-def _bare(value: Any) -> Any:
-    """A payload entry ({"value": 4.2, ...}) or a bare value, as the bare value."""
-    return value.get("value") if isinstance(value, Mapping) else value
-
-
-def _encode_value(codec: _FeatureCodec, value: Any) -> float:
-    if codec.kind == "binary":
-        if isinstance(value, bool | int | float | str) and value in _TRUE:
-            return 1.0
-        if isinstance(value, bool | int | float | str) and value in _FALSE:
-            return 0.0
-        raise EncodingError(codec.name, f"{codec.name} is binary: expected true or false, got {value!r}.")
-    if codec.kind == "categorical":
-        if isinstance(value, str) and value in codec.categories:
-            return float(codec.categories.index(value))
-        raise EncodingError(
-            codec.name, f"{codec.name} must be one of {', '.join(codec.categories)}; got {value!r}."
-        )
-    if isinstance(value, bool):
-        raise EncodingError(codec.name, f"{codec.name} must be a number, got {value!r}.")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise EncodingError(codec.name, f"{codec.name} must be a number, got {value!r}.") from None
-    if not np.isfinite(number):
-        raise EncodingError(codec.name, f"{codec.name} must be a finite number, got {value!r}.")
-    return number
 
 
 _LOCK = threading.RLock()
@@ -215,7 +143,7 @@ def _load(version: ModelVersion) -> ServingModel:
         model=model,
         background=model.prepare(background[names].to_numpy(dtype=np.float64)),
         reference=reference,
-        codecs=[_FeatureCodec(f.name, f.kind, list(f.categories or [])) for f in features],
+        codecs=[Codec(f.name, f.kind, list(f.categories or [])) for f in features],
     )
 
 

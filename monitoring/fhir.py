@@ -57,8 +57,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 
-from explanations.models import Prediction
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from patients.models import Prediction
 
 LOINC = "http://loinc.org"
 # Feature codes (in a bundle's schema) that map a feature from the Patient resource; see the docstring.

@@ -16,9 +16,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinician_ui import access
-from explanations.auth import IsServiceToken, ServicePrincipal
+from accounts.permissions import IsServiceToken, is_service
 from explanations.services import prediction_ingest
+from patients import access
 from sightline.api_errors import ApiError
 
 from . import fhir
@@ -69,7 +69,7 @@ class FhirView(APIView):
 
 class RiskAssessmentView(FhirView):
     def get(self, request, pk: int):
-        if isinstance(request.user, ServicePrincipal):
+        if is_service(request.user):
             raise fhir.FhirError(
                 403,
                 "forbidden",

@@ -34,6 +34,7 @@ and the cost does not grow with the window.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -43,16 +44,17 @@ import pandas as pd
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.fields.json import KT
 from django.db.models.functions import ExtractHour
 
-from clinician_ui.models import AlertAction
 from engine import drift
 from engine import treeshap as core
-from explanations.models import Alert, CohortAggregate, Explanation, Outcome, Prediction
+from engine.encoding import Codec, encode_column_lenient
+from engine.shifts import DAY_SHIFT_HOURS, Shift
+from engine.tiers import TIER_NAMES_MILDEST_FIRST
+from explanations.models import CohortAggregate, Explanation
 from models_registry.models import ModelVersion
+from patients.models import Alert, AlertAction, Outcome, Prediction
 
-DAY_SHIFT = (7, 18)  # first and last hour of the day shift, inclusive
 SAMPLE_SIZE = 50_000
 CHUNK_SIZE = 5_000
 RISK_HISTOGRAM_BINS = 20
@@ -106,8 +108,8 @@ def predictions_in(version: ModelVersion, start: datetime, end: datetime, where:
         queryset = queryset.filter(unit=where.value)
     elif where.kind == "shift":
         queryset = queryset.annotate(local_hour=ExtractHour("scored_at", tzinfo=hospital_time_zone()))
-        day = {"local_hour__gte": DAY_SHIFT[0], "local_hour__lte": DAY_SHIFT[1]}
-        queryset = queryset.filter(**day) if where.value == "day" else queryset.exclude(**day)
+        day = {"local_hour__gte": DAY_SHIFT_HOURS.start, "local_hour__lt": DAY_SHIFT_HOURS.stop}
+        queryset = queryset.filter(**day) if where.value == Shift.DAY else queryset.exclude(**day)
     return queryset
 
 
@@ -134,15 +136,9 @@ def _priority(ids: np.ndarray) -> np.ndarray:
 
 
 def encode_column(values: list, spec: drift.FeatureSpec) -> np.ndarray:
-    """Stored payload values (text from the JSON) as model inputs; None stays NaN (not measured)."""
-    series = pd.Series(values, dtype=object)
-    if spec.kind == "categorical":
-        index = {str(c): float(i) for i, c in enumerate(spec.categories)}
-        return series.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
-    if spec.kind == "binary":
-        truth = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "True": 1.0, "False": 0.0}
-        return series.map(truth).to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    """Stored payload values (as JSON values) as model inputs, by serving's rule (engine.encoding);
+    a value not measured, or one serving would refuse, is NaN."""
+    return encode_column_lenient(Codec(spec.name, spec.kind, tuple(spec.categories)), values)
 
 
 @dataclass
@@ -228,7 +224,7 @@ def window_collect_sql(
             data.n += count
             counts = data.risk_counts.setdefault(day, np.zeros(len(edges) + 2))
             counts[int(index)] += count
-            tiers = data.tier_counts.setdefault(day, {"low": 0, "medium": 0, "high": 0})
+            tiers = data.tier_counts.setdefault(day, dict.fromkeys(TIER_NAMES_MILDEST_FIRST, 0))
             tiers[tier] = tiers.get(tier, 0) + int(count)
             data.risk_histogram[int(hist) - 1] += count
         cursor.execute(
@@ -248,16 +244,18 @@ def window_collect_sql(
             encounter: (scored_at, float(risk), outcome, day)
             for encounter, scored_at, risk, outcome, day in cursor.fetchall()
         }
-        # The sampled rows' values as text in model order; each features document is read once.
+        # The sampled rows' values (JSON, as posted) in model order; each features document is read once.
         cursor.execute(
-            "SELECT p.risk, ARRAY(SELECT f.value ->> 'value' FROM unnest(%s::text[]) WITH ORDINALITY "  # noqa: S608
+            "SELECT p.risk, ARRAY(SELECT f.value -> 'value' FROM unnest(%s::text[]) WITH ORDINALITY "  # noqa: S608
             "AS n(name, i) LEFT JOIN jsonb_each(p.features) f ON f.key = n.name ORDER BY n.i) "
             f"FROM {table} p WHERE p.id IN ("
             f"SELECT s.id FROM ({sub_sql}) s ORDER BY hashint8(s.id), s.id LIMIT %s)",
             [names, *sub_params, sample_size],
         )
         rows = cursor.fetchall()
-    values = [encode_column([texts[j] for _, texts in rows], spec) for j, spec in enumerate(specs)]
+    # Django reads jsonb as its JSON text (it decodes JSONField itself): decode each value here.
+    posted = [[None if text is None else json.loads(text) for text in texts] for _, texts in rows]
+    values = [encode_column([row[j] for row in posted], spec) for j, spec in enumerate(specs)]
     risk = np.array([r for r, _ in rows], dtype=np.float64)
     # Not measured: exact when the sample is the whole window, else the sample's share times the
     # rows (a uniform sample: standard error at most 0.5 / sqrt(k) = 0.002 of the share for k = 50,000).
@@ -284,10 +282,8 @@ def window_collect_streamed(
     """Stream one window's predictions in chunks of `chunk_size` into WindowData."""
     specs = feature_specs(version)
     names = [s.name for s in specs]
-    columns = {f"feature_{i}": KT(f"features__{name}__value") for i, name in enumerate(names)}
     rows = (
         predictions_in(version, start, end, where)
-        .annotate(**columns)
         .values_list(
             "id",
             "scored_at",
@@ -297,7 +293,7 @@ def window_collect_streamed(
             "patient_id",
             "encounter_id",
             "encounter__outcome__outcome",
-            *columns,
+            "features",
         )  # fmt: skip
         .iterator(chunk_size=chunk_size)
     )
@@ -311,10 +307,21 @@ def window_collect_streamed(
     while chunk := list(itertools.islice(rows, chunk_size)):
         frame = pd.DataFrame.from_records(
             chunk,
-            columns=["id", "scored_at", "risk", "tier", "unit", "patient", "encounter", "outcome", *columns],
+            columns=[
+                "id",
+                "scored_at",
+                "risk",
+                "tier",
+                "unit",
+                "patient",
+                "encounter",
+                "outcome",
+                "features",
+            ],
         )
+        documents = frame["features"].tolist()
         values = np.column_stack(
-            [encode_column(frame[c].tolist(), s) for c, s in zip(columns, specs, strict=True)]
+            [encode_column([d.get(s.name) for d in documents], s) for s in specs]
             + [frame["risk"].to_numpy(dtype=np.float64)]
         )
         data.n += len(frame)
@@ -326,7 +333,7 @@ def window_collect_streamed(
             mask = labels == label
             counts = drift.bin_counts(risk[mask], risk_edges)
             data.risk_counts[label] = data.risk_counts.get(label, 0) + counts
-            tiers = data.tier_counts.setdefault(label, {"low": 0, "medium": 0, "high": 0})
+            tiers = data.tier_counts.setdefault(label, dict.fromkeys(TIER_NAMES_MILDEST_FIRST, 0))
             for tier, count in frame.loc[mask, "tier"].value_counts().items():
                 tiers[tier] = tiers.get(tier, 0) + int(count)
         local_days = (

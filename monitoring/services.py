@@ -22,9 +22,10 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from engine import burden, drift, performance
-from explanations.models import Prediction
+from engine.tiers import TIER_NAMES_MILDEST_FIRST
 from models_registry.models import ModelVersion
 from models_registry.serving import serving_model
+from patients.models import Prediction
 
 from . import selectors
 from .selectors import Slice
@@ -204,43 +205,32 @@ def summary_compute(*, comparison: Comparison) -> dict:
     table = drift.drift_table(ref_frame, cur_frame, specs)
     distributions = {s.name: drift.distribution(ref_frame[s.name], cur_frame[s.name], s) for s in specs}
 
-    ref_counts = drift.bin_counts(ref_risk, risk_edges)
-    cur_counts = sum(current.risk_counts.values(), np.zeros(len(risk_edges) + 2))
-    ks_statistic, ks_p = drift.ks(ref_risk, cur_risk)
-    ref_tiers = drift.tier_of(ref_risk, version.tier_high, version.tier_medium)
     cur_tiers_total = {
-        t: sum(c.get(t, 0) for c in current.tier_counts.values()) for t in ("low", "medium", "high")
+        t: sum(c.get(t, 0) for c in current.tier_counts.values()) for t in TIER_NAMES_MILDEST_FIRST
     }
+    prediction = drift.prediction_drift_from_counts(
+        ref_risk,
+        edges=risk_edges,
+        current_counts=sum(current.risk_counts.values(), np.zeros(len(risk_edges) + 2)),
+        current_sample=cur_risk,
+        current_tiers=cur_tiers_total,
+        tier_high=version.tier_high,
+        tier_medium=version.tier_medium,
+        windows={
+            label: (current.risk_counts[label], current.tier_counts[label]) for label in current.risk_counts
+        },
+    )
+    if not current.n:
+        prediction["tier_mix"]["current"] = {t: None for t in cur_tiers_total}
+    if not len(ref_risk):
+        prediction["tier_mix"]["reference"] = {t: None for t in cur_tiers_total}
     hist_edges = np.linspace(0, 1, selectors.RISK_HISTOGRAM_BINS + 1)
-    prediction = {
-        "psi": drift.psi_from_counts(ref_counts, cur_counts),
-        "ks": ks_statistic,
-        "ks_p": ks_p,
-        "tier_mix": {
-            "reference": {
-                t: float((ref_tiers == t).mean()) if ref_tiers.size else None for t in cur_tiers_total
-            },
-            "current": {t: c / current.n if current.n else None for t, c in cur_tiers_total.items()},
-        },
-        "histogram": {
-            "edges": hist_edges.round(4).tolist(),
-            "reference": _shares(np.histogram(np.clip(ref_risk, 0, 1), bins=hist_edges)[0]),
-            "current": _shares(current.risk_histogram),
-        },
-        "bucket": bucket,
-        "windows": [
-            {
-                "window": label,
-                "n": int(sum(current.tier_counts[label].values())),
-                "psi": drift.psi_from_counts(ref_counts, current.risk_counts[label]),
-                "tier_mix": {
-                    t: c / max(sum(current.tier_counts[label].values()), 1)
-                    for t, c in current.tier_counts[label].items()
-                },
-            }
-            for label in sorted(current.risk_counts)
-        ],
+    prediction["histogram"] = {
+        "edges": hist_edges.round(4).tolist(),
+        "reference": _shares(np.histogram(np.clip(ref_risk, 0, 1), bins=hist_edges)[0]),
+        "current": _shares(current.risk_histogram),
     }
+    prediction["bucket"] = bucket
 
     cur_shap, cur_shap_n = selectors.mean_abs_shap(version, comparison.start, comparison.end, where, names)
     if ref_shap_n and cur_shap_n:

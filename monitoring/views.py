@@ -14,10 +14,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from clinician_ui.access import user_role
-from clinician_ui.models import Profile
-from explanations.models import Patient
+from accounts.permissions import may_view_monitoring
+from engine.tiers import TIER_NAMES_MILDEST_FIRST
 from models_registry.models import ModelVersion
+from patients.models import Patient
 from sightline.api_errors import error_body
 
 from .selectors import Slice
@@ -25,10 +25,6 @@ from .services import Comparison, default_window, summary_invalidate, summary_re
 
 MAX_WINDOW_DAYS = 400
 POLL_SECONDS = 2
-
-
-def _is_admin(user) -> bool:
-    return user_role(user) == Profile.Role.ADMIN
 
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> JsonResponse:
@@ -43,7 +39,7 @@ def admin_json(view):
     def wrapper(request: HttpRequest, *args, **kwargs):
         if not request.user.is_authenticated:
             return _error(401, "not_authenticated", "Log in as an admin to read monitoring data.")
-        if not _is_admin(request.user):
+        if not may_view_monitoring(request.user):
             return _error(403, "permission_denied", "Monitoring dashboards are for admins.")
         return view(request, *args, **kwargs)
 
@@ -169,7 +165,7 @@ def prediction_data(request: HttpRequest, summary: dict) -> dict:
         "x": [w["window"] for w in windows],
         "n": [w["n"] for w in windows],
         "psi": [w["psi"] for w in windows],
-        "tiers": {t: [w["tier_mix"].get(t, 0.0) for w in windows] for t in ("low", "medium", "high")},
+        "tiers": {t: [w["tier_mix"].get(t, 0.0) for w in windows] for t in TIER_NAMES_MILDEST_FIRST},
         "psi_thresholds": summary["thresholds"]["psi"],
     }
 
@@ -219,7 +215,7 @@ def refresh(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    if not _is_admin(request.user):
+    if not may_view_monitoring(request.user):
         raise PermissionDenied("Monitoring dashboards are for admins.")
     versions = ModelVersion.objects.select_related("registered_model").order_by(
         "registered_model__name", "-version"

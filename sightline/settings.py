@@ -59,7 +59,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Ordered bottom layer first (see the import-linter contract in pyproject.toml).
+    "common",
+    "accounts",
     "models_registry",
+    "patients",
     "explanations",
     "clinician_ui",
     "monitoring",
@@ -196,7 +200,7 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "explanations.auth.ServiceTokenAuthentication",
+        "accounts.auth.ServiceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

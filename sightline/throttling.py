@@ -6,6 +6,8 @@ DEFAULT_THROTTLE_RATES (scopes "service", "user", "anon"), counted in the shared
 
 from rest_framework.throttling import SimpleRateThrottle
 
+from accounts.permissions import is_service
+
 
 class CallerRateThrottle(SimpleRateThrottle):
     def __init__(self) -> None:
@@ -14,10 +16,8 @@ class CallerRateThrottle(SimpleRateThrottle):
         self.ident = None
 
     def allow_request(self, request, view) -> bool:
-        from explanations.auth import ServicePrincipal
-
         user = request.user
-        if isinstance(user, ServicePrincipal):
+        if is_service(user):
             self.scope, self.ident = "service", f"token-{user.token.pk}"
         elif getattr(user, "is_authenticated", False):
             self.scope, self.ident = "user", f"user-{user.pk}"

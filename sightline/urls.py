@@ -14,6 +14,7 @@ urlpatterns = [
     path("monitoring/", include("monitoring.urls")),
     path("fhir/", include("monitoring.fhir_urls")),
     path("", include("models_registry.page_urls")),
+    path("", include("explanations.page_urls")),
     path("", include("clinician_ui.urls")),
 ]
 

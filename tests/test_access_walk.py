@@ -29,11 +29,12 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from explanations.models import CohortJob, Patient, Prediction
+from explanations.models import CohortJob
+from patients.models import Patient, Prediction
 
 ROLES = ("anonymous", "alice", "bob", "charlie", "auditor", "service")
 PEOPLE = ("alice", "bob", "charlie", "auditor")
-# Units each role may see (clinician_ui.access.visible_units).
+# Units each role may see (patients.access.visible_units).
 SEES = {"alice": {"MICU"}, "bob": {"CCU"}, "charlie": {"MICU", "CCU"}, "auditor": {"MICU", "CCU"}}
 
 PATIENTS = {
@@ -162,7 +163,8 @@ EXPECTATIONS: dict[str, Expect] = {
         post={"anonymous": 401, "service": 403, "other": 404, "own": {200, 400, 422}},
         post_body={"changes": {}},
     ),
-    "job-detail": Expect({**PERSON_API, **person(200)}),
+    # The job API answers as the job page does (accounts.permissions.may_run_cohort_jobs): admins only.
+    "job-detail": Expect({**PERSON_API, **person(403, charlie=200)}),
     "cohort-summary": Expect({**PERSON_API, **person({200, 404})}, query="model={model}&unit=MICU"),
     # registry API and pages (model cards hold no patient data: any signed-in person)
     # An admin's session or admin API token; a scoring-service token is refused.
@@ -227,7 +229,7 @@ ADMIN_SITE = {
 ADMIN_CATCH_ALL = "admin/(?P<url>.*)$"
 ADMIN_MODEL_VIEWS = ("changelist", "add", "history", "delete", "change", "object")
 # Models whose rows admins read in the admin (the append-only records): view, never change.
-ADMIN_READABLE = {"clinician_ui.alertaction", "clinician_ui.auditevent"}
+ADMIN_READABLE = {"patients.alertaction", "patients.auditevent"}
 
 
 def admin_model_views() -> dict[str, tuple[str, str]]:

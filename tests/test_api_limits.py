@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
 
-from explanations.models import Prediction
+from patients.models import Prediction
 
 
 @pytest.mark.django_db

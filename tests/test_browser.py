@@ -14,14 +14,13 @@ import pytest
 from django.utils import timezone
 
 from clinician_ui.exports import patient_pseudonym
-from clinician_ui.models import AlertAction, AuditEvent
 from clinician_ui.tests.factories import (
     feature_payload,
     model_version_create,
     patient_create,
     prediction_create,
 )
-from explanations.models import Alert
+from patients.models import Alert, AlertAction, AuditEvent
 from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ import threading
 import pytest
 from django.db import connection
 
-from explanations.models import Patient, Prediction
 from explanations.services import prediction_ingest_many
+from patients.models import Patient, Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

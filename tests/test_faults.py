@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from explanations.models import Explanation, Prediction
+from explanations.models import Explanation
+from patients.models import Prediction
 from tests.fixtures.worker import point_celery_at, start_worker, stop_worker, worker_log
 
 pytestmark = pytest.mark.worker

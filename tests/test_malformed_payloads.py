@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
+from explanations.models import Explanation
+from patients.models import Alert, Encounter, Patient, Prediction
 
 # (case id, how to break a valid payload, expected status)
 # A "mutator" takes a deep copy of a valid payload and returns the body to send: a dict/list is

@@ -24,7 +24,7 @@ def test_existing_current_scores_get_what_the_worklist_reads_on_migrating():
     from django.utils import timezone
 
     from clinician_ui.tests.factories import model_version_create
-    from explanations.models import Alert, CurrentScore
+    from patients.models import Alert, CurrentScore
 
     before = [("explanations", "0003_current_score")]
     executor = MigrationExecutor(connection)

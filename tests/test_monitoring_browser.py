@@ -24,9 +24,8 @@ def two_days(transactional_db, model_version, prediction_payload, charlie):
     MICU patients' sodium reads SHIFT mmol/L higher. Two alerts get an override, one is accepted."""
     from django.core.cache import cache
 
-    from clinician_ui.models import AlertAction
-    from explanations.models import Alert
     from explanations.services import prediction_ingest_many
+    from patients.models import Alert, AlertAction
 
     cache.clear()
     payloads = []

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from explanations.models import Alert
+from patients.models import Alert
 
 MAX_EXAMPLES = 25
 CHECKS = [

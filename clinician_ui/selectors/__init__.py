@@ -1,6 +1,6 @@
 """Reads for the clinician pages: `worklist` (the worklist and its live JSON) and `score` (one
 score's page: explanation, feature table, earlier scores, actions). Every read starts from
-clinician_ui.access; the views add nothing but rendering."""
+patients.access; the views add nothing but rendering."""
 
 from .score import (
     FeatureRow,
@@ -16,11 +16,9 @@ from .score import (
     score_detail_get,
     score_page_get,
 )
-from .worklist import ALERT_TIERS, TIERS, WORKLIST_PAGE_SIZE, Page, Worklist, worklist_get, worklist_units
+from .worklist import WORKLIST_PAGE_SIZE, Page, Worklist, worklist_get, worklist_units
 
 __all__ = [
-    "ALERT_TIERS",
-    "TIERS",
     "WORKLIST_PAGE_SIZE",
     "FeatureRow",
     "Page",

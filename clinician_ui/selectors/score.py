@@ -1,15 +1,16 @@
 """Reads for one score's page (the alert and score pages, and the waterfall's JSON): the
 explanation with its feature table, the patient's earlier scores and the alert's actions.
 
-The prediction is read through clinician_ui.access by the view; the earlier scores start from it too."""
+The prediction is read through patients.access by the view; the earlier scores start from it too."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 
-from explanations.models import Alert, Explanation, Prediction
+from explanations.models import Explanation
 from models_registry.models import ModelFeature
+from patients.models import Alert, AlertAction, Prediction
 
 from ..explanation_parts import (
     SimilarPart,
@@ -21,7 +22,6 @@ from ..explanation_parts import (
 )
 from ..history import EARLIER_SCORES, FeatureTrend, earlier_scores, feature_trend
 from ..history import observed_at_parse as _observed_at
-from ..models import AlertAction
 
 
 @dataclass
@@ -140,7 +140,7 @@ def safe_url(url) -> str:
 
 
 def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> ScoreDetail:
-    """A prediction (already checked by clinician_ui.access) with its explanation and feature table.
+    """A prediction (already checked by patients.access) with its explanation and feature table.
 
     Rows are in model input order until the explanation is ready, then by |contribution|."""
     # engine.treeshap imports shap (and numba): loaded on first use, not at URL import.

@@ -1,6 +1,6 @@
 """Reads for the worklist page and the JSON its background refresh polls.
 
-Every queryset starts from clinician_ui.access, so a user only ever reads patients of their own
+Every queryset starts from patients.access, so a user only ever reads patients of their own
 units; the views add nothing but rendering."""
 
 from dataclasses import dataclass, field
@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from explanations.models import TIER_ORDER, Alert, CurrentScore, Explanation, Patient, Prediction
+from accounts import permissions
+from engine.tiers import TIERS, Tier
+from explanations.models import Explanation
+from patients import access
+from patients.models import TIER_ORDER, Alert, CurrentScore, Patient, Prediction
 
-from .. import access
 from ..history import Trend, trends_for_patients
-
-ALERT_TIERS = ("high", "medium")
-TIERS = ("high", "medium", "low")
 
 # Rows per worklist page, for the alerts and for the low-tier list each.
 WORKLIST_PAGE_SIZE = 100
@@ -138,17 +138,17 @@ class Worklist:
 
     @property
     def shows_alerts(self) -> bool:
-        return self.tier != "low"
+        return self.tier != Tier.LOW
 
     @property
     def shows_low(self) -> bool:
         # Low-tier patients have no alert, so a state filter shows alerts only.
-        return self.tier in (None, "low") and self.state is None
+        return self.tier in (None, Tier.LOW) and self.state is None
 
 
 def worklist_units(user) -> list[str]:
     """The units a user may filter on: their own, or every unit with a patient for admins/auditors."""
-    units = access.visible_units(user)
+    units = permissions.visible_units(user)
     if units is None:
         units = Patient.objects.order_by("unit").values_list("unit", flat=True).distinct()
     return sorted(set(units))
@@ -209,7 +209,7 @@ def worklist_get(
 
     if data.shows_low:
         data.low, data.low_page = _paged(
-            current.filter(tier="low"),
+            current.filter(tier=Tier.LOW),
             order=_LOW_ORDER,
             key="prediction_id",
             rows=access.predictions_for_user(user)

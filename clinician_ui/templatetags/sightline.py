@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from clinician_ui import access
+from accounts import permissions
 
 register = template.Library()
 
@@ -73,12 +73,12 @@ def points(value) -> str:
 
 @register.simple_tag
 def user_role(user) -> str:
-    return access.user_role(user) or "no role"
+    return permissions.user_role(user) or "no role"
 
 
 @register.simple_tag
 def user_units(user) -> str:
-    units = access.visible_units(user)
+    units = permissions.visible_units(user)
     if units is None:
         return "all units"
     return ", ".join(units) if units else "no unit assigned"
@@ -167,4 +167,4 @@ def model_card_url(version) -> str:
 
 @register.simple_tag
 def may_read_audit(user) -> bool:
-    return access.may_read_audit(user)
+    return permissions.may_read_audit(user)

@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from explanations.models import Alert, Explanation, Patient, Prediction
+from explanations.models import Explanation
 from explanations.services.current import patient_current_advance
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from patients.models import Alert, Patient, Prediction
 
 _seq = itertools.count(1)
 

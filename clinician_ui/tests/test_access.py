@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from clinician_ui.models import AlertView, AuditEvent
+from patients.models import AlertView, AuditEvent
 
 from .factories import prediction_create
 

@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from clinician_ui.models import AlertAction, AlertView, AppendOnlyError
-from explanations.models import Alert
+from common.models import AppendOnlyError
+from patients.models import Alert, AlertAction, AlertView
 
 from .factories import prediction_create
 

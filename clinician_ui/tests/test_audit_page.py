@@ -8,7 +8,7 @@ from django.db import connection
 from django.urls import reverse
 
 from clinician_ui.audit_log import PAGE_SIZE
-from clinician_ui.models import AuditEvent
+from patients.models import AuditEvent
 
 from .factories import prediction_create
 

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinician_ui.exports import COLUMN_NAMES, patient_pseudonym
-from clinician_ui.models import AlertAction, AuditEvent
 from clinician_ui.services import alert_action_record
-from explanations.models import Encounter, Explanation, Outcome, Prediction
+from explanations.models import Explanation
+from patients.models import AlertAction, AuditEvent, Encounter, Outcome, Prediction
 
 from .factories import prediction_create
 

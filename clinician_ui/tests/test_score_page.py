@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from clinician_ui.models import AuditEvent
 from engine.treeshap import probability_points
 from explanations.models import Explanation
+from patients.models import AuditEvent
 
 from .factories import BASE_VALUE, prediction_create
 

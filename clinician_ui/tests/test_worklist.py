@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from explanations.models import Alert
+from patients.models import Alert
 
 from .factories import patient_create, prediction_create
 
@@ -163,7 +163,7 @@ def test_a_back_filled_older_score_does_not_replace_the_current_one(
     charlie_client, model_version, prediction_payload, service_client
 ):
     """Through ingest: the current score is the latest scored_at, whatever the arrival order."""
-    from explanations.models import CurrentScore
+    from patients.models import CurrentScore
 
     payload = prediction_payload(9, scored_at="2026-02-01T00:00:00Z")  # a high-tier patient
     later = service_client.post("/api/v1/predictions/", payload, format="json").json()
@@ -185,7 +185,7 @@ def test_the_current_score_moves_with_what_the_lists_read_from_its_prediction_an
 ):
     """Through ingest, single and bulk: the unit, bed, tier, risk and alert the lists filter and
     sort on are the current prediction's and its alert's, and move only forward with the pointer."""
-    from explanations.models import Alert, CurrentScore
+    from patients.models import Alert, CurrentScore
 
     high = prediction_payload(9, scored_at="2026-02-01T00:00:00Z")  # a high-tier patient
     stored = service_client.post("/api/v1/predictions/", high, format="json").json()
@@ -240,8 +240,8 @@ def test_an_action_moves_the_alert_between_state_filters(alice_client, ui_model_
 
 def test_a_bulk_refresh_finds_the_current_scores_ingest_kept(ui_model_version):
     """patients_current_refresh (bulk writers, benchmarks) copies the same values as ingest."""
-    from explanations.models import CurrentScore
     from explanations.services.current import patients_current_refresh
+    from patients.models import CurrentScore
 
     patient = patient_create(unit="MICU")
     prediction_create(

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from explanations.models import Alert, Explanation, Prediction
+from explanations.models import Explanation
+from patients.models import Alert, Prediction
 
 from .factories import engine_results_set, patient_create, prediction_create
 

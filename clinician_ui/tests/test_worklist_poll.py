@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from clinician_ui.models import AuditEvent
-from explanations.models import Alert, Explanation
+from explanations.models import Explanation
+from patients.models import Alert, AuditEvent
 
 from .factories import engine_results_set, prediction_create
 

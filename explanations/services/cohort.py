@@ -48,9 +48,9 @@ from explanations.models import (
     CohortJobChunk,
     CohortSample,
     Explanation,
-    Prediction,
 )
 from models_registry.models import ModelVersion
+from patients.models import Prediction
 
 log = logging.getLogger(__name__)
 

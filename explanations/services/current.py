@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 
-from explanations.models import Alert, CurrentScore, Patient, Prediction
+from patients.models import Alert, CurrentScore, Patient, Prediction
 
 # Insert the patient's current score, or move it to this score if this one is later (later
 # scored_at, or the same scored_at and a higher id: the worklist's order), with what the worklist

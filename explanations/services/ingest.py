@@ -7,7 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
-from explanations.models import Prediction
+from patients.models import Prediction
 from sightline.api_errors import ApiError
 
 from . import storage

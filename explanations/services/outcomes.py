@@ -5,7 +5,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
-from explanations.models import Encounter, Outcome
+from patients.models import Encounter, Outcome
 from sightline.api_errors import ApiError
 
 from .validation import iso

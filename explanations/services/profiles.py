@@ -95,7 +95,8 @@ def version_profile_build(*, version: ModelVersion) -> VersionProfile:
     """Build the version's profile once; return it (ready or failed). Idempotent and safe to call
     from several processes: the first takes a row lock and builds, the others wait and read it.
 
-    The registry may call this at registration; workers call it lazily on first need.
+    Queued when the registry announces a version (explanations.receivers), by the sweep for a
+    version still without one, and run lazily by the first explanation that needs it.
     """
     from models_registry.serving import serving_model
 
@@ -135,6 +136,16 @@ def version_profile_build(*, version: ModelVersion) -> VersionProfile:
         profile.built_at = timezone.now()
         profile.save()
     return profile
+
+
+def versions_without_profile() -> list[int]:
+    """Ids of the versions in production or candidacy whose profile was never built (the queued
+    build at registration was lost, e.g. to a broker outage): the sweep queues their build."""
+    return list(
+        ModelVersion.objects.exclude(status=ModelVersion.Status.RETIRED)
+        .filter(explanation_profile__isnull=True)
+        .values_list("pk", flat=True)
+    )
 
 
 def version_profile_loaded(version: ModelVersion) -> engine.LoadedProfile:

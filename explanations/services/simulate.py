@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.db import transaction
 
-from explanations.models import Patient, Prediction
 from models_registry.models import ModelVersion
+from patients.models import Patient, Prediction
 
 from .current import patients_current_refresh
 

@@ -18,13 +18,13 @@ from django.db.models import Max
 from django.utils import timezone
 from rest_framework import status
 
-from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
+from engine.tiers import raises_alert
+from explanations.models import Explanation
+from patients.models import Alert, Encounter, Patient, Prediction
 from sightline.api_errors import ApiError
 
 from .current import patients_current_advance
 from .validation import Item
-
-ALERT_TIERS = ("medium", "high")
 
 
 class Raced(Exception):
@@ -179,7 +179,7 @@ def chunk_store(items: list[Item], *, source: str, simulated: bool) -> Stored:
         [
             Alert(prediction=p, patient_id=p.patient_id, unit=p.unit, tier=p.tier, risk=p.risk)
             for p in predictions
-            if p.tier in ALERT_TIERS
+            if raises_alert(p.tier)
         ]
     )
     # Last, once the alerts exist: the pointer copies each current score's alert with it.

@@ -14,9 +14,9 @@ import numpy as np
 from rest_framework import status
 
 from engine import treeshap as core
-from explanations.models import Prediction
 from explanations.payloads import prediction_shape_check
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from patients.models import Prediction
 from sightline.api_errors import ApiError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import numpy as np
 from rest_framework import status
 
 from engine import treeshap as core
-from explanations.models import Prediction
+from patients.models import Prediction
 from sightline.api_errors import ApiError
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the explanations tests."""
 
-from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
+from explanations.models import Explanation
+from patients.models import Alert, Encounter, Patient, Prediction
 
 
 def stored_counts() -> dict[str, int]:

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from explanations.models import Alert, Explanation, Patient, Prediction
+from explanations.models import Explanation
 from explanations.tests.helpers import stored_counts
+from patients.models import Alert, Patient, Prediction
 
 URL = "/api/v1/predictions/bulk/"
 

@@ -12,9 +12,10 @@ from django.conf import settings
 from engine import cohort
 from engine import treeshap as core
 from explanations import services
-from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk, Prediction
+from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk
 from explanations.services.simulate import predictions_resampled_create
 from models_registry.serving import serving_model
+from patients.models import Prediction
 from tests.fixtures import worker
 
 pytestmark = pytest.mark.worker

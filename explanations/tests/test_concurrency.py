@@ -5,8 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from explanations.models import Encounter, Patient, Prediction
 from explanations.services import ingest, prediction_ingest
+from patients.models import Encounter, Patient, Prediction
 from sightline.api_errors import ApiError
 
 pytestmark = pytest.mark.django_db(transaction=True)

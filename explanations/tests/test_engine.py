@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
-from clinician_ui.models import AuditEvent
 from engine import cohort
 from engine import treeshap as core
 from explanations import services
@@ -22,11 +21,11 @@ from explanations.models import (
     CohortJobChunk,
     CohortSample,
     Explanation,
-    Prediction,
     VersionProfile,
 )
 from explanations.services.profiles import version_profile_loaded
 from models_registry.serving import serving_model
+from patients.models import AuditEvent, Prediction
 
 pytestmark = pytest.mark.django_db
 

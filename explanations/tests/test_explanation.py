@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from clinician_ui.models import AuditEvent
 from engine.treeshap import ADDITIVITY_TOLERANCE, explain
 from explanations import services
-from explanations.models import Explanation, Prediction
+from explanations.models import Explanation
 from explanations.tasks import explanation_compute_task, explanation_sweep
 from models_registry.services import artifact_store_path
 from models_registry.serving import serving_cache_clear, serving_model
+from patients.models import AuditEvent, Prediction
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,11 @@ import pytest
 from django.test import Client
 
 from engine.treeshap import sigmoid
-from explanations.models import Alert, Encounter, Explanation, Patient, Prediction
+from explanations.models import Explanation
 from explanations.services import prediction_ingest
 from explanations.tests.helpers import NOTHING, stored_counts
 from models_registry.serving import serving_model
+from patients.models import Alert, Encounter, Patient, Prediction
 from sightline.api_errors import ApiError
 
 URL = "/api/v1/predictions/"

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import OperationalError
 
-from explanations.auth import hash_key
-from explanations.models import ServiceToken
+from accounts.auth import hash_key
+from accounts.models import ServiceToken
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from explanations.models import Outcome
+from patients.models import Outcome
 
 URL = "/api/v1/outcomes/"
 

@@ -7,7 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from models_registry.models import ApiToken, ModelVersion, RegisteredModel
+from accounts.models import ApiToken
+from models_registry.models import ModelVersion, RegisteredModel
 from models_registry.tests.test_upload import URL, _zip
 
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from clinician_ui.models import AppendOnlyError
+from common.models import AppendOnlyError
 from engine import checks
 from models_registry import demo_rhc
 from models_registry.bundle import CHALLENGER_TRUSTED_TYPES

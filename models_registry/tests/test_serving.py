@@ -40,7 +40,8 @@ def test_encode_and_predict_reproduce_expected_risk(model_version):
 
 def _three_inputs(model_format: str = "xgboost", handles_missing: bool = True):
     from models_registry.formats import TreeModel
-    from models_registry.serving import ServingModel, _FeatureCodec
+    from engine.encoding import Codec
+    from models_registry.serving import ServingModel
 
     return ServingModel(
         version_id=0,
@@ -49,9 +50,9 @@ def _three_inputs(model_format: str = "xgboost", handles_missing: bool = True):
         background=np.zeros((1, 3)),
         reference=None,
         codecs=[
-            _FeatureCodec("lactate", "numeric", []),
-            _FeatureCodec("dnr", "binary", []),
-            _FeatureCodec("cancer", "categorical", ["No", "Yes", "Metastatic"]),
+            Codec("lactate", "numeric", []),
+            Codec("dnr", "binary", []),
+            Codec("cancer", "categorical", ["No", "Yes", "Metastatic"]),
         ],
     )
 

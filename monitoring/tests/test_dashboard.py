@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 
-from clinician_ui.models import AlertAction
-from explanations.models import Alert, Prediction
 from explanations.services import outcome_record, prediction_ingest_many
 from models_registry.serving import serving_model
 from monitoring import selectors, services
 from monitoring.selectors import Slice
 from monitoring.tasks import monitoring_refresh
+from patients.models import Alert, AlertAction, Prediction
 
 pytestmark = pytest.mark.urls("monitoring.tests.urls")
 

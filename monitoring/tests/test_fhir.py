@@ -5,8 +5,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from clinician_ui.models import AuditEvent
-from explanations.models import Prediction
+from patients.models import AuditEvent, Prediction
 
 pytestmark = pytest.mark.urls("monitoring.tests.urls")
 

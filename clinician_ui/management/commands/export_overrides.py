@@ -13,7 +13,7 @@ from clinician_ui.exports import (
     overrides_queryset,
     parquet_write,
 )
-from clinician_ui.models import AlertAction, AuditEvent
+from patients.models import AlertAction, AuditEvent
 
 
 class Command(BaseCommand):

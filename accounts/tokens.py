@@ -1,17 +1,23 @@
 """Admin API tokens: `Authorization: Token <key>` authenticating as a person (an admin), so that a
 training job can `POST /api/v1/models/` without a browser session. Only the key's sha256 is stored.
 
-Scoring-service tokens (explanations.auth) use the same header; explanations.auth looks a key up
+Scoring-service tokens (accounts.auth) use the same header; accounts.auth looks a key up
 among service tokens first and then here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from django.utils import timezone
 
-from models_registry.models import ApiToken
+from .models import ApiToken
+from .permissions import may_hold_api_token
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiTokenRefused(Exception):
@@ -20,12 +26,9 @@ class ApiTokenRefused(Exception):
 
 def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
     """Create a token for an admin and return it with its key; the key is shown once, never stored."""
-    from explanations.auth import hash_key
-    from models_registry.services import is_admin
-
     if not user.is_active:
         raise ApiTokenRefused(f"User '{user.get_username()}' is inactive.")
-    if not is_admin(user):
+    if not may_hold_api_token(user):
         raise ApiTokenRefused(
             f"User '{user.get_username()}' is not an admin; API tokens are issued to admins only."
         )

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from explanations.auth import service_token_create
-from explanations.models import ServiceToken
+from accounts.auth import service_token_create
+from accounts.models import ServiceToken
 
 
 class Command(BaseCommand):

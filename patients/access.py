@@ -1,35 +1,18 @@
-"""Who may see which patient. Every view and API endpoint that shows patient data goes through here.
+"""The one guard for patient rows. Every view and API endpoint that shows patient data goes
+through here, and every view of a patient is recorded here (audit_view).
 
-A clinician sees the units on their profile; an admin (or a Django superuser) and an auditor
-see every unit; anyone else, including a scoring-service token, sees no patient.
-Objects outside a user's units answer 404, not 403, so their existence is not disclosed.
+Which units a user sees is decided in accounts.permissions.visible_units: a clinician sees the
+units on their profile; an admin and an auditor see every unit; anyone else, including a
+scoring-service token, sees no patient. Objects outside a user's units answer 404, not 403, so
+their existence is not disclosed.
 """
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from explanations.models import Alert, CurrentScore, Patient, Prediction
+from accounts.permissions import visible_units
 
-from .models import AlertAction, AuditEvent, Profile
-
-
-def user_role(user) -> str | None:
-    if not getattr(user, "is_authenticated", False) or not hasattr(user, "_meta"):
-        return None
-    if user.is_superuser:
-        return Profile.Role.ADMIN
-    profile = getattr(user, "profile", None)
-    return profile.role if profile else None
-
-
-def visible_units(user) -> list[str] | None:
-    """The unit codes the user may see; None means every unit, [] means none."""
-    role = user_role(user)
-    if role in (Profile.Role.ADMIN, Profile.Role.AUDITOR):
-        return None
-    if role == Profile.Role.CLINICIAN:
-        return list(user.profile.units)
-    return []
+from .models import Alert, AlertAction, AuditEvent, CurrentScore, Patient, Prediction
 
 
 def _restrict(queryset: QuerySet, user, field: str = "unit") -> QuerySet:
@@ -59,11 +42,6 @@ def current_scores_for_user(user) -> QuerySet[CurrentScore]:
 def alert_actions_for_user(user) -> QuerySet[AlertAction]:
     """Actions on the alerts of the user's units (the outcome-study export reads these)."""
     return _restrict(AlertAction.objects.all(), user, field="alert__unit")
-
-
-def may_read_audit(user) -> bool:
-    """Auditors and admins read the audit log and export clinicians' actions for outcome studies."""
-    return user_role(user) in (Profile.Role.ADMIN, Profile.Role.AUDITOR)
 
 
 def prediction_for_user(user, prediction_id: int) -> Prediction:

@@ -7,7 +7,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from clinician_ui.models import Profile
+from accounts.models import Profile
 
 User = get_user_model()
 

@@ -9,8 +9,9 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 
 from explanations import services
-from explanations.models import CohortAggregate, CohortJob, CohortJobChunk, Prediction
+from explanations.models import CohortAggregate, CohortJob, CohortJobChunk
 from explanations.services import cohort_job_create
+from patients.models import Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,7 @@ def test_admin_action_creates_runs_and_shows_the_job(scored, admin_client):
     assert '<progress id="job-progress" max="3" value="3"' in text
     assert "3 of 3 chunks, 7 of 7 rows" in text
     assert f'data-url="/api/v1/jobs/{job.pk}/"' in text and "data-ended" in text
-    assert "models_registry/job.js" in text
+    assert "explanations/job.js" in text
 
     api = admin_client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (api["status"], api["chunks_done"], api["chunks_total"], api["rows_done"]) == ("done", 3, 3, 7)
@@ -113,6 +114,21 @@ def test_only_admins_see_the_job_page(scored, alice_client, auditor_client, clie
     assert auditor_client.get(url).status_code == 403
     anonymous = client.get(url)
     assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/?next=")
+
+
+def test_the_job_api_answers_every_role_as_the_job_page_does(
+    scored, alice_client, auditor_client, charlie_client, service_client
+):
+    """One rule (accounts.permissions.may_run_cohort_jobs) for the page and the API: a clinician or
+    an auditor reading /api/v1/jobs/<id>/ was answered 200 while the page answered them 403."""
+    job = cohort_job_create(version=scored, chunk_size=3)
+    answers = {
+        who: (c.get(f"/jobs/{job.pk}/").status_code, c.get(f"/api/v1/jobs/{job.pk}/").status_code)
+        for who, c in {"alice": alice_client, "auditor": auditor_client, "charlie": charlie_client}.items()
+    }
+
+    assert answers == {"alice": (403, 403), "auditor": (403, 403), "charlie": (200, 200)}
+    assert service_client.get(f"/api/v1/jobs/{job.pk}/").status_code == 403
 
 
 def test_missing_job_is_404(db, charlie_client):

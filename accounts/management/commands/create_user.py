@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from clinician_ui.models import Profile
+from accounts.models import Profile
 
 
 def parse_units(raw: str) -> list[str]:

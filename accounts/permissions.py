@@ -1,0 +1,110 @@
+"""Every role decision in Sightline. Views, API views, admins and templates ask here; nothing else
+reads a user's role.
+
+Roles: a clinician works in the units on their profile; an admin (or a Django superuser) manages the
+registry, monitoring and cohort jobs and sees every unit; an auditor reads every unit and the audit
+log but acts on nothing. A scoring service (ServicePrincipal) is authenticated but is no person: it
+may post predictions and outcomes and read nothing.
+
+Which patient rows a user sees is patients.access's job; it asks visible_units() here.
+"""
+
+from rest_framework import permissions
+
+from .models import Profile
+from .principals import ServicePrincipal
+
+Role = Profile.Role
+
+
+def user_role(user) -> str | None:
+    """The user's role, or None for an anonymous user, a service, or a user with no profile."""
+    if not is_person(user):
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    profile = getattr(user, "profile", None)
+    return profile.role if profile else None
+
+
+def is_person(user) -> bool:
+    """A signed-in person (a user account), as opposed to a scoring service or nobody."""
+    return bool(getattr(user, "is_authenticated", False)) and hasattr(user, "_meta")
+
+
+def is_service(user) -> bool:
+    return isinstance(user, ServicePrincipal)
+
+
+def is_admin(user) -> bool:
+    return user_role(user) == Role.ADMIN
+
+
+def visible_units(user) -> list[str] | None:
+    """The unit codes the user may see; None means every unit, [] means none."""
+    role = user_role(user)
+    if role in (Role.ADMIN, Role.AUDITOR):
+        return None
+    if role == Role.CLINICIAN:
+        return list(user.profile.units)
+    return []
+
+
+def may_act_on_alerts(user) -> bool:
+    """Clinicians and admins acknowledge, accept, dismiss and escalate alerts; auditors only read."""
+    return user_role(user) in (Role.CLINICIAN, Role.ADMIN)
+
+
+def may_read_audit(user) -> bool:
+    """Auditors and admins read the audit log and export clinicians' actions for outcome studies."""
+    return user_role(user) in (Role.ADMIN, Role.AUDITOR)
+
+
+def may_manage_registry(user) -> bool:
+    """Register, promote (and override the gate), and retire model versions."""
+    return is_admin(user)
+
+
+def may_view_monitoring(user) -> bool:
+    """The drift, performance and alert-burden dashboards and their JSON."""
+    return is_admin(user)
+
+
+def may_run_cohort_jobs(user) -> bool:
+    """Start a cohort recompute and read its progress, on the page and over the API alike."""
+    return is_admin(user)
+
+
+def may_hold_api_token(user) -> bool:
+    """Personal API tokens (for a training job's model upload) are issued to active admins only."""
+    return bool(getattr(user, "is_active", False)) and is_admin(user)
+
+
+class IsPerson(permissions.BasePermission):
+    """DRF: a signed-in person; a scoring-service token sees no patient data."""
+
+    message = "Patient data needs a signed-in user; a scoring-service token may only post."
+
+    def has_permission(self, request, view) -> bool:
+        return is_person(request.user)
+
+
+class IsServiceToken(permissions.BasePermission):
+    message = "This endpoint takes a scoring-service token (Authorization: Token ...)."
+
+    def has_permission(self, request, view) -> bool:
+        return is_service(request.user)
+
+
+class IsRegistryAdmin(permissions.BasePermission):
+    message = "Only an admin may register models."
+
+    def has_permission(self, request, view) -> bool:
+        return may_manage_registry(request.user)
+
+
+class MayRunCohortJobs(permissions.BasePermission):
+    message = "Cohort recompute jobs are for admins."
+
+    def has_permission(self, request, view) -> bool:
+        return may_run_cohort_jobs(request.user)
