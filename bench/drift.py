@@ -174,9 +174,9 @@ def _seed(version, *, units: int, beds: int, days: int, start) -> int:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
+    from demo import rhc as demo_rhc
     from engine import treeshap as core
     from explanations.models import Explanation
-    from models_registry import demo_rhc
     from models_registry.serving import serving_model
     from patients.models import Alert, AlertAction, Encounter, Outcome, Patient, Prediction
 
@@ -389,7 +389,7 @@ def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
     print(f"   Celery task, year summary computed from the database (cold): {cold:.2f} s, "
           f"{summary['n_current']:,} scores streamed; peak RSS {_peak_mb():.0f} MB")  # fmt: skip
 
-    with override_settings(ROOT_URLCONF="monitoring.tests.urls", ALLOWED_HOSTS=["testserver"]):
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
         from django.contrib.auth import get_user_model
 
         admin = get_user_model().objects.get(username="bench-admin")
@@ -438,7 +438,7 @@ def main() -> None:
     if args.worker:
         drift_worker(args.worker, args.rows, args.frames_dir)
         return
-    from models_registry.training import train_demo_bundle
+    from demo.training import train_demo_bundle
 
     bundle_dir = Path(tempfile.gettempdir()) / "sightline_bench_drift_bundle"
     if not (bundle_dir / "bundle.yaml").exists():

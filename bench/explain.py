@@ -185,15 +185,15 @@ def main() -> None:
 
     from accounts.auth import service_token_create
     from accounts.models import Profile
+    from demo.rhc import scoring_payloads
+    from demo.simulate import predictions_resampled_create
+    from demo.training import train_demo_bundle
     from engine import treeshap as core
     from explanations.models import CohortJob, CohortJobChunk, Explanation
     from explanations.services import cohort_job_create, cohort_job_run, version_profile_build
     from explanations.services.cohort import EXPLAIN_BATCH
-    from explanations.services.simulate import predictions_resampled_create
-    from models_registry.demo_rhc import scoring_payloads
     from models_registry.services import model_register
     from models_registry.serving import serving_model
-    from models_registry.training import train_demo_bundle
     from patients.models import Prediction
 
     print(

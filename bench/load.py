@@ -184,8 +184,8 @@ def main() -> None:
     import django
 
     django.setup()
+    from demo import rhc as demo_rhc
     from explanations.models import Explanation
-    from models_registry import demo_rhc
     from patients.models import Prediction
 
     payloads = list(demo_rhc.scoring_payloads(model_name="icu-mortality-30d"))

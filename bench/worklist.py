@@ -49,10 +49,10 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from clinician_ui.tests.factories import contributions_for, model_version_create
     from explanations.models import Explanation
     from explanations.services.current import patients_current_refresh
     from patients.models import Alert, Patient, Prediction
+    from tests.fixtures.factories import contributions_for, model_version_create
 
     rng = np.random.default_rng(seed_value)
     version = model_version_create(name="bench-synthetic-worklist")

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
+from common.timestamps import iso_utc
 from explanations.models import Explanation
 from models_registry.models import ModelFeature
 from patients.models import AlertAction
@@ -208,7 +209,7 @@ def _csv_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):

@@ -37,7 +37,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from explanations.timestamps import TimestampError, aware_timestamp
+from common.timestamps import TimestampError, aware_timestamp
 
 
 def _text(max_length: int, *, blank: bool = False, strip: bool = True) -> Any:

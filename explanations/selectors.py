@@ -2,7 +2,10 @@
 
 from django.urls import reverse
 
+from common.timestamps import iso_utc
+from models_registry.selectors import version_lookup
 from patients.models import Prediction
+from sightline.api_errors import ApiError
 
 from .models import Explanation
 
@@ -52,10 +55,6 @@ def prediction_body(prediction: Prediction) -> dict:
     }
 
 
-def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def explanation_body(prediction: Prediction) -> dict:
     """A prediction's stored explanation (CONTRACT.md section 2, GET .../explanation/).
 
@@ -91,7 +90,7 @@ def explanation_body(prediction: Prediction) -> dict:
         "status": explanation.status if explanation else Explanation.Status.PENDING,
         "error": (explanation.error or None) if explanation else None,
         "model": {"name": version.registered_model.name, "version": version.version},
-        "scored_at": _iso(prediction.scored_at),
+        "scored_at": iso_utc(prediction.scored_at),
         "risk": prediction.risk,
         "margin": prediction.margin,
         "tier": prediction.tier,
@@ -104,7 +103,7 @@ def explanation_body(prediction: Prediction) -> dict:
             "size": explanation.background_size if ready else version.background_size,
             "description": version.background_description,
         },
-        "computed_at": _iso(explanation.finished_at) if ready else None,
+        "computed_at": iso_utc(explanation.finished_at) if ready else None,
         "features": features,
         # The model abstains: the UI shows abstain_reason instead of a confident risk.
         "abstain": explanation.abstain if ready else None,
@@ -215,13 +214,7 @@ def cohort_summary(
 
 def version_for_cohort(*, name: str, version: int | None):
     """The named model's version (the production one when none is given); 400 naming the field."""
-    from models_registry.models import ModelVersion
-    from sightline.api_errors import ApiError
-
-    versions = ModelVersion.objects.select_related("registered_model").filter(registered_model__name=name)
-    found = (
-        versions.filter(version=version).first() if version else versions.filter(status="production").first()
-    )
+    found = version_lookup(name=name, version=version or None)
     if found is None:
         field = "version" if version else "model"
         raise ApiError(

@@ -4,13 +4,14 @@ A posted prediction's shape is checked in explanations.payloads (pydantic: bulk 
 up to 10,000 of them per request).
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from explanations import timestamps
+from common import timestamps
+from common.timestamps import iso_utc
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -18,7 +19,7 @@ class AwareDateTimeField(serializers.Field):
     """An ISO-8601 timestamp that carries its time zone ("Z" or "+01:00"); returned in UTC.
 
     DRF's DateTimeField quietly reads a naive timestamp in the server's zone; this one follows
-    explanations.timestamps, as the prediction payloads do.
+    common.timestamps, as the prediction payloads do.
     """
 
     default_error_messages = {"invalid": timestamps.INVALID, "naive": timestamps.NAIVE}
@@ -32,7 +33,7 @@ class AwareDateTimeField(serializers.Field):
             self.fail(exc.code)
 
     def to_representation(self, value: datetime) -> str:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_utc(value)
 
 
 class StrictCharField(serializers.CharField):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
+from common.timestamps import iso_utc
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 
 # charts.json is a pure function of an immutable version: cached per version and bundle digest.
@@ -42,6 +43,22 @@ def model_list() -> QuerySet[RegisteredModel]:
     )
 
 
+def version_lookup(
+    *, name: str | None = None, model: RegisteredModel | None = None, version: int | None = None
+) -> ModelVersion | None:
+    """The one name -> version lookup: version `version` of the model (by name or object), or its
+    production version when no number is given; None when there is no such version."""
+    versions = ModelVersion.objects.select_related("registered_model")
+    versions = (
+        versions.filter(registered_model=model)
+        if model is not None
+        else versions.filter(registered_model__name=name)
+    )
+    if version is None:
+        return versions.filter(status=ModelVersion.Status.PRODUCTION).first()
+    return versions.filter(version=version).first()
+
+
 def model_version_get(*, name: str, version: int) -> ModelVersion:
     try:
         return (
@@ -55,10 +72,6 @@ def model_version_get(*, name: str, version: int) -> ModelVersion:
 
 def _username(user) -> str | None:
     return user.get_username() if user is not None else None
-
-
-def _iso(moment) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _feature(feature: ModelFeature) -> dict:
@@ -156,9 +169,9 @@ def model_card(version: ModelVersion) -> dict:
         "version": version.version,
         "status": version.status,
         "model_format": version.model_format,
-        "registered_at": _iso(version.registered_at),
+        "registered_at": iso_utc(version.registered_at),
         "registered_by": _username(version.registered_by),
-        "promoted_at": _iso(version.promoted_at),
+        "promoted_at": iso_utc(version.promoted_at),
         "promoted_by": _username(version.promoted_by),
         "intended_use": str(spec.get("intended_use") or ""),
         "outcome": version.registered_model.outcome,
@@ -189,7 +202,7 @@ def model_card(version: ModelVersion) -> dict:
         "gate": version.gate or {},
         "promotions": [
             {
-                "promoted_at": _iso(p.promoted_at),
+                "promoted_at": iso_utc(p.promoted_at),
                 "user": _username(p.user),
                 "gate_passed": p.gate_passed,
                 "overridden": p.overridden,

@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "explanations",
     "clinician_ui",
     "monitoring",
+    "interop",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -12,7 +12,7 @@ urlpatterns = [
     path("api/v1/", include("explanations.urls")),
     path("api/v1/", include("models_registry.urls")),
     path("monitoring/", include("monitoring.urls")),
-    path("fhir/", include("monitoring.fhir_urls")),
+    path("fhir/", include("interop.fhir_urls")),
     path("", include("models_registry.page_urls")),
     path("", include("explanations.page_urls")),
     path("", include("clinician_ui.urls")),

@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.test import Client, RequestFactory
 
-from clinician_ui.tests.factories import model_version_create, prediction_create
 from common.models import AppendOnlyError
 from models_registry.models import Promotion
 from patients.models import AlertAction, AuditEvent
+from tests.fixtures.factories import model_version_create, prediction_create
 
 pytestmark = pytest.mark.django_db
 

@@ -14,14 +14,14 @@ import pytest
 from django.utils import timezone
 
 from clinician_ui.exports import patient_pseudonym
-from clinician_ui.tests.factories import (
+from patients.models import Alert, AlertAction, AuditEvent
+from tests.fixtures.browser import ARTIFACTS, log_in
+from tests.fixtures.factories import (
     feature_payload,
     model_version_create,
     patient_create,
     prediction_create,
 )
-from patients.models import Alert, AlertAction, AuditEvent
-from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
 

@@ -1,6 +1,6 @@
 import pytest
 
-from .factories import model_version_create
+from tests.fixtures.factories import model_version_create
 
 
 @pytest.fixture

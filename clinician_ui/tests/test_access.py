@@ -4,8 +4,7 @@ import pytest
 from django.urls import reverse
 
 from patients.models import AlertView, AuditEvent
-
-from .factories import prediction_create
+from tests.fixtures.factories import prediction_create
 
 
 @pytest.fixture

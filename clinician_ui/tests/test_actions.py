@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from common.models import AppendOnlyError
 from patients.models import Alert, AlertAction, AlertView
-
-from .factories import prediction_create
+from tests.fixtures.factories import prediction_create
 
 
 @pytest.fixture

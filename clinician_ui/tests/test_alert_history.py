@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from .factories import feature_payload, patient_create, prediction_create
+from tests.fixtures.factories import feature_payload, patient_create, prediction_create
 
 
 def scored(hours_ago: float):

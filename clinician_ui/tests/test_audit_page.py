@@ -9,8 +9,7 @@ from django.urls import reverse
 
 from clinician_ui.audit_log import PAGE_SIZE
 from patients.models import AuditEvent
-
-from .factories import prediction_create
+from tests.fixtures.factories import prediction_create
 
 URL = reverse("audit-log")
 

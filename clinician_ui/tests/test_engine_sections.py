@@ -8,8 +8,7 @@ import pytest
 from django.urls import reverse
 
 from explanations.models import Explanation
-
-from .factories import engine_results_set, prediction_create
+from tests.fixtures.factories import engine_results_set, prediction_create
 
 
 def alert_html(client, prediction) -> str:

@@ -18,8 +18,7 @@ from clinician_ui.exports import COLUMN_NAMES, patient_pseudonym
 from clinician_ui.services import alert_action_record
 from explanations.models import Explanation
 from patients.models import AlertAction, AuditEvent, Encounter, Outcome, Prediction
-
-from .factories import prediction_create
+from tests.fixtures.factories import prediction_create
 
 URL = reverse("export-overrides")
 

@@ -11,8 +11,7 @@ from django.utils import timezone
 from engine.treeshap import probability_points
 from explanations.models import Explanation
 from patients.models import AuditEvent
-
-from .factories import BASE_VALUE, prediction_create
+from tests.fixtures.factories import BASE_VALUE, prediction_create
 
 
 def alert_page(client, prediction) -> str:

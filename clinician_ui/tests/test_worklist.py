@@ -8,8 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from patients.models import Alert
-
-from .factories import patient_create, prediction_create
+from tests.fixtures.factories import patient_create, prediction_create
 
 
 def rows(response) -> list[Alert]:

@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from explanations.models import Explanation
 from patients.models import Alert, Prediction
-
-from .factories import engine_results_set, patient_create, prediction_create
+from tests.fixtures.factories import engine_results_set, patient_create, prediction_create
 
 
 def scored(hours_ago: float):

@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from explanations.models import Explanation
 from patients.models import Alert, AuditEvent
-
-from .factories import engine_results_set, prediction_create
+from tests.fixtures.factories import engine_results_set, prediction_create
 
 
 def page_version(client, **params) -> str:

@@ -5,10 +5,9 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
+from common.timestamps import iso_utc
 from patients.models import Encounter, Outcome
 from sightline.api_errors import ApiError
-
-from .validation import iso
 
 
 def outcome_record(*, encounter_id: str, outcome: bool, occurred_at: datetime | None) -> tuple[Outcome, bool]:
@@ -31,7 +30,7 @@ def outcome_record(*, encounter_id: str, outcome: bool, occurred_at: datetime | 
             code="outcome_conflict",
             detail=(
                 f"Encounter '{encounter_id}' already has outcome {existing.outcome} "
-                f"(occurred_at {iso(existing.occurred_at)}); outcomes are recorded once."
+                f"(occurred_at {iso_utc(existing.occurred_at)}); outcomes are recorded once."
             ),
             status_code=status.HTTP_409_CONFLICT,
             fields={"encounter_id": ["Already has a different outcome."]},

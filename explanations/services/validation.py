@@ -7,15 +7,16 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from rest_framework import status
 
+from common.timestamps import iso_utc
 from engine import treeshap as core
 from explanations.payloads import prediction_shape_check
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from models_registry.selectors import version_lookup
 from patients.models import Prediction
 from sightline.api_errors import ApiError
 
@@ -53,10 +54,6 @@ def payload_sha256(payload: Any) -> str:
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -130,12 +127,7 @@ class Registry:
     def version(self, model: RegisteredModel, number: int | None) -> ModelVersion | None:
         key = (model.pk, number)
         if key not in self.versions:
-            versions = ModelVersion.objects.filter(registered_model=model)
-            if number is None:
-                versions = versions.filter(status=ModelVersion.Status.PRODUCTION)
-            else:
-                versions = versions.filter(version=number)
-            version = versions.first()
+            version = version_lookup(model=model, version=number)
             if version is not None:
                 version.registered_model = model
             self.versions[key] = version
@@ -245,13 +237,13 @@ def features_check(item: Item) -> None:
         observed_at = entry.get("observed_at")
         if observed_at is not None and observed_at > scored_at:
             leakage[f"{key}.observed_at"] = [
-                f"Observed at {iso(observed_at)}, after the prediction was scored ({iso(scored_at)})."
+                f"Observed at {iso_utc(observed_at)}, after the prediction was scored ({iso_utc(scored_at)})."
             ]
         source = entry.get("source")
         stored[name] = {
             "value": value,
             "unit": spec.unit,
-            "observed_at": iso(observed_at),
+            "observed_at": iso_utc(observed_at),
             "source": dict(source) if source else None,
         }
     if invalid:

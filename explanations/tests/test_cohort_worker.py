@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
+from demo.simulate import predictions_resampled_create
 from engine import cohort
 from engine import treeshap as core
 from explanations import services
 from explanations.models import CohortAggregate, CohortChunkAggregate, CohortJob, CohortJobChunk
-from explanations.services.simulate import predictions_resampled_create
 from models_registry.serving import serving_model
 from patients.models import Prediction
 from tests.fixtures import worker

@@ -331,7 +331,7 @@ def test_recompute_job_reproduces_the_aggregates_and_rerunning_a_chunk_adds_noth
 
 
 def test_a_recompute_job_cuts_the_versions_ids_into_chunks_in_the_database():
-    from clinician_ui.tests.factories import model_version_create, prediction_create
+    from tests.fixtures.factories import model_version_create, prediction_create
 
     version, other = model_version_create(name="chunked"), model_version_create(name="interleaved")
     for i in range(20):

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from common.timestamps import INVALID, NAIVE
 from explanations.payloads import prediction_request_schema, prediction_shape_check
 from explanations.serializers import OutcomeInSerializer
-from explanations.timestamps import INVALID, NAIVE
 
 
 def payload(**changes) -> dict:
@@ -102,7 +102,7 @@ def test_the_documented_schema_is_the_checked_one():
     ],
 )
 def test_a_prediction_and_an_outcome_read_a_timestamp_alike(text, expected):
-    """One rule (explanations.timestamps) for the pydantic payload check and the DRF outcome
+    """One rule (common.timestamps) for the pydantic payload check and the DRF outcome
     serializer: the same text is the same instant, or the same refusal, in both."""
     data, errors = prediction_shape_check(payload(scored_at=text))
     outcome = OutcomeInSerializer(data={"encounter_id": "E-1", "outcome": True, "occurred_at": text})

@@ -118,7 +118,6 @@ def test_registration_stores_the_mapping_and_cross_fitted_figures_but_serves_the
     rows = frame[[f.name for f in version.input_features()]].to_numpy(dtype=np.float64)
     np.testing.assert_allclose(model.predict_risk(rows), frame["expected_risk"], atol=1e-5)
 
-    settings.ROOT_URLCONF = "models_registry.tests.urls"
     card = alice_client.get(f"/api/v1/models/{version.registered_model.name}/versions/1/card/").json()
     assert card["performance"]["recalibrated"]["ece"] == recal["ece"]
     page = alice_client.get(f"/models/{version.registered_model.name}/versions/1/").content.decode()

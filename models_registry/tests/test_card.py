@@ -8,12 +8,6 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from models_registry.services import model_register
 
-
-@pytest.fixture(autouse=True)
-def _registry_pages(settings):
-    settings.ROOT_URLCONF = "models_registry.tests.urls"
-
-
 CARD = "/api/v1/models/icu-mortality-30d/versions/1/card/"
 PAGE = "/models/icu-mortality-30d/versions/1/"
 

@@ -9,8 +9,8 @@ import pytest
 import skops.io
 import yaml
 
+from demo import rhc as demo_rhc
 from engine import treeshap as core
-from models_registry import demo_rhc
 from models_registry.bundle import BundleError, read_bundle
 from models_registry.models import ModelVersion, RegisteredModel
 from models_registry.serving import EncodingError, serving_model

@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from common.models import AppendOnlyError
+from demo import rhc as demo_rhc
 from engine import checks
-from models_registry import demo_rhc
 from models_registry.bundle import CHALLENGER_TRUSTED_TYPES
 from models_registry.models import ModelVersion, Promotion, RegisteredModel
 from models_registry.services import PromotionRefused, model_register, model_version_promote

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from models_registry import demo_rhc
+from demo import rhc as demo_rhc
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 from models_registry.services import model_register, model_version_promote
 
@@ -175,7 +175,7 @@ def test_train_demo_model_command_writes_a_registrable_bundle(db, model_store, t
 
 
 def test_retraining_with_the_same_seed_is_byte_identical(demo_bundle_dir, tmp_path):
-    from models_registry.training import train_demo_bundle
+    from demo.training import train_demo_bundle
 
     again = tmp_path / "again"
     train_demo_bundle(again, n_estimators=60, background_size=200)

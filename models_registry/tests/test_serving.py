@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from demo import rhc as demo_rhc
 from engine import treeshap as core
-from models_registry import demo_rhc
 from models_registry.serving import ArtifactTampered, EncodingError, serving_cache_clear, serving_model
 
 
@@ -39,8 +39,8 @@ def test_encode_and_predict_reproduce_expected_risk(model_version):
 
 
 def _three_inputs(model_format: str = "xgboost", handles_missing: bool = True):
-    from models_registry.formats import TreeModel
     from engine.encoding import Codec
+    from models_registry.formats import TreeModel
     from models_registry.serving import ServingModel
 
     return ServingModel(

@@ -13,8 +13,6 @@ from monitoring.selectors import Slice
 from monitoring.tasks import monitoring_refresh
 from patients.models import Alert, AlertAction, Prediction
 
-pytestmark = pytest.mark.urls("monitoring.tests.urls")
-
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 WINDOW = {"from": "2026-03-08T00:00:00Z", "to": "2026-03-10T00:00:00Z"}
 

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from explanations.models import CohortJob
 from explanations.services import cohort_job_create, cohort_job_progress, cohort_job_run
-from models_registry.models import ModelVersion
+from models_registry.selectors import version_lookup
 
 
 class Command(BaseCommand):
@@ -39,12 +39,7 @@ class Command(BaseCommand):
         else:
             if not options["model"]:
                 raise CommandError("--model NAME is required (or --resume JOB).")
-            versions = ModelVersion.objects.filter(registered_model__name=options["model"])
-            version = (
-                versions.filter(version=options["version"]).first()
-                if options["version"]
-                else versions.filter(status=ModelVersion.Status.PRODUCTION).first()
-            )
+            version = version_lookup(name=options["model"], version=options["version"] or None)
             if version is None:
                 raise CommandError(
                     f"No such model version: {options['model']} {options['version'] or '(production)'}."

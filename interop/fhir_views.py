@@ -21,7 +21,7 @@ from explanations.services import prediction_ingest
 from patients import access
 from sightline.api_errors import ApiError
 
-from . import fhir
+from . import fhir_bundle, fhir_resources
 
 ISSUE_BY_STATUS = {
     400: "invalid",
@@ -49,18 +49,18 @@ class FhirView(APIView):
     renderer_classes = [FhirJSONRenderer, JSONRenderer]
 
     def handle_exception(self, exc):
-        if isinstance(exc, fhir.FhirError):
-            return Response(fhir.error_outcome(exc), status=exc.status)
+        if isinstance(exc, fhir_resources.FhirError):
+            return Response(fhir_resources.error_outcome(exc), status=exc.status)
         if isinstance(exc, Http404):
-            error = fhir.FhirError(404, "not-found", str(exc) or "Not found.")
-            return Response(fhir.error_outcome(error), status=404)
+            error = fhir_resources.FhirError(404, "not-found", str(exc) or "Not found.")
+            return Response(fhir_resources.error_outcome(error), status=404)
         if isinstance(exc, exceptions.APIException):
             code = exc.status_code
             if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
                 code = status.HTTP_401_UNAUTHORIZED
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-            error = fhir.FhirError(code, ISSUE_BY_STATUS.get(code, "processing"), detail)
-            response = Response(fhir.error_outcome(error), status=code)
+            error = fhir_resources.FhirError(code, ISSUE_BY_STATUS.get(code, "processing"), detail)
+            response = Response(fhir_resources.error_outcome(error), status=code)
             if code == 401:
                 response["WWW-Authenticate"] = 'Token realm="api"'
             return response
@@ -70,14 +70,14 @@ class FhirView(APIView):
 class RiskAssessmentView(FhirView):
     def get(self, request, pk: int):
         if is_service(request.user):
-            raise fhir.FhirError(
+            raise fhir_resources.FhirError(
                 403,
                 "forbidden",
                 "Scoring-service tokens post predictions; they do not read patients' records.",
             )
         prediction = access.prediction_for_user(request.user, pk)
         access.audit_view(request._request, action="fhir_risk_assessment", prediction=prediction)
-        return Response(fhir.risk_assessment(prediction))
+        return Response(fhir_resources.risk_assessment(prediction))
 
 
 class TransactionView(FhirView):
@@ -85,10 +85,10 @@ class TransactionView(FhirView):
 
     def post(self, request):
         data = request.data
-        bundle = fhir.bundle_parse(data)
-        version = fhir.version_for(request.query_params.get("model"))
-        mapped = fhir.bundle_to_payload(
-            bundle, version=version, body_sha256=fhir.body_sha256(data), received_at=timezone.now()
+        bundle = fhir_bundle.bundle_parse(data)
+        version = fhir_bundle.version_for(request.query_params.get("model"))
+        mapped = fhir_bundle.bundle_to_payload(
+            bundle, version=version, body_sha256=fhir_bundle.body_sha256(data), received_at=timezone.now()
         )
         try:
             result = prediction_ingest(payload=mapped.payload, source="fhir")
@@ -100,11 +100,11 @@ class TransactionView(FhirView):
             .get(pk=result.prediction.pk)
         )
         return Response(
-            fhir.transaction_response(mapped, prediction, result.created), status=status.HTTP_200_OK
+            fhir_bundle.transaction_response(mapped, prediction, result.created), status=status.HTTP_200_OK
         )
 
 
-def _as_fhir_error(exc: ApiError, mapped: fhir.MappedBundle) -> fhir.FhirError:
+def _as_fhir_error(exc: ApiError, mapped: fhir_bundle.MappedBundle) -> fhir_resources.FhirError:
     """An ingest error, pointed at the Observation (or resource) it came from."""
     expression = []
     for name in exc.fields:
@@ -114,4 +114,4 @@ def _as_fhir_error(exc: ApiError, mapped: fhir.MappedBundle) -> fhir.FhirError:
         elif parts[0] in ("patient", "encounter_id"):
             expression.append("Bundle.entry")
     code = ISSUE_BY_STATUS.get(exc.status_code, "processing")
-    return fhir.FhirError(exc.status_code, code, str(exc.detail), sorted(set(expression)))
+    return fhir_resources.FhirError(exc.status_code, code, str(exc.detail), sorted(set(expression)))

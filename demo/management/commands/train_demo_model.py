@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from models_registry import demo_rhc
-from models_registry.training import train_demo_bundle
+from demo import rhc as demo_rhc
+from demo.training import train_demo_bundle
 
 
 class Command(BaseCommand):

@@ -1,4 +1,5 @@
-"""The one rule for timestamps that arrive from outside (scores, observations, outcomes).
+"""The one rule for timestamps: how they are read in from outside (scores, observations, outcomes)
+and how they are written out (every API, export and FHIR resource: ISO-8601 in UTC, "Z").
 
 An hour's error in an observation time can hide leakage, so a timestamp without a time zone is
 refused rather than read in the server's zone. Used by the prediction payload check (pydantic,
@@ -32,3 +33,10 @@ def aware_timestamp(text: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise TimestampError("naive", NAIVE)
     return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """An aware datetime as ISO-8601 in UTC with "Z" (2026-11-22T10:32:00Z); None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

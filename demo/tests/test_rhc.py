@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from models_registry import demo_rhc
+from demo import rhc as demo_rhc
 
 
 def test_cohort_label_units_and_missing_values():

@@ -7,8 +7,6 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from patients.models import AuditEvent, Prediction
 
-pytestmark = pytest.mark.urls("monitoring.tests.urls")
-
 FHIR_JSON = "application/fhir+json"
 
 
@@ -215,8 +213,8 @@ def patient_coded(model_version, demo_bundle_dir, tmp_path):
 
     import yaml
 
+    from interop.fhir_resources import PATIENT_BIRTH_DATE, PATIENT_GENDER
     from models_registry.services import model_register
-    from monitoring.fhir import PATIENT_BIRTH_DATE, PATIENT_GENDER
 
     out = tmp_path / "patient-coded"
     shutil.copytree(demo_bundle_dir, out)

@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.db import transaction
 
+from explanations.services.current import patients_current_refresh
 from models_registry.models import ModelVersion
+from models_registry.serving import serving_model
 from patients.models import Patient, Prediction
 
-from .current import patients_current_refresh
+from . import rhc as demo_rhc
 
 BATCH = 2000
 
@@ -24,9 +26,6 @@ def predictions_resampled_create(
     *, version: ModelVersion, n: int, seed: int = 0, run_at: datetime, prefix: str = "synthetic"
 ) -> int:
     """Create n simulated predictions of `version`; return how many were created."""
-    from models_registry import demo_rhc
-    from models_registry.serving import serving_model
-
     serving = serving_model(version)
     scoring = demo_rhc.split_cohort(demo_rhc.load_cohort()).scoring
     rng = np.random.default_rng(seed)

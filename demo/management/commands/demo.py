@@ -10,9 +10,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from demo import rhc as demo_rhc
 from explanations.models import Explanation
 from explanations.services.ingest import prediction_ingest_many
-from models_registry import demo_rhc
 from models_registry.services import model_register
 
 CHUNK = 100

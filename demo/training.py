@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models_registry import demo_rhc
+from demo import rhc as demo_rhc
 
 MODEL_NAME = "icu-mortality-30d"
 # Share of reference patients at or above each tier's threshold.

@@ -1,4 +1,4 @@
-"""FHIR R4 (CONTRACT.md section 5): predictions out as RiskAssessment, transaction Bundles in.
+"""FHIR R4 in (CONTRACT.md section 5): a transaction Bundle mapped to a prediction payload.
 
 Resources are validated with the maintained `fhir.resources` library. Its FHIR 4.x models live in
 `fhir.resources.R4B` (FHIR 4.3); Bundle, Patient, Encounter, Observation, RiskAssessment and
@@ -42,150 +42,30 @@ A transaction Bundle in is mapped to a CONTRACT section-2 prediction payload:
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
-import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 from patients.models import Prediction
 
-LOINC = "http://loinc.org"
-# Feature codes (in a bundle's schema) that map a feature from the Patient resource; see the docstring.
-PATIENT_BIRTH_DATE = "FHIR:Patient.birthDate"
-PATIENT_GENDER = "FHIR:Patient.gender"
-# Patient.gender (http://hl7.org/fhir/administrative-gender) -> the binary feature "female".
-# "other" and "unknown" are valid codes a yes/no "female" cannot express: not measured.
-GENDER_FEMALE: dict[str, bool | None] = {"female": True, "male": False, "other": None, "unknown": None}
-RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
-TIER_SYSTEM = "urn:sightline:tier"
-MODEL_SYSTEM = "urn:sightline:model"
-PATIENT_SYSTEM = "urn:sightline:patient"
-ENCOUNTER_SYSTEM = "urn:sightline:encounter"
-# FHIR's qualitative risk codes for our tiers.
-QUALITATIVE = {"low": "low", "medium": "moderate", "high": "high"}
-ACCEPTED_STATUS = {"final", "amended", "corrected", "preliminary"}
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-MAX_ISSUES = 20
-
-
-@dataclass
-class FhirError(Exception):
-    """An error answered with an OperationOutcome: HTTP status, FHIR issue type, message, where."""
-
-    status: int
-    code: str
-    diagnostics: str
-    expression: list[str] = field(default_factory=list)
-    more: list[dict] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return self.diagnostics
-
-
-def operation_outcome(issues: list[dict]) -> dict:
-    """A validated OperationOutcome from issues {"code", "diagnostics", "expression"}."""
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": i["code"], "diagnostics": i["diagnostics"]}
-            | ({"expression": i["expression"]} if i.get("expression") else {})
-            for i in issues
-        ],
-    }
-    OperationOutcome.model_validate(body)
-    return body
-
-
-def error_outcome(error: FhirError) -> dict:
-    first = {"code": error.code, "diagnostics": error.diagnostics, "expression": error.expression}
-    return operation_outcome([first, *error.more])
-
-
-# --- out: RiskAssessment -------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def _subject(prediction: Prediction) -> dict:
-    patient = prediction.patient
-    out: dict = {"identifier": {"system": PATIENT_SYSTEM, "value": patient.external_id}}
-    if FHIR_ID.match(patient.external_id):
-        out["reference"] = f"Patient/{patient.external_id}"
-    if patient.display_name:
-        out["display"] = patient.display_name
-    return out
-
-
-def risk_assessment(prediction: Prediction) -> dict:
-    """The prediction as a FHIR RiskAssessment (validated); `basis` points at the source Observations."""
-    version = prediction.model_version
-    model = version.registered_model
-    labels = {f.name: f.label for f in version.features.all()}
-    basis = []
-    for name, entry in (prediction.features or {}).items():
-        reference = ((entry or {}).get("source") or {}).get("reference")
-        if reference and (entry or {}).get("value") is not None:
-            basis.append({"reference": reference, "display": labels.get(name, name)})
-    method = f"{model.name} v{version.version}"
-    body: dict = {
-        "resourceType": "RiskAssessment",
-        "id": str(prediction.pk),
-        "identifier": [{"system": "urn:sightline:prediction", "value": prediction.external_id}],
-        "status": "final",
-        "method": {
-            "coding": [
-                {"system": MODEL_SYSTEM, "code": f"{model.name}|{version.version}", "display": method}
-            ],
-            "text": method,
-        },
-        "subject": _subject(prediction),
-        "occurrenceDateTime": _iso(prediction.scored_at),
-        "prediction": [
-            {
-                "outcome": {"text": model.outcome},
-                "probabilityDecimal": prediction.risk,
-                "qualitativeRisk": {
-                    "coding": [
-                        {"system": RISK_PROBABILITY, "code": QUALITATIVE[prediction.tier]},
-                        {"system": TIER_SYSTEM, "code": prediction.tier},
-                    ],
-                    "text": prediction.tier,
-                },
-                "whenRange": {
-                    "high": {
-                        "value": model.horizon_hours,
-                        "unit": "h",
-                        "system": "http://unitsofmeasure.org",
-                        "code": "h",
-                    }
-                },
-            }
-        ],
-    }
-    if prediction.encounter_id:
-        body["encounter"] = {
-            "identifier": {"system": ENCOUNTER_SYSTEM, "value": prediction.encounter.external_id}
-        }
-    if basis:
-        body["basis"] = basis
-    if prediction.simulated:
-        body["note"] = [{"text": "Simulated patient (demo data), not a real person."}]
-    RiskAssessment.model_validate(body)
-    return body
-
+from .fhir_patient import patient_features
+from .fhir_resources import (
+    ACCEPTED_STATUS,
+    LOINC,
+    MAX_ISSUES,
+    PATIENT_BIRTH_DATE,
+    PATIENT_GENDER,
+    FhirError,
+    risk_assessment,
+)
 
 # --- in: transaction Bundle ----------------------------------------------------------------------
 
@@ -305,59 +185,6 @@ def _observation_value(obs, spec: ModelFeature, where: str) -> tuple[Any, str | 
         f"{where}: an Observation needs a value[x] (or a dataAbsentReason when not measured).",
         [f"{where}.value[x]"],
     )
-
-
-def _age_years(born: date, at: date) -> int:
-    return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
-
-
-def _birth_bounds(raw: Any) -> tuple[date, date]:
-    """The earliest and latest day a (possibly partial) FHIR date may stand for."""
-    if isinstance(raw, date):
-        return raw, raw
-    parts = [int(p) for p in str(raw).split("-")]
-    if len(parts) == 1:
-        return date(parts[0], 1, 1), date(parts[0], 12, 31)
-    year, month = parts[0], parts[1]
-    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
-
-
-def _patient_features(
-    patient, specs: list[ModelFeature], *, where: str, at: date | None, reference: str | None
-) -> dict[str, dict]:
-    """Features coded PATIENT_BIRTH_DATE / PATIENT_GENDER, read from the Patient (see the docstring)."""
-    out: dict[str, dict] = {}
-    for spec in specs:
-        code = spec.code.upper()
-        value: Any = None
-        if code == PATIENT_BIRTH_DATE.upper() and patient.birthDate is not None and at is not None:
-            earliest, latest = _birth_bounds(patient.birthDate)
-            on = at.date() if isinstance(at, datetime) else at
-            if earliest > on:
-                raise FhirError(
-                    400,
-                    "invariant",
-                    f"{where}: birthDate {patient.birthDate} is after {on.isoformat()}, the start of the "
-                    f"encounter (or the newest observation) the age is computed at.",
-                    [f"{where}.birthDate"],
-                )
-            oldest, youngest = _age_years(earliest, on), _age_years(latest, on) if latest <= on else 0
-            value = oldest if oldest == youngest else None
-        elif code == PATIENT_GENDER.upper() and patient.gender is not None:
-            if patient.gender not in GENDER_FEMALE:
-                allowed = ", ".join(GENDER_FEMALE)
-                raise FhirError(
-                    400,
-                    "code-invalid",
-                    f"{where}: gender '{patient.gender}' is not an administrative-gender code ({allowed}).",
-                    [f"{where}.gender"],
-                )
-            value = GENDER_FEMALE[patient.gender]
-        item: dict = {"value": value}
-        if value is not None and reference:
-            item["source"] = {"system": spec.source or "FHIR", "reference": reference}
-        out[spec.name] = item
-    return out
 
 
 @dataclass
@@ -491,7 +318,7 @@ def bundle_to_payload(
         patient_entry = (bundle.entry or [])[patient_index]
         source = f"Patient/{patient.id}" if patient.id else (patient_entry.fullUrl or None)
         where = f"Bundle.entry[{patient_index}].resource"
-        for name, item in _patient_features(
+        for name, item in patient_features(
             patient, from_patient, where=where, at=at, reference=source and str(source)
         ).items():
             features[name] = item

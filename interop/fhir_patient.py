@@ -1,0 +1,73 @@
+"""Patient demographics from a FHIR Patient resource, for features whose registered code asks for
+them (FHIR:Patient.birthDate -> age in completed years, FHIR:Patient.gender -> female yes/no); see
+interop.fhir_bundle for the whole mapping."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime
+from typing import Any
+
+from models_registry.models import ModelFeature
+
+from .fhir_resources import (
+    GENDER_FEMALE,
+    PATIENT_BIRTH_DATE,
+    PATIENT_GENDER,
+    FhirError,
+)
+
+# --- in: transaction Bundle ----------------------------------------------------------------------
+
+
+def _age_years(born: date, at: date) -> int:
+    return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
+
+
+def _birth_bounds(raw: Any) -> tuple[date, date]:
+    """The earliest and latest day a (possibly partial) FHIR date may stand for."""
+    if isinstance(raw, date):
+        return raw, raw
+    parts = [int(p) for p in str(raw).split("-")]
+    if len(parts) == 1:
+        return date(parts[0], 1, 1), date(parts[0], 12, 31)
+    year, month = parts[0], parts[1]
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def patient_features(
+    patient, specs: list[ModelFeature], *, where: str, at: date | None, reference: str | None
+) -> dict[str, dict]:
+    """Features coded PATIENT_BIRTH_DATE / PATIENT_GENDER, read from the Patient (see the docstring)."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        code = spec.code.upper()
+        value: Any = None
+        if code == PATIENT_BIRTH_DATE.upper() and patient.birthDate is not None and at is not None:
+            earliest, latest = _birth_bounds(patient.birthDate)
+            on = at.date() if isinstance(at, datetime) else at
+            if earliest > on:
+                raise FhirError(
+                    400,
+                    "invariant",
+                    f"{where}: birthDate {patient.birthDate} is after {on.isoformat()}, the start of the "
+                    f"encounter (or the newest observation) the age is computed at.",
+                    [f"{where}.birthDate"],
+                )
+            oldest, youngest = _age_years(earliest, on), _age_years(latest, on) if latest <= on else 0
+            value = oldest if oldest == youngest else None
+        elif code == PATIENT_GENDER.upper() and patient.gender is not None:
+            if patient.gender not in GENDER_FEMALE:
+                allowed = ", ".join(GENDER_FEMALE)
+                raise FhirError(
+                    400,
+                    "code-invalid",
+                    f"{where}: gender '{patient.gender}' is not an administrative-gender code ({allowed}).",
+                    [f"{where}.gender"],
+                )
+            value = GENDER_FEMALE[patient.gender]
+        item: dict = {"value": value}
+        if value is not None and reference:
+            item["source"] = {"system": spec.source or "FHIR", "reference": reference}
+        out[spec.name] = item
+    return out
