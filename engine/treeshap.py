@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import shap
 
+from engine.probability import probability_points, sigmoid  # noqa: F401 (the SHAP API's own terms)
+
 # XGBoost accumulates leaf values in float32; base + sum(shap) matches the margin to ~1e-6
 # in practice, and the contract allows 1e-4 in log-odds.
 ADDITIVITY_TOLERANCE = 1e-4
@@ -64,25 +66,3 @@ def check_additivity(
             f"(tolerance {tolerance:.0e})."
         )
     return worst
-
-
-def sigmoid(margin: np.ndarray | float) -> np.ndarray | float:
-    return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64)))
-
-
-def probability_points(base_value: float, values: np.ndarray) -> np.ndarray:
-    """Approximate each contribution in probability points, for display only.
-
-    Features are added in order of decreasing |SHAP| and each one's share is the change in
-    sigmoid(base + running sum) it causes. The shares add up exactly to risk - sigmoid(base),
-    but unlike the log-odds values they depend on that order; the UI says so.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(-np.abs(values))
-    points = np.zeros_like(values)
-    running = base_value
-    for index in order:
-        before = sigmoid(running)
-        running += values[index]
-        points[index] = sigmoid(running) - before
-    return points

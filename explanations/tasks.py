@@ -11,7 +11,7 @@ from models_registry.models import ModelVersion
 
 from . import services
 from .models import Explanation
-from .services.cohort import cohort_chunk_compute, cohort_chunk_fail, cohort_jobs_stalled_resume
+from .services.cohort_job import cohort_chunk_compute, cohort_chunk_fail, cohort_jobs_stalled_resume
 from .services.profiles import version_profile_build, versions_without_profile
 
 log = logging.getLogger(__name__)

@@ -13,47 +13,40 @@ model-randomisation checks and the promotion gate (`checks`). All are stored wit
 from __future__ import annotations
 
 import hashlib
-import io
-import math
-import re
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from engine import calibration, metrics
 from engine import checks as judged
-from engine import treeshap as core
-from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
-
-FORMAT_VERSION = 1
-FEATURE_KINDS = ("numeric", "binary", "categorical")
-EXPECTED_RISK_TOLERANCE = 1e-5
-ADDITIVITY_SAMPLE = 200
-ADDITIVITY_SEED = 0
-RANDOMISATION_ROWS = 100
-MAX_UNCOMPRESSED_BYTES = 1024**3
-CHALLENGER_TRUSTED_TYPES = (
-    "sklearn.pipeline.Pipeline",
-    "sklearn.impute._base.SimpleImputer",
-    "sklearn.impute._base.MissingIndicator",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "numpy.dtype",
-    "numpy.ndarray",
-    "builtins.slice",
+from models_registry.bundle_checks import (
+    check_additivity,
+    check_challenger,
+    check_expected_risk,
+    check_frame,
+    check_randomisation,
+    check_reference,
+    read_parquet,
 )
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-FEATURE_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be registered; the message names the first problem."""
+from models_registry.bundle_rules import (  # noqa: F401 (BundleError is the module's API)
+    ADDITIVITY_SAMPLE,
+    ADDITIVITY_SEED,
+    CHALLENGER_TRUSTED_TYPES,
+    EXPECTED_RISK_TOLERANCE,
+    FEATURE_KINDS,
+    FEATURE_NAME_PATTERN,
+    FORMAT_VERSION,
+    MAX_UNCOMPRESSED_BYTES,
+    NAME_PATTERN,
+    RANDOMISATION_ROWS,
+    BundleError,
+)
+from models_registry.bundle_spec import number, parse_features, parse_spec
+from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 
 @dataclass
@@ -155,8 +148,8 @@ def _read_directory(root: Path) -> Bundle:
     if not (root / "bundle.yaml").is_file():
         raise BundleError("The bundle has no bundle.yaml.")
     files["bundle.yaml"] = (root / "bundle.yaml").read_bytes()
-    spec = _parse_spec(files["bundle.yaml"])
-    features = _parse_features(spec["features"])
+    spec = parse_spec(files["bundle.yaml"])
+    features = parse_features(spec["features"])
 
     model_path = spec["model"]["path"]
     files[model_path] = _read_file(root, model_path, "model")
@@ -204,11 +197,11 @@ def _read_directory(root: Path) -> Bundle:
         )
 
     label = spec["reference"]["label"]
-    background = _read_parquet(files[background_path], background_path)
-    reference = _read_parquet(files[reference_path], reference_path)
-    _check_frame(background, background_path, features=features, input_names=input_names)
-    _check_frame(reference, reference_path, features=features, input_names=input_names)
-    _check_reference(reference, reference_path, label)
+    background = read_parquet(files[background_path], background_path)
+    reference = read_parquet(files[reference_path], reference_path)
+    check_frame(background, background_path, features=features, input_names=input_names)
+    check_frame(reference, reference_path, features=features, input_names=input_names)
+    check_reference(reference, reference_path, label)
     if not model.handles_missing:
         for frame, frame_name in ((background, background_path), (reference, reference_path)):
             missing = [c for c in input_names if frame[c].isna().any()]
@@ -222,11 +215,11 @@ def _read_directory(root: Path) -> Bundle:
     checks: dict = {"feature_names_match": {"passed": True, "inputs": len(input_names)}}
     reference_inputs = reference[input_names].to_numpy(dtype=np.float64)
     background_inputs = background[input_names].to_numpy(dtype=np.float64)
-    checks["reproduces_expected_risk"] = _check_expected_risk(model, reference, reference_inputs)
-    checks["shap_additivity"], sample, attribution = _check_additivity(
+    checks["reproduces_expected_risk"] = check_expected_risk(model, reference, reference_inputs)
+    checks["shap_additivity"], sample, attribution = check_additivity(
         model, background_inputs, reference_inputs
     )
-    checks["model_randomisation"] = _check_randomisation(model, background_inputs, sample, attribution)
+    checks["model_randomisation"] = check_randomisation(model, background_inputs, sample, attribution)
     checks["background_documentation"] = judged.background_documentation(
         background=background,
         reference=reference,
@@ -238,7 +231,7 @@ def _read_directory(root: Path) -> Bundle:
     performance = {"model": metrics.performance(labels, risk, thresholds=tiers)}
     challenger_risk = None
     if challenger is not None:
-        checks["challenger"], challenger_risk = _check_challenger(
+        checks["challenger"], challenger_risk = check_challenger(
             challenger, files[challenger["path"]], reference[input_names], reference[label]
         )
         performance["challenger"] = metrics.performance(labels, challenger_risk, thresholds=tiers)
@@ -307,280 +300,6 @@ def _auroc_margin(spec: dict) -> float:
     if not isinstance(promotion, dict):
         raise BundleError("bundle.yaml promotion must be a mapping, e.g. {auroc_margin: 0.03}.")
     margin = promotion.get("auroc_margin", judged.DEFAULT_AUROC_MARGIN)
-    if not _number(margin) or not 0 <= margin <= 0.5:
+    if not number(margin) or not 0 <= margin <= 0.5:
         raise BundleError("bundle.yaml promotion.auroc_margin must be a number from 0 to 0.5 (AUROC points).")
     return float(margin)
-
-
-def _require(mapping: dict, key: str, where: str) -> object:
-    if not isinstance(mapping, dict) or key not in mapping or mapping[key] in (None, ""):
-        raise BundleError(f"bundle.yaml is missing {where}{key}.")
-    return mapping[key]
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _parse_spec(raw: bytes) -> dict:
-    try:
-        spec = yaml.safe_load(raw.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"bundle.yaml is not valid YAML: {first_line}.") from exc
-    if not isinstance(spec, dict):
-        raise BundleError("bundle.yaml must be a YAML mapping (name, model, features, ...).")
-    version = _require(spec, "format_version", "")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"bundle.yaml format_version is {version!r}; this registry reads format_version 1.")
-    name = _require(spec, "name", "")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise BundleError(f"bundle.yaml name {name!r} must be lower-case letters, digits, '-' or '_'.")
-    _require(spec, "outcome", "")
-    horizon = _require(spec, "horizon_hours", "")
-    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon <= 0:
-        raise BundleError("bundle.yaml horizon_hours must be a positive whole number of hours.")
-    model = _require(spec, "model", "")
-    _require(model, "path", "model.")
-    _require(model, "format", "model.")
-    tiers = _require(spec, "tiers", "")
-    high, medium = _require(tiers, "high", "tiers."), _require(tiers, "medium", "tiers.")
-    if not (_number(high) and _number(medium) and 0 < medium < high < 1):
-        raise BundleError("bundle.yaml tiers must satisfy 0 < medium < high < 1.")
-    _require(_require(spec, "background", ""), "path", "background.")
-    reference = _require(spec, "reference", "")
-    _require(reference, "path", "reference.")
-    _require(reference, "label", "reference.")
-    challenger = spec.get("challenger")
-    if challenger is not None:
-        _require(challenger, "path", "challenger.")
-        if _require(challenger, "format", "challenger.") != "sklearn-skops":
-            raise BundleError("bundle.yaml challenger.format must be sklearn-skops.")
-    recalibration = spec.get("calibration")
-    if recalibration is not None and (
-        not isinstance(recalibration, dict) or recalibration.get("method") not in calibration.METHODS
-    ):
-        raise BundleError("bundle.yaml calibration must be {method: isotonic} or {method: platt}.")
-    features = _require(spec, "features", "")
-    if not isinstance(features, list):
-        raise BundleError("bundle.yaml features must be a list.")
-    return spec
-
-
-def _parse_features(raw: list) -> list[dict]:
-    features: list[dict] = []
-    seen: set[str] = set()
-    for position, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise BundleError(f"bundle.yaml feature #{position + 1} has no name.")
-        name = item["name"]
-        where = f"feature '{name}'"
-        if not FEATURE_NAME_PATTERN.match(name):
-            raise BundleError(f"bundle.yaml {where}: names are letters, digits and '_' (a column name).")
-        if name in seen:
-            raise BundleError(f"bundle.yaml {where} is declared twice.")
-        seen.add(name)
-        kind = item.get("kind")
-        if kind not in FEATURE_KINDS:
-            raise BundleError(
-                f"bundle.yaml {where} has kind {kind!r}; expected numeric, binary or categorical."
-            )
-        categories = item.get("categories") or []
-        if kind == "categorical" and (
-            not isinstance(categories, list)
-            or len(categories) < 2
-            or len(set(map(str, categories))) != len(categories)
-        ):
-            raise BundleError(f"bundle.yaml {where} is categorical and needs a list of distinct categories.")
-        value_range = item.get("range")
-        if value_range is None and kind == "numeric":
-            raise BundleError(f"bundle.yaml {where} is numeric and needs a plausible range [min, max].")
-        if value_range is not None and not (
-            isinstance(value_range, list)
-            and len(value_range) == 2
-            and all(_number(v) for v in value_range)
-            and value_range[0] < value_range[1]
-        ):
-            raise BundleError(f"bundle.yaml {where} range must be [min, max] with min < max.")
-        for flag in ("decision_time", "mutable"):
-            if flag in item and not isinstance(item[flag], bool):
-                raise BundleError(f"bundle.yaml {where} {flag} must be true or false.")
-        features.append(
-            {
-                "name": name,
-                "label": str(item.get("label") or name),
-                "unit": str(item.get("unit") or ""),
-                "source": str(item.get("source") or ""),
-                "code": str(item.get("code") or ""),
-                "kind": kind,
-                "categories": [str(c) for c in categories] if kind == "categorical" else [],
-                "range": [float(value_range[0]), float(value_range[1])] if value_range is not None else None,
-                "decision_time": item.get("decision_time", True),
-                "mutable": item.get("mutable", True),
-            }
-        )
-    if not features:
-        raise BundleError("bundle.yaml features is empty.")
-    return features
-
-
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise BundleError(f"{name} is not a readable parquet file: {type(exc).__name__}.") from exc
-
-
-def _check_frame(frame: pd.DataFrame, name: str, *, features: list[dict], input_names: list[str]) -> None:
-    if frame.empty:
-        raise BundleError(f"{name} has no rows.")
-    by_name = {f["name"]: f for f in features}
-    for column in [*input_names, "unit", "shift"]:
-        if column not in frame.columns:
-            raise BundleError(f"{name} has no column '{column}'.")
-    for column in ("unit", "shift"):
-        if frame[column].isna().any():
-            raise BundleError(f"{name} column '{column}' has empty values.")
-    for column in input_names:
-        spec = by_name[column]
-        values = frame[column]
-        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)) and not (
-            pd.api.types.is_bool_dtype(values) and spec["kind"] == "binary"
-        ):
-            raise BundleError(
-                f"{name} column '{column}' must hold numbers (binary as 0/1, categorical as the index in "
-                "its categories)."
-            )
-        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        present = array[~np.isnan(array)]
-        if np.isinf(present).any():
-            raise BundleError(f"{name} column '{column}' has an infinite value; missing values must be NaN.")
-        if spec["kind"] == "binary" and not np.isin(present, [0.0, 1.0]).all():
-            raise BundleError(f"{name} column '{column}' is binary but holds values other than 0 and 1.")
-        if spec["kind"] == "categorical" and not (
-            np.isin(present, np.arange(len(spec["categories"]), dtype=np.float64)).all()
-        ):
-            raise BundleError(
-                f"{name} column '{column}' must hold the index of a category "
-                f"(0 to {len(spec['categories']) - 1})."
-            )
-        if spec["range"] is not None and spec["kind"] == "numeric" and present.size:
-            low, high = spec["range"]
-            if present.min() < low or present.max() > high:
-                raise BundleError(
-                    f"{name} column '{column}' has values from {present.min():g} to {present.max():g}, "
-                    f"outside its plausible range [{low:g}, {high:g}]."
-                )
-
-
-def _check_reference(reference: pd.DataFrame, name: str, label: str) -> None:
-    if label not in reference.columns:
-        raise BundleError(f"{name} has no label column '{label}' (bundle.yaml reference.label).")
-    labels = reference[label]
-    if not (pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels)):
-        raise BundleError(f"{name} label column '{label}' must be binary (0/1).")
-    array = labels.to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isin(array, [0.0, 1.0]).all():
-        raise BundleError(f"{name} label column '{label}' must be binary (0/1) with no missing values.")
-    if "expected_risk" not in reference.columns:
-        raise BundleError(f"{name} has no expected_risk column (the training environment's predicted risk).")
-    risk = pd.to_numeric(reference["expected_risk"], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.isfinite(risk).all() or (risk < 0).any() or (risk > 1).any():
-        raise BundleError(f"{name} expected_risk must be a finite probability between 0 and 1 on every row.")
-
-
-def _check_expected_risk(model: TreeModel, reference: pd.DataFrame, rows: np.ndarray) -> dict:
-    try:
-        risk = np.asarray(core.sigmoid(model.predict_margin(rows)), dtype=np.float64)
-    except Exception as exc:  # each library raises its own types for inputs it cannot score
-        raise BundleError(f"The model cannot score the reference set: {type(exc).__name__}: {exc}") from exc
-    diff = float(np.max(np.abs(risk - reference["expected_risk"].to_numpy(dtype=np.float64))))
-    if not diff <= EXPECTED_RISK_TOLERANCE:
-        raise BundleError(
-            f"The serving stack does not reproduce expected_risk: largest difference {diff:.2e} "
-            f"(tolerance {EXPECTED_RISK_TOLERANCE:.0e}); the model file and the training "
-            "environment disagree."
-        )
-    return {"passed": True, "max_abs_diff": diff, "rows": len(rows), "tolerance": EXPECTED_RISK_TOLERANCE}
-
-
-def _check_additivity(
-    model: TreeModel, background: np.ndarray, reference_rows: np.ndarray
-) -> tuple[dict, np.ndarray, core.Attribution]:
-    rng = np.random.default_rng(ADDITIVITY_SEED)
-    size = min(ADDITIVITY_SAMPLE, len(reference_rows))
-    sample = model.prepare(reference_rows[np.sort(rng.choice(len(reference_rows), size=size, replace=False))])
-    try:
-        explainer = core.tree_explainer(model.shap_model, model.prepare(background))
-    except Exception as exc:  # shap raises several types for a model it cannot read
-        raise BundleError(f"SHAP's TreeExplainer cannot read the model: {type(exc).__name__}: {exc}") from exc
-    started = time.perf_counter()
-    attribution = core.explain(explainer, sample)
-    seconds = time.perf_counter() - started
-    margins = model.predict_margin(sample)
-    try:
-        worst = core.check_additivity(attribution, margins)
-    except core.AdditivityError as exc:
-        raise BundleError(f"SHAP additivity fails on the reference set: {exc}") from exc
-    figures = {
-        "passed": True,
-        "max_error": worst,
-        "sample_size": size,
-        "background_size": attribution.background_size,
-        "tolerance": core.ADDITIVITY_TOLERANCE,
-        "ms_per_row": round(1000 * seconds / max(size, 1), 3),
-    }
-    return figures, sample, attribution
-
-
-def _check_randomisation(
-    model: TreeModel, background: np.ndarray, sample: np.ndarray, attribution: core.Attribution
-) -> dict:
-    seed = judged.RANDOMISATION_SEED
-    randomised = model.randomised_copy(seed)
-    explainer = core.tree_explainer(randomised.shap_model, model.prepare(background))
-    # A ranking of mean |SHAP| over the features is stable on 100 rows; it halves the cost.
-    rows = min(RANDOMISATION_ROWS, len(sample))
-    return judged.model_randomisation(
-        real_shap=attribution.values[:rows],
-        randomised_shap=core.explain(explainer, sample[:rows]).values,
-        feature_names=model.feature_names,
-        seed=seed,
-    )
-
-
-def _check_challenger(
-    spec: dict, data: bytes, inputs: pd.DataFrame, labels: pd.Series
-) -> tuple[dict, np.ndarray]:
-    try:
-        challenger = load_challenger(data, spec["path"])
-        risk = np.asarray(challenger.predict_proba(inputs)[:, 1], dtype=np.float64)
-    except BundleError:
-        raise
-    except Exception as exc:  # skops and scikit-learn raise many types for a file they cannot use
-        raise BundleError(
-            f"{spec['path']} cannot score the reference set: {type(exc).__name__}: {exc}."
-        ) from exc
-    if not np.isfinite(risk).all():
-        raise BundleError(f"{spec['path']} gives a non-finite risk on the reference set.")
-    return {"passed": True, "reference_auroc": _auroc(labels.to_numpy(), risk)}, risk
-
-
-def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels, dtype=np.float64)
-    if len(np.unique(labels)) < 2:
-        return None
-    return round(float(roc_auc_score(labels, scores)), 4)
-
-
-def load_challenger(data: bytes, name: str = "challenger.skops"):
-    """The skops challenger, loaded with an explicit list of trusted types only."""
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - set(CHALLENGER_TRUSTED_TYPES))
-    if unexpected:
-        raise BundleError(f"{name} contains types that are not trusted: {', '.join(unexpected)}.")
-    return skops.io.loads(data, trusted=list(untrusted))

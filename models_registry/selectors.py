@@ -238,7 +238,7 @@ def reference_curves(version: ModelVersion) -> list[dict]:
     import numpy as np
     import pandas as pd
 
-    from models_registry.bundle import load_challenger
+    from models_registry.bundle_checks import load_challenger
     from models_registry.serving import _artifact_bytes
 
     spec = version.spec

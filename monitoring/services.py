@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -27,7 +28,7 @@ from models_registry.models import ModelVersion
 from models_registry.serving import serving_model
 from patients.models import Prediction
 
-from . import selectors
+from . import selectors, windows
 from .selectors import Slice
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def _finite(value):
     return value
 
 
-def _performance_windows(data: selectors.WindowData, calibrator: dict) -> dict:
+def _performance_windows(data: windows.WindowData, calibrator: dict) -> dict:
     by_window: dict[str, list[tuple[float, bool | None]]] = {}
     for _, score, outcome, label in data.encounters.values():
         by_window.setdefault(label, []).append((score, outcome))
@@ -156,64 +157,63 @@ def _performance_windows(data: selectors.WindowData, calibrator: dict) -> dict:
     }
 
 
-def summary_compute(*, comparison: Comparison) -> dict:
-    """Compute one comparison's summary and store it in the cache; returns it."""
-    started = time.perf_counter()
-    version = ModelVersion.objects.select_related("registered_model").get(pk=comparison.version_id)
-    where = Slice.parse(comparison.where)
-    specs = selectors.feature_specs(version)
-    names = [s.name for s in specs]
-    profile = _reference_profile(version)
-    span_days = (comparison.end - comparison.start).total_seconds() / 86400
-    bucket = selectors.bucket_of(span_days)
+@dataclass
+class _Reference:
+    """What a comparison compares against: a past window or the version's reference set."""
 
+    frame: pd.DataFrame
+    risk: np.ndarray
+    n: int
+    sampled: bool
+    mean_abs_shap: np.ndarray
+    shap_n: int
+    label: str
+
+
+def _reference_of(
+    comparison: Comparison, version: ModelVersion, where: Slice, names: list[str]
+) -> _Reference:
     if comparison.reference == "window":
-        ref_window = selectors.window_collect(
-            version,
-            comparison.reference_start,
-            comparison.reference_end,
-            where,
-            risk_edges=np.array([]),
+        window = windows.window_collect(
+            version, comparison.reference_start, comparison.reference_end, where, risk_edges=np.array([])
         )
-        ref_frame = ref_window.sample[names]
-        ref_risk = ref_window.sample["__risk__"].to_numpy()
-        ref_n, ref_sampled = ref_window.n, ref_window.sampled
-        ref_shap, ref_shap_n = selectors.mean_abs_shap(
+        shap, shap_n = selectors.mean_abs_shap(
             version, comparison.reference_start, comparison.reference_end, where, names
         )
-        ref_label = (
-            f"{comparison.reference_start:%Y-%m-%d %H:%M} to {comparison.reference_end:%Y-%m-%d %H:%M}"
+        return _Reference(
+            frame=window.sample[names],
+            risk=window.sample["__risk__"].to_numpy(),
+            n=window.n,
+            sampled=window.sampled,
+            mean_abs_shap=shap,
+            shap_n=shap_n,
+            label=f"{comparison.reference_start:%Y-%m-%d %H:%M} to {comparison.reference_end:%Y-%m-%d %H:%M}",
         )
-    else:
-        reference = serving_model(version).reference
-        mask = where.reference_mask(reference)
-        ref_frame = reference.loc[mask, names]
-        ref_risk = reference.loc[mask, "expected_risk"].to_numpy(dtype=np.float64)
-        ref_n, ref_sampled = int(mask.sum()), False
-        ref_entry = profile["mean_abs_shap"].get(str(where))
-        ref_shap = np.array(ref_entry["mean"]) if ref_entry else np.full(len(names), np.nan)
-        ref_shap_n = ref_entry["n"] if ref_entry else 0
-        ref_label = f"{version} reference set"
-
-    risk_edges = drift.quantile_edges(ref_risk)
-    current = selectors.window_collect(
-        version, comparison.start, comparison.end, where, risk_edges=risk_edges, bucket=bucket
+    reference = serving_model(version).reference
+    mask = where.reference_mask(reference)
+    entry = _reference_profile(version)["mean_abs_shap"].get(str(where))
+    return _Reference(
+        frame=reference.loc[mask, names],
+        risk=reference.loc[mask, "expected_risk"].to_numpy(dtype=np.float64),
+        n=int(mask.sum()),
+        sampled=False,
+        mean_abs_shap=np.array(entry["mean"]) if entry else np.full(len(names), np.nan),
+        shap_n=entry["n"] if entry else 0,
+        label=f"{version} reference set",
     )
-    cur_frame = current.sample[names]
-    cur_risk = current.sample["__risk__"].to_numpy()
 
-    table = drift.drift_table(ref_frame, cur_frame, specs)
-    distributions = {s.name: drift.distribution(ref_frame[s.name], cur_frame[s.name], s) for s in specs}
 
-    cur_tiers_total = {
+def _prediction_drift(ref: _Reference, current, risk_edges, version: ModelVersion, bucket: str) -> dict:
+    """Risk drift (engine.drift.prediction_drift_from_counts) plus the histograms the chart draws."""
+    tiers_total = {
         t: sum(c.get(t, 0) for c in current.tier_counts.values()) for t in TIER_NAMES_MILDEST_FIRST
     }
     prediction = drift.prediction_drift_from_counts(
-        ref_risk,
+        ref.risk,
         edges=risk_edges,
         current_counts=sum(current.risk_counts.values(), np.zeros(len(risk_edges) + 2)),
-        current_sample=cur_risk,
-        current_tiers=cur_tiers_total,
+        current_sample=current.sample["__risk__"].to_numpy(),
+        current_tiers=tiers_total,
         tier_high=version.tier_high,
         tier_medium=version.tier_medium,
         windows={
@@ -221,31 +221,61 @@ def summary_compute(*, comparison: Comparison) -> dict:
         },
     )
     if not current.n:
-        prediction["tier_mix"]["current"] = {t: None for t in cur_tiers_total}
-    if not len(ref_risk):
-        prediction["tier_mix"]["reference"] = {t: None for t in cur_tiers_total}
+        prediction["tier_mix"]["current"] = dict.fromkeys(tiers_total)
+    if not len(ref.risk):
+        prediction["tier_mix"]["reference"] = dict.fromkeys(tiers_total)
     hist_edges = np.linspace(0, 1, selectors.RISK_HISTOGRAM_BINS + 1)
     prediction["histogram"] = {
         "edges": hist_edges.round(4).tolist(),
-        "reference": _shares(np.histogram(np.clip(ref_risk, 0, 1), bins=hist_edges)[0]),
+        "reference": _shares(np.histogram(np.clip(ref.risk, 0, 1), bins=hist_edges)[0]),
         "current": _shares(current.risk_histogram),
     }
     prediction["bucket"] = bucket
+    return prediction
 
+
+def _attribution_drift(ref: _Reference, cur_shap: np.ndarray, cur_shap_n: int, names: list[str]) -> dict:
+    if ref.shap_n and cur_shap_n:
+        attribution = drift.attribution_drift(names, ref.mean_abs_shap, cur_shap)
+        attribution.update(n_reference=ref.shap_n, n_current=cur_shap_n, available=True)
+        return attribution
+    return {
+        "available": False,
+        "n_reference": ref.shap_n,
+        "n_current": cur_shap_n,
+        "note": "No ready explanations in one of the cohorts yet.",
+    }
+
+
+THRESHOLDS = {
+    "psi": [drift.PSI_MODERATE, drift.PSI_MAJOR],
+    "ks": [drift.KS_MODERATE, drift.KS_MAJOR],
+    "cramers_v": [drift.CRAMERS_V_MODERATE, drift.CRAMERS_V_MAJOR],
+    "missing_change": [drift.MISSING_MODERATE, drift.MISSING_MAJOR],
+    "p_value": drift.P_VALUE,
+}
+
+
+def summary_compute(*, comparison: Comparison) -> dict:
+    """Compute one comparison's summary and store it in the cache; returns it."""
+    started = time.perf_counter()
+    version = ModelVersion.objects.select_related("registered_model").get(pk=comparison.version_id)
+    where = Slice.parse(comparison.where)
+    specs = selectors.feature_specs(version)
+    names = [s.name for s in specs]
+    bucket = selectors.bucket_of((comparison.end - comparison.start).total_seconds() / 86400)
+
+    ref = _reference_of(comparison, version, where, names)
+    risk_edges = drift.quantile_edges(ref.risk)
+    current = windows.window_collect(
+        version, comparison.start, comparison.end, where, risk_edges=risk_edges, bucket=bucket
+    )
+    cur_frame = current.sample[names]
     cur_shap, cur_shap_n = selectors.mean_abs_shap(version, comparison.start, comparison.end, where, names)
-    if ref_shap_n and cur_shap_n:
-        attribution = drift.attribution_drift(names, ref_shap, cur_shap)
-        attribution.update(n_reference=ref_shap_n, n_current=cur_shap_n, available=True)
-    else:
-        attribution = {
-            "available": False,
-            "n_reference": ref_shap_n,
-            "n_current": cur_shap_n,
-            "note": "No ready explanations in one of the cohorts yet.",
-        }
-
     groups, seconds = selectors.alerts_in(version, comparison.start, comparison.end, where)
-    alert_burden = burden.alert_burden(current.patient_days, groups, seconds)
+    simulated = Prediction.objects.filter(
+        model_version=version, scored_at__gte=comparison.start, scored_at__lt=comparison.end, simulated=True
+    ).exists()
 
     summary = _finite(
         {
@@ -253,33 +283,24 @@ def summary_compute(*, comparison: Comparison) -> dict:
             "comparison": comparison.as_json(),
             "version": {"id": version.pk, "name": version.registered_model.name, "version": version.version},
             "slice": str(where),
-            "reference_label": ref_label,
-            "n_reference": ref_n,
+            "reference_label": ref.label,
+            "n_reference": ref.n,
             "n_current": current.n,
             "sampled": {
-                "reference": ref_sampled,
+                "reference": ref.sampled,
                 "current": current.sampled,
                 "sample_size": selectors.SAMPLE_SIZE,
             },
-            "simulated_current": Prediction.objects.filter(
-                model_version=version,
-                scored_at__gte=comparison.start,
-                scored_at__lt=comparison.end,
-                simulated=True,
-            ).exists(),
-            "thresholds": {
-                "psi": [drift.PSI_MODERATE, drift.PSI_MAJOR],
-                "ks": [drift.KS_MODERATE, drift.KS_MAJOR],
-                "cramers_v": [drift.CRAMERS_V_MODERATE, drift.CRAMERS_V_MAJOR],
-                "missing_change": [drift.MISSING_MODERATE, drift.MISSING_MAJOR],
-                "p_value": drift.P_VALUE,
+            "simulated_current": simulated,
+            "thresholds": THRESHOLDS,
+            "features": drift.drift_table(ref.frame, cur_frame, specs),
+            "distributions": {
+                s.name: drift.distribution(ref.frame[s.name], cur_frame[s.name], s) for s in specs
             },
-            "features": table,
-            "distributions": distributions,
-            "attribution": attribution,
-            "prediction": prediction,
-            "performance": _performance_windows(current, profile["calibrator"]),
-            "burden": alert_burden,
+            "attribution": _attribution_drift(ref, cur_shap, cur_shap_n, names),
+            "prediction": _prediction_drift(ref, current, risk_edges, version, bucket),
+            "performance": _performance_windows(current, _reference_profile(version)["calibrator"]),
+            "burden": burden.alert_burden(current.patient_days, groups, seconds),
             "computed_at": timezone.now().isoformat(),
             "seconds": round(time.perf_counter() - started, 3),
         }

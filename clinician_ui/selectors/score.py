@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from engine.probability import probability_points, sigmoid
 from explanations.models import Explanation
 from models_registry.models import ModelFeature
 from patients.models import Alert, AlertAction, Prediction
@@ -143,9 +144,6 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
     """A prediction (already checked by patients.access) with its explanation and feature table.
 
     Rows are in model input order until the explanation is ready, then by |contribution|."""
-    # engine.treeshap imports shap (and numba): loaded on first use, not at URL import.
-    from engine.treeshap import probability_points, sigmoid
-
     explanation = Explanation.objects.filter(prediction=prediction).first()
     status = explanation.status if explanation else "missing"
     if status == Explanation.Status.READY and (
@@ -169,9 +167,12 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         names = [c["name"] for c in explanation.contributions]
         values = [float(c["shap"]) for c in explanation.contributions]
         shap_by_name = dict(zip(names, values, strict=True))
-        points_by_name = dict(
-            zip(names, probability_points(explanation.base_value, values).tolist(), strict=True)
-        )
+        # The points the worker stored with the explanation (engine.probability.probability_points);
+        # an explanation stored before points were kept gets them computed by the same function.
+        stored = [c.get("points") for c in explanation.contributions]
+        if any(p is None for p in stored):
+            stored = probability_points(explanation.base_value, values).tolist()
+        points_by_name = dict(zip(names, [float(p) for p in stored], strict=True))
         detail.base_value = explanation.base_value
         detail.base_probability = float(sigmoid(explanation.base_value))
         detail.background_size = explanation.background_size or version.background_size

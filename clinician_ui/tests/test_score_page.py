@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from engine.treeshap import probability_points
+from engine.probability import probability_points
 from explanations.models import Explanation
 from patients.models import AuditEvent
 from tests.fixtures.factories import BASE_VALUE, prediction_create
@@ -204,3 +204,19 @@ def test_low_tier_cue_while_explanation_pending(alice_client, ui_model_version):
     html = alice_client.get(reverse("prediction-detail", args=[prediction.pk])).content.decode()
     assert "Explanation being computed" in html
     assert "Largest factor" not in html
+
+
+def test_the_page_shows_the_points_the_worker_stored_and_recomputes_nothing(alice_client, ui_model_version):
+    """Probability points are computed once, by the worker, and stored; the page reads them (the
+    explanation API returns the same stored figures), so the two can never disagree."""
+    prediction = prediction_create(model_version=ui_model_version, risk=0.71)
+    explanation = prediction.explanation
+    stored = [dict(c, points=round(0.01 * (i + 1), 4)) for i, c in enumerate(explanation.contributions)]
+    Explanation.objects.filter(pk=explanation.pk).update(contributions=stored)
+
+    body = alice_client.get(reverse("explanation-json", args=[prediction.pk])).json()
+    api = alice_client.get(f"/api/v1/predictions/{prediction.pk}/explanation/").json()
+
+    shown = {s["name"]: s["probability_points"] for s in body["contributions"]}
+    assert shown == {c["name"]: c["points"] for c in stored}
+    assert {f["name"]: f["points"] for f in api["features"] if f["points"] is not None} == shown

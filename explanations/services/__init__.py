@@ -13,14 +13,8 @@ entry points answer the same way. Choices the contract leaves open:
 - an `encounter_id` already known for another patient is a conflict (409 naming `encounter_id`).
 """
 
-from .cohort import (
-    cohort_chunk_compute,
-    cohort_explanation_add,
-    cohort_job_create,
-    cohort_job_finalize,
-    cohort_job_progress,
-    cohort_job_run,
-)
+from .cohort import cohort_explanation_add, cohort_job_create, cohort_job_progress
+from .cohort_job import cohort_chunk_compute, cohort_job_finalize, cohort_job_run
 from .explanations import (
     MAX_ATTEMPTS,
     explanation_compute,

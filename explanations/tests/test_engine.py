@@ -378,7 +378,7 @@ def test_a_recompute_job_keeps_the_bottom_k_of_every_slice_when_chunks_prune(exp
 
 
 def test_a_chunk_stores_no_sample_row_that_other_chunks_already_outrank(model_version, settings):
-    from explanations.services.cohort import _sample_prune
+    from explanations.services.cohort_job import _sample_prune
 
     settings.COHORT_SAMPLE_SIZE = 2
     job = CohortJob.objects.create(version=model_version, chunk_size=10)

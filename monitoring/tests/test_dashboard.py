@@ -8,7 +8,7 @@ from django.core.cache import cache
 
 from explanations.services import outcome_record, prediction_ingest_many
 from models_registry.serving import serving_model
-from monitoring import selectors, services
+from monitoring import selectors, services, windows
 from monitoring.selectors import Slice
 from monitoring.tasks import monitoring_refresh
 from patients.models import Alert, AlertAction, Prediction
@@ -166,10 +166,10 @@ def test_periodic_refresh_warms_the_default_views(scored, model_version):
 
 def test_window_streams_in_chunks_into_a_bounded_sample(scored, model_version):
     start, end = datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
-    full = selectors.window_collect_streamed(
+    full = windows.window_collect_streamed(
         model_version, start, end, Slice("overall"), risk_edges=np.array([0.5])
     )
-    small = selectors.window_collect_streamed(
+    small = windows.window_collect_streamed(
         model_version, start, end, Slice("overall"), risk_edges=np.array([0.5]), sample_size=10, chunk_size=7
     )
     assert full.n == small.n == 60
@@ -249,10 +249,10 @@ def test_counts_in_sql_equal_the_streamed_counts(scored, model_version):
     edges = np.array([0.1, 0.2, 0.35, 0.5])
     for where in (Slice("overall"), Slice("shift", "night"), Slice("unit", "MICU")):
         for bucket in ("day", "week"):
-            sql = selectors.window_collect_sql(
+            sql = windows.window_collect_sql(
                 model_version, start, end, where, risk_edges=edges, bucket=bucket, sample_size=15
             )
-            streamed = selectors.window_collect_streamed(
+            streamed = windows.window_collect_streamed(
                 model_version, start, end, where, risk_edges=edges, bucket=bucket, sample_size=15
             )
             assert sql.n == streamed.n > 0
@@ -266,15 +266,15 @@ def test_counts_in_sql_equal_the_streamed_counts(scored, model_version):
             assert sql.encounters == streamed.encounters
             assert len(sql.sample) == len(streamed.sample) == min(15, sql.n)
             # Missingness is exact when the window fits in the sample.
-            whole = selectors.window_collect_sql(
+            whole = windows.window_collect_sql(
                 model_version, start, end, where, risk_edges=edges, bucket=bucket
             )
             assert not whole.sampled and whole.missing.tolist() == streamed.missing.tolist()
     # The sample is fixed by the ids: the same window gives the same sample.
-    again = selectors.window_collect_sql(
+    again = windows.window_collect_sql(
         model_version, start, end, Slice("overall"), risk_edges=edges, sample_size=15
     )
-    first = selectors.window_collect_sql(
+    first = windows.window_collect_sql(
         model_version, start, end, Slice("overall"), risk_edges=edges, sample_size=15
     )
     assert np.array_equal(again.sample.to_numpy(), first.sample.to_numpy(), equal_nan=True)

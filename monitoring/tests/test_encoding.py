@@ -10,7 +10,7 @@ import pytest
 from engine import drift
 from explanations.services import prediction_ingest_many
 from models_registry.serving import serving_model
-from monitoring import selectors
+from monitoring import selectors, windows
 from monitoring.selectors import Slice
 from patients.models import Prediction
 
@@ -53,13 +53,13 @@ def test_the_same_values_encode_the_same_in_serving_and_in_monitoring(mixed_spel
 
     # Column by column, from the stored JSON values.
     by_monitoring = np.column_stack(
-        [selectors.encode_column([row[s.name] for row in stored], s) for s in specs]
+        [windows.encode_column([row[s.name] for row in stored], s) for s in specs]
     )
     assert _rows(by_monitoring) == _rows(by_serving)
 
     # And through both database read paths the dashboard uses (whole window, no sampling).
     end = START + timedelta(days=3)
-    for collect in (selectors.window_collect_sql, selectors.window_collect_streamed):
+    for collect in (windows.window_collect_sql, windows.window_collect_streamed):
         window = collect(model_version, START, end, Slice("overall"), risk_edges=np.array([0.5]))
         assert window.n == len(stored) and not window.sampled
         assert _rows(window.sample[serving.feature_names].to_numpy(dtype=float)) == _rows(by_serving)
@@ -71,12 +71,12 @@ def test_yes_no_inputs_spelled_differently_show_no_drift(mixed_spellings, model_
     stored = [p.features for p in Prediction.objects.filter(model_version=model_version)]
     for name in mixed_spellings:
         spec = specs[name]
-        encoded = selectors.encode_column([row[name] for row in stored], spec)
+        encoded = windows.encode_column([row[name] for row in stored], spec)
         as_posted = [row[name]["value"] for row in stored]
         expected = [np.nan if v is None else float(bool(v)) for v in as_posted]
         assert np.array_equal(encoded, np.array(expected), equal_nan=True), name
         # The same values spelled as JSON booleans throughout: no drift at all.
-        canonical = selectors.encode_column(
+        canonical = windows.encode_column(
             [{"value": None if v is None else bool(v)} for v in as_posted], spec
         )
         row = drift.feature_drift(pd.Series(canonical), pd.Series(encoded), spec)

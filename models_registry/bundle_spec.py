@@ -1,0 +1,129 @@
+"""bundle.yaml and its feature list, read and checked (CONTRACT.md section 1); BundleError names the
+first problem."""
+
+from __future__ import annotations
+
+import math
+
+import yaml
+
+from engine import calibration
+from models_registry.bundle_rules import (
+    FEATURE_KINDS,
+    FEATURE_NAME_PATTERN,
+    FORMAT_VERSION,
+    NAME_PATTERN,
+    BundleError,
+)
+
+
+def require(mapping: dict, key: str, where: str) -> object:
+    if not isinstance(mapping, dict) or key not in mapping or mapping[key] in (None, ""):
+        raise BundleError(f"bundle.yaml is missing {where}{key}.")
+    return mapping[key]
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_spec(raw: bytes) -> dict:
+    try:
+        spec = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"bundle.yaml is not valid YAML: {first_line}.") from exc
+    if not isinstance(spec, dict):
+        raise BundleError("bundle.yaml must be a YAML mapping (name, model, features, ...).")
+    version = require(spec, "format_version", "")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"bundle.yaml format_version is {version!r}; this registry reads format_version 1.")
+    name = require(spec, "name", "")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise BundleError(f"bundle.yaml name {name!r} must be lower-case letters, digits, '-' or '_'.")
+    require(spec, "outcome", "")
+    horizon = require(spec, "horizon_hours", "")
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon <= 0:
+        raise BundleError("bundle.yaml horizon_hours must be a positive whole number of hours.")
+    model = require(spec, "model", "")
+    require(model, "path", "model.")
+    require(model, "format", "model.")
+    tiers = require(spec, "tiers", "")
+    high, medium = require(tiers, "high", "tiers."), require(tiers, "medium", "tiers.")
+    if not (number(high) and number(medium) and 0 < medium < high < 1):
+        raise BundleError("bundle.yaml tiers must satisfy 0 < medium < high < 1.")
+    require(require(spec, "background", ""), "path", "background.")
+    reference = require(spec, "reference", "")
+    require(reference, "path", "reference.")
+    require(reference, "label", "reference.")
+    challenger = spec.get("challenger")
+    if challenger is not None:
+        require(challenger, "path", "challenger.")
+        if require(challenger, "format", "challenger.") != "sklearn-skops":
+            raise BundleError("bundle.yaml challenger.format must be sklearn-skops.")
+    recalibration = spec.get("calibration")
+    if recalibration is not None and (
+        not isinstance(recalibration, dict) or recalibration.get("method") not in calibration.METHODS
+    ):
+        raise BundleError("bundle.yaml calibration must be {method: isotonic} or {method: platt}.")
+    features = require(spec, "features", "")
+    if not isinstance(features, list):
+        raise BundleError("bundle.yaml features must be a list.")
+    return spec
+
+
+def parse_features(raw: list) -> list[dict]:
+    features: list[dict] = []
+    seen: set[str] = set()
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BundleError(f"bundle.yaml feature #{position + 1} has no name.")
+        name = item["name"]
+        where = f"feature '{name}'"
+        if not FEATURE_NAME_PATTERN.match(name):
+            raise BundleError(f"bundle.yaml {where}: names are letters, digits and '_' (a column name).")
+        if name in seen:
+            raise BundleError(f"bundle.yaml {where} is declared twice.")
+        seen.add(name)
+        kind = item.get("kind")
+        if kind not in FEATURE_KINDS:
+            raise BundleError(
+                f"bundle.yaml {where} has kind {kind!r}; expected numeric, binary or categorical."
+            )
+        categories = item.get("categories") or []
+        if kind == "categorical" and (
+            not isinstance(categories, list)
+            or len(categories) < 2
+            or len(set(map(str, categories))) != len(categories)
+        ):
+            raise BundleError(f"bundle.yaml {where} is categorical and needs a list of distinct categories.")
+        value_range = item.get("range")
+        if value_range is None and kind == "numeric":
+            raise BundleError(f"bundle.yaml {where} is numeric and needs a plausible range [min, max].")
+        if value_range is not None and not (
+            isinstance(value_range, list)
+            and len(value_range) == 2
+            and all(number(v) for v in value_range)
+            and value_range[0] < value_range[1]
+        ):
+            raise BundleError(f"bundle.yaml {where} range must be [min, max] with min < max.")
+        for flag in ("decision_time", "mutable"):
+            if flag in item and not isinstance(item[flag], bool):
+                raise BundleError(f"bundle.yaml {where} {flag} must be true or false.")
+        features.append(
+            {
+                "name": name,
+                "label": str(item.get("label") or name),
+                "unit": str(item.get("unit") or ""),
+                "source": str(item.get("source") or ""),
+                "code": str(item.get("code") or ""),
+                "kind": kind,
+                "categories": [str(c) for c in categories] if kind == "categorical" else [],
+                "range": [float(value_range[0]), float(value_range[1])] if value_range is not None else None,
+                "decision_time": item.get("decision_time", True),
+                "mutable": item.get("mutable", True),
+            }
+        )
+    if not features:
+        raise BundleError("bundle.yaml features is empty.")
+    return features
