@@ -8,10 +8,12 @@ reference set, not this hospital's patients.
 
 from dataclasses import dataclass, field
 
+from engine.headline import Relation, horizon_words, reconcile, shown_percent
+
 
 def pct(value: float | None) -> str:
-    """0.684 -> "68%"; None -> "–"."""
-    return "–" if value is None else f"{100 * value:.0f}%"
+    """0.684 -> "68%"; None -> "–" (the headline's rounding: engine.headline.shown_percent)."""
+    return "–" if value is None else f"{shown_percent(value)}%"
 
 
 @dataclass
@@ -166,3 +168,58 @@ def similar_part(similar: dict | None, *, labels: dict[str, str]) -> SimilarPart
         events=int(similar.get("events") or 0),
         rows=rows,
     )
+
+
+@dataclass
+class HeadlinePart:
+    """One honest headline: the risk, what it is a risk of, its calibrated interval and, when the
+    score lies outside that interval, the sentence that says so with the calibrated figures."""
+
+    risk_text: str
+    meaning: str  # "risk of death within 30 days"
+    interval_text: str  # "calibrated range 54%–55%" ("" when there is no interval yet)
+    relation: str  # engine.headline.Relation
+    correction: str  # "" when the risk lies inside its interval
+    relates: str  # how the interval, the calibration note and the similar patients relate
+
+
+def headline_part(
+    *,
+    risk: float,
+    outcome: str,
+    horizon_hours: int | None,
+    uncertainty: UncertaintyPart | None,
+    similar: SimilarPart | None,
+) -> HeadlinePart:
+    # The horizon is added unless the outcome's own words already give it ("... within 30 days").
+    horizon = "" if "within" in outcome.lower() else horizon_words(horizon_hours)
+    meaning = " ".join(part for part in (f"risk of {outcome}", horizon) if part)
+    if uncertainty is None:
+        return HeadlinePart(pct(risk), meaning, "", Relation.INSIDE, "", "")
+    shown = reconcile(risk, uncertainty.interval_low, uncertainty.interval_high)
+    interval_text = f"calibrated range {shown.low}%–{shown.high}%"
+    correction = ""
+    if shown.relation == Relation.ABOVE:
+        correction = (
+            f"The model's score ({shown.risk}%) is above its calibrated range: on the reference set, "
+            f"patients it scored like this one had the outcome less often ({shown.low}%–{shown.high}%). "
+            "The model over-estimates patients like this one."
+        )
+    elif shown.relation == Relation.BELOW:
+        correction = (
+            f"The model's score ({shown.risk}%) is below its calibrated range: on the reference set, "
+            f"patients it scored like this one had the outcome more often ({shown.low}%–{shown.high}%). "
+            "The model under-estimates patients like this one."
+        )
+    relates = (
+        "How these figures relate: the calibrated range is fitted on every patient of the model's "
+        "reference set; the observed rate counts only the reference patients scored in the same "
+        "band as this one"
+    )
+    if similar is not None and similar.k:
+        relates += (
+            f"; the similar patients are the {similar.k} reference patients whose explanations are "
+            f"nearest this one's ({similar.events} of {similar.k} had the outcome), a small group whose "
+            "rate can differ widely from either"
+        )
+    return HeadlinePart(pct(risk), meaning, interval_text, shown.relation, correction, relates + ".")

@@ -4,14 +4,23 @@ SHAP values are interventional TreeSHAP against the *whole* documented backgroun
 shap wraps any background (DataFrame or array) in an Independent masker that keeps only
 100 rows unless told otherwise, so the masker is built here with max_samples equal to the
 background size, and the size actually used is returned with every explanation.
+
+shap (and numba under it) takes about 1.4 s and 100 MB to import, so it is imported by the first
+explainer built, here and nowhere else: a web process that only shows stored explanations never
+loads it.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import shap
 
 from engine.probability import probability_points, sigmoid  # noqa: F401 (the SHAP API's own terms)
+
+if TYPE_CHECKING:
+    import shap
 
 # XGBoost accumulates leaf values in float32; base + sum(shap) matches the margin to ~1e-6
 # in practice, and the contract allows 1e-4 in log-odds.
@@ -31,6 +40,8 @@ class AdditivityError(ValueError):
 
 def tree_explainer(model, background: np.ndarray) -> shap.TreeExplainer:
     """An interventional TreeExplainer that uses every row of `background`."""
+    import shap  # noqa: PLC0415 (heavy: loaded by the first explainer, see the module docstring)
+
     background = np.asarray(background, dtype=np.float64)
     masker = shap.maskers.Independent(background, max_samples=background.shape[0])
     return shap.TreeExplainer(model, data=masker, feature_perturbation="interventional", model_output="raw")

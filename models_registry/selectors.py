@@ -10,7 +10,9 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from common.timestamps import iso_utc
+from models_registry.bundle_checks import load_challenger
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
+from models_registry.serving import ArtifactTampered, _artifact_bytes
 
 # charts.json is a pure function of an immutable version: cached per version and bundle digest.
 CHARTS_CACHE_SECONDS = 7 * 24 * 3600
@@ -238,9 +240,6 @@ def reference_curves(version: ModelVersion) -> list[dict]:
     import numpy as np
     import pandas as pd
 
-    from models_registry.bundle_checks import load_challenger
-    from models_registry.serving import _artifact_bytes
-
     spec = version.spec
     reference = pd.read_parquet(io.BytesIO(_artifact_bytes(version, spec["reference"]["path"])))
     labels = reference[spec["reference"]["label"]].to_numpy(dtype=np.float64)
@@ -260,8 +259,6 @@ def model_card_charts_cached(version: ModelVersion) -> dict:
     key = f"sightline:model-card-charts:v1:{version.pk}:{version.bundle_sha256}"
     charts = cache.get(key)
     if charts is None:
-        from models_registry.serving import ArtifactTampered
-
         try:
             curves = reference_curves(version)
         except ArtifactTampered as exc:

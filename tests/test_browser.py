@@ -419,8 +419,13 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
         explanation.refresh_from_db()
         low, top = explanation.uncertainty["interval"]["low"], explanation.uncertainty["interval"]["high"]
         assert page.locator("#risk-interval").inner_text() == (
-            f"plausible range {100 * low:.0f}%–{100 * top:.0f}%"
+            f"calibrated range {100 * low:.0f}%–{100 * top:.0f}%"
         )
+        # The headline says what the risk is a risk of, and reconciles it with its calibrated range.
+        assert page.locator("#risk-meaning").inner_text().startswith("risk of ")
+        outside = not round(100 * low) <= round(100 * high.risk) <= round(100 * top)
+        assert page.locator("#headline-correction").count() == (1 if outside else 0)
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_1280.png"))
         assert (
             "reference-set patients the model scored between"
             in page.locator("#calibration-note").inner_text()
@@ -473,6 +478,7 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
         log_in(page, live_server.url, "alice")
         page.goto(f"{live_server.url}/alerts/{high.alert.pk}/")
         assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_tablet_top.png"))
         page.screenshot(path=str(ARTIFACTS / "alert_engine_tablet.png"), full_page=True)
     finally:
         tablet.close()

@@ -14,9 +14,11 @@ from models_registry.models import ModelFeature
 from patients.models import Alert, AlertAction, Prediction
 
 from ..explanation_parts import (
+    HeadlinePart,
     SimilarPart,
     StabilityPart,
     UncertaintyPart,
+    headline_part,
     similar_part,
     stability_part,
     uncertainty_part,
@@ -80,6 +82,7 @@ class ScoreDetail:
     similar: SimilarPart | None = None
     abstain: bool = False
     abstain_reason: str = ""
+    headline: HeadlinePart | None = None
     # The demo model's reference set is real RHC study patients (its bundle says so).
     rhc_reference: bool = False
 
@@ -186,6 +189,13 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         detail.stability = stability_part(explanation.stability, labels=labels)
         detail.similar = similar_part(explanation.similar_patients, labels=labels)
         detail.abstain = explanation.abstain
+        detail.headline = headline_part(
+            risk=prediction.risk,
+            outcome=outcome,
+            horizon_hours=version.registered_model.horizon_hours,
+            uncertainty=detail.uncertainty,
+            similar=detail.similar,
+        )
         detail.rhc_reference = "RHC study" in str(version.spec.get("intended_use") or "")
         detail.abstain_reason = explanation.abstain_reason
     for feature in specs:

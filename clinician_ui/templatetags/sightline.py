@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts import permissions
+from engine.headline import shown_percent
 
 register = template.Library()
 
@@ -28,7 +29,7 @@ def percent(risk) -> str:
     value = float(risk) * 100
     if 0 < value < 1:
         return "<1%"
-    return f"{value:.0f}%"
+    return f"{shown_percent(risk)}%"
 
 
 # The units `since` counts in; static/js/worklist.js counts in the same ones.

@@ -24,7 +24,7 @@ def test_high_alert_shows_interval_calibration_stability_and_similar_patients(al
     html = alert_html(alice_client, prediction)
 
     assert '<span class="risk-value">71%</span>' in html
-    assert "plausible range 64%–76%" in html
+    assert "calibrated range 64%–76%" in html
     assert (
         "Of the 143 reference-set patients the model scored between 70% and 80%, 68% (61%–74%, 95% "
         "confidence interval) had the outcome: death within 30 days of ICU admission." in html
@@ -76,7 +76,7 @@ def test_pending_explanation_says_the_sections_are_being_computed(alice_client, 
     assert "Similar patients are being computed." in html
     assert "The what-if panel is available once the explanation is computed (being computed now)." in html
     assert 'id="whatif-form"' not in html
-    assert "plausible range" not in html
+    assert "calibrated range" not in html
 
 
 def test_what_if_offers_mutable_inputs_within_their_range_and_lists_the_rest(alice_client, ui_model_version):
@@ -133,7 +133,7 @@ def test_low_tier_cue_has_none_of_the_engine_sections_until_asked(alice_client, 
     url = reverse("prediction-detail", args=[prediction.pk])
 
     cue = alice_client.get(url).content.decode()
-    for section in ('id="uncertainty"', 'id="similar-patients"', 'id="what-if"', "plausible range"):
+    for section in ('id="uncertainty"', 'id="similar-patients"', 'id="what-if"', "calibrated range"):
         assert section not in cue
     full = alice_client.get(url, {"full": "1"}).content.decode()
     assert 'id="similar-patients"' in full and 'id="whatif-form"' in full
@@ -154,7 +154,7 @@ def test_real_engine_results_reach_the_alert_page(
     html = charlie_client.get(body["alert"]["url"]).content.decode()
 
     interval = explanation.uncertainty["interval"]
-    assert f"plausible range {100 * interval['low']:.0f}%–{100 * interval['high']:.0f}%" in html
+    assert f"calibrated range {100 * interval['low']:.0f}%–{100 * interval['high']:.0f}%" in html
     assert explanation.similar_patients["summary"] in html
     assert f"{round(100 * explanation.stability['agreement'])}% agreement" in html
     assert "real (de-identified) patients of the RHC study" in html

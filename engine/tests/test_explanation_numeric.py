@@ -209,3 +209,15 @@ def test_bottom_k_sample_is_the_same_whatever_the_order_or_the_chunking():
     assert set(cohort.bottom_k(halves, 10)["prediction_id"]) == whole
     assert set(cohort.bottom_k(shuffled, 10)["prediction_id"]) == whole
     assert len(whole) == 10
+
+
+def test_a_headline_is_reconciled_on_the_figures_as_shown():
+    from engine.headline import Relation, horizon_words, reconcile
+
+    # 37% beside 38%-40% reads as a contradiction: below its calibrated range.
+    assert reconcile(0.372, 0.378, 0.401).relation == Relation.BELOW
+    assert reconcile(0.58, 0.54, 0.55).relation == Relation.ABOVE
+    # 37.6% prints as 38%: inside 38%-40% as the reader sees it, so no correction is claimed.
+    assert reconcile(0.376, 0.378, 0.401) == reconcile(0.38, 0.38, 0.40)
+    assert reconcile(0.376, 0.378, 0.401).relation == Relation.INSIDE
+    assert horizon_words(720) == "within 30 days" and horizon_words(48) == "within 48 hours"

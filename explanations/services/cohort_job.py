@@ -29,6 +29,7 @@ from explanations.models import (
     CohortSample,
     Explanation,
 )
+from models_registry.serving import serving_model
 from patients.models import Prediction
 
 from .cohort import EXPLAIN_BATCH, cohort_explanation_add, sample_size
@@ -44,6 +45,7 @@ def cohort_job_run(*, job: CohortJob) -> int:
     """
     from celery import group
 
+    # tasks import these services: the task is looked up when a job is dispatched.
     from explanations.tasks import cohort_chunk_task
 
     now = timezone.now()
@@ -148,7 +150,6 @@ def _batches(rows, size: int):
 
 def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
     """Explain one chunk's rows and replace its partial aggregates and sample."""
-    from models_registry.serving import serving_model
 
     chunk = CohortJobChunk.objects.select_related("job__version").get(pk=chunk_id)
     if chunk.status == CohortJobChunk.Status.DONE:
@@ -339,7 +340,6 @@ def _job_results_insert(job: CohortJob) -> None:
 
 def _tail_add(job: CohortJob) -> None:
     """Ready explanations of predictions newer than the job's chunks: add their stored SHAP values."""
-    from models_registry.serving import serving_model
 
     serving = serving_model(job.version)
     tail = (

@@ -14,6 +14,11 @@ from engine import profile as engine
 from engine import stability
 from engine import treeshap as core
 from explanations.models import Explanation
+from models_registry.serving import ArtifactTampered, serving_model
+from sightline.celery import app
+
+from .cohort import cohort_explanation_add
+from .profiles import ProfileUnavailable, engine_options, stability_explainer, version_profile_loaded
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,7 @@ ENQUEUE_BATCH = 25
 
 
 def _messages(explanation_ids: Sequence[int]):
+    # tasks import these services: the tasks are looked up when explanations are queued.
     from explanations.tasks import explanation_compute_batch_task, explanation_compute_task
 
     if len(explanation_ids) == 1:
@@ -42,8 +48,6 @@ def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
     """
     from kombu.exceptions import OperationalError as BrokerError
     from redis.exceptions import RedisError
-
-    from sightline.celery import app
 
     if app.conf.task_always_eager:
         # No broker (the embedded default, or tests): the tasks run here and now.
@@ -69,7 +73,6 @@ def _engine_compute(prediction, serving, profile) -> dict:
     """Explain the prediction (whole background); explain it again with its N perturbations in one
     call (background subsample); add uncertainty, similar patients and stability. Raises
     core.AdditivityError when the SHAP values do not add up."""
-    from .profiles import engine_options, stability_explainer
 
     opts = profile.options(engine_options())
     row = serving.encode(prediction.features)
@@ -120,10 +123,6 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
     cannot be built is stored as `failed` with the reason, never as numbers. The cohort
     aggregates are updated in the transaction that marks it ready.
     """
-    from models_registry.serving import ArtifactTampered, serving_model
-
-    from .cohort import cohort_explanation_add
-    from .profiles import ProfileUnavailable, version_profile_loaded
 
     claimed = Explanation.objects.filter(id=explanation_id, status=Explanation.Status.PENDING).update(
         status=Explanation.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1

@@ -19,8 +19,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from engine import profile as engine
+from engine import treeshap as core
 from explanations.models import VersionProfile
 from models_registry.models import ModelVersion
+from models_registry.serving import serving_model
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,6 @@ def version_profile_build(*, version: ModelVersion) -> VersionProfile:
     Queued when the registry announces a version (explanations.receivers), by the sweep for a
     version still without one, and run lazily by the first explanation that needs it.
     """
-    from models_registry.serving import serving_model
 
     VersionProfile.objects.get_or_create(version=version)
     with transaction.atomic():
@@ -150,7 +151,6 @@ def versions_without_profile() -> list[int]:
 
 def version_profile_loaded(version: ModelVersion) -> engine.LoadedProfile:
     """The version's profile in memory (built first if needed), cached per process."""
-    from models_registry.serving import serving_model
 
     profile = VersionProfile.objects.filter(version=version, status=VersionProfile.Status.READY).first()
     if profile is not None:
@@ -195,7 +195,6 @@ def stability_explainer(version: ModelVersion, serving, size: int):
     """A TreeExplainer over a seeded `size`-row subsample of the background, for the stability
     re-explanations only (the stored SHAP values always use the whole background). The patient is
     re-explained with it too, so perturbed and unperturbed rankings are compared like with like."""
-    from engine import treeshap as core
 
     key = (version.pk, version.bundle_sha256, size)
     explainer = _STABILITY.get(key)

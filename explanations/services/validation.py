@@ -17,6 +17,7 @@ from engine import treeshap as core
 from explanations.payloads import prediction_shape_check
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 from models_registry.selectors import version_lookup
+from models_registry.serving import ArtifactTampered, EncodingError, serving_model
 from patients.models import Prediction
 from sightline.api_errors import ApiError
 
@@ -266,7 +267,6 @@ def features_check(item: Item) -> None:
 
 
 def _score_one_by_one(group: Sequence[Item], serving) -> None:
-    from models_registry.serving import EncodingError
 
     for item in group:
         try:
@@ -281,7 +281,6 @@ def _score_one_by_one(group: Sequence[Item], serving) -> None:
 
 def score(items: Sequence[Item]) -> None:
     """Score every valid item with its registered model: one predict call per model version."""
-    from models_registry.serving import ArtifactTampered, EncodingError, serving_model
 
     by_version: dict[int, list[Item]] = {}
     for item in items:

@@ -9,6 +9,7 @@ import numpy as np
 from rest_framework import status
 
 from engine import treeshap as core
+from models_registry.serving import EncodingError, serving_model
 from patients.models import Prediction
 from sightline.api_errors import ApiError
 
@@ -40,7 +41,6 @@ def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
     """Recompute risk, tier and SHAP with `changes` ({feature: value}) applied to the prediction's
     inputs. Only mutable decision-time features within their plausible range may change; nothing
     is stored. Raises ApiError (400) naming the field."""
-    from models_registry.serving import EncodingError, serving_model
 
     if not isinstance(changes, dict) or not changes:
         raise _invalid("changes", 'An object of feature changes is expected, e.g. {"lactate": 2.0}.')

@@ -1,0 +1,52 @@
+"""How a risk relates to its calibrated interval: the one rule every headline uses.
+
+The model's own score (the contract's `risk`) can fall outside the Venn-Abers interval fitted on the
+reference set: the model then over- or under-estimates patients like this one. The comparison is
+made on the figures as shown (whole percentages), so a headline never prints a risk outside its
+printed interval without saying so, and never claims a gap the reader cannot see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Relation(StrEnum):
+    INSIDE = "inside"
+    ABOVE = "above"  # the model over-estimates patients like this one
+    BELOW = "below"  # the model under-estimates patients like this one
+
+
+def shown_percent(value: float) -> int:
+    """A probability as the page prints it: 0.684 -> 68."""
+    return int(round(100 * float(value)))
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    relation: Relation
+    risk: int  # percent, as shown
+    low: int
+    high: int
+
+
+def reconcile(risk: float, low: float, high: float) -> Reconciliation:
+    shown, lo, hi = shown_percent(risk), shown_percent(low), shown_percent(high)
+    if shown > hi:
+        relation = Relation.ABOVE
+    elif shown < lo:
+        relation = Relation.BELOW
+    else:
+        relation = Relation.INSIDE
+    return Reconciliation(relation=relation, risk=shown, low=lo, high=hi)
+
+
+def horizon_words(hours: int | None) -> str:
+    """720 -> "within 30 days", 48 -> "within 48 hours", None -> ""."""
+    if not hours:
+        return ""
+    if hours % 24 == 0 and hours >= 72:
+        days = hours // 24
+        return f"within {days} days"
+    return f"within {hours} hour{'s' if hours != 1 else ''}"
