@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Max
 from django.utils import timezone
 
 from engine import burden, drift, performance
@@ -72,9 +73,19 @@ class Comparison:
         return f"{CACHE_PREFIX}:summary:{self.version_id}:{hashlib.sha256(parts.encode()).hexdigest()[:32]}"
 
 
-def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The last DEFAULT_WINDOW_DAYS days up to the current hour (stable for an hour, so cached)."""
-    end = (now or timezone.now()).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+def default_window(version_id: int | None = None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The latest DEFAULT_WINDOW_DAYS days that have scores of the version: up to the hour after its
+    newest score (never past the current hour). Each end is a whole hour, so a window and its cached
+    summary stay the same until a score of a new hour arrives. A version that scored nothing in the
+    last week opens on its last week of scores, not on an empty window."""
+    now = now or timezone.now()
+    newest = None
+    if version_id is not None:
+        newest = Prediction.objects.filter(model_version_id=version_id).aggregate(Max("scored_at"))[
+            "scored_at__max"
+        ]
+    until = min(now, newest) if newest is not None else now
+    end = until.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     return end - timedelta(days=DEFAULT_WINDOW_DAYS), end
 
 
@@ -329,9 +340,9 @@ def summary_invalidate(*, comparison: Comparison) -> None:
 def default_comparisons(*, now: datetime | None = None) -> list[Comparison]:
     """What the periodic task keeps warm: for every production version, the last 7 days against its
     reference set, overall, per unit scored in that window, and per shift."""
-    start, end = default_window(now)
     out = []
     for version in ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION):
+        start, end = default_window(version.pk, now)
         units = (
             Prediction.objects.filter(model_version=version, scored_at__gte=start, scored_at__lt=end)
             .values_list("unit", flat=True)

@@ -80,7 +80,7 @@ def comparison_from(params: QueryDict) -> Comparison:
         version = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION).order_by("pk").first()
         if version is None:
             raise BadParameter("version", "No model version is in production; choose one.")
-    default_start, default_end = default_window()
+    default_start, default_end = default_window(version.pk)
     start = _when(params, "from", default_start)
     end = _when(params, "to", default_end)
     if end <= start:
@@ -222,7 +222,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
     units = Patient.objects.values_list("unit", flat=True).distinct().order_by("unit")
-    start, end = default_window()
+    start, end = default_window(production.pk if production else None)
     return render(
         request,
         "monitoring/dashboard.html",

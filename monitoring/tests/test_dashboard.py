@@ -151,10 +151,10 @@ def test_past_window_reference_and_cached_until_refreshed(
 
 
 def test_periodic_refresh_warms_the_default_views(scored, model_version):
-    start, end = services.default_window(datetime(2026, 3, 9, 23, 30, tzinfo=UTC))
+    start, end = services.default_window(now=datetime(2026, 3, 9, 23, 30, tzinfo=UTC))
     assert end == datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(services, "default_window", lambda now=None: (start, end))
+        patch.setattr(services, "default_window", lambda version_id=None, now=None: (start, end))
         queued = monitoring_refresh()
     units = sorted({p["patient"]["unit"] for p in scored})
     assert queued == 1 + len(units) + 2
@@ -278,3 +278,23 @@ def test_counts_in_sql_equal_the_streamed_counts(scored, model_version):
         model_version, start, end, Slice("overall"), risk_edges=edges, sample_size=15
     )
     assert np.array_equal(again.sample.to_numpy(), first.sample.to_numpy(), equal_nan=True)
+
+
+def test_the_default_window_is_the_latest_week_with_scores_not_an_empty_one(
+    scored, model_version, charlie_client
+):
+    """The scores are from March 2026; today's wall clock is later. The dashboard opens on the week
+    that ends the hour after the newest score, and its summary counts every one of the 60 scores."""
+    newest = Prediction.objects.filter(model_version=model_version).latest("scored_at").scored_at
+    start, end = services.default_window(model_version.pk, now=datetime(2026, 12, 2, 9, 15, tzinfo=UTC))
+    assert end == newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert end - start == timedelta(days=services.DEFAULT_WINDOW_DAYS)
+    # A score stamped ahead of the server's clock does not move the window past the current hour.
+    early = newest - timedelta(hours=5)
+    expected_end = early.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert services.default_window(model_version.pk, now=early)[1] == expected_end
+
+    page = charlie_client.get("/monitoring/").content.decode()
+    assert f'value="{start:%Y-%m-%dT%H:%M}"' in page and f'value="{end:%Y-%m-%dT%H:%M}"' in page
+    comparison = services.Comparison(version_id=model_version.pk, start=start, end=end)
+    assert services.summary_compute(comparison=comparison)["n_current"] == 60
