@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
+    "tests.fixtures.records",
 ]

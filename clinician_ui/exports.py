@@ -212,9 +212,20 @@ def _csv_value(value) -> str:
         return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, float):
+    if isinstance(value, float | int):
         return repr(value)
-    return str(value)
+    return csv_text(str(value))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(text: str) -> str:
+    """Text from outside (a clinician's comment, a unit posted by a scoring service) as a CSV cell
+    a spreadsheet shows as text: a leading formula character is escaped with a single quote.
+    Parquet keeps the value as written."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def csv_stream(chunks: Iterable[list[dict]]) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""Explanations in the Django admin (read-only), and the cohort recompute action on model versions:
+"""Explanations in the Django admin (read-only, audited), and the cohort recompute action on model versions:
 the registry's version admin, extended here so that the registry knows nothing of cohort jobs."""
 
 from django.contrib import admin, messages
@@ -7,16 +7,22 @@ from django.shortcuts import redirect
 from accounts.permissions import may_run_cohort_jobs
 from models_registry.admin import ModelVersionAdmin
 from models_registry.models import ModelVersion
+from patients.admin import ReadOnlyAdmin
 
 from .models import Explanation
 from .services import cohort_job_create, cohort_job_run
 
 
 @admin.register(Explanation)
-class ExplanationAdmin(admin.ModelAdmin):
+class ExplanationAdmin(ReadOnlyAdmin):
+    """Explanations are computed by the worker: read-only here, and each look audited."""
+
     list_display = ["prediction", "status", "attempts", "additivity_error", "queued_at", "finished_at"]
     list_filter = ["status"]
-    readonly_fields = [f.name for f in Explanation._meta.fields]
+    list_select_related = ["prediction__patient"]
+
+    def audited_patient(self, obj):
+        return obj.prediction.patient
 
 
 class ModelVersionWithCohortAdmin(ModelVersionAdmin):

@@ -10,6 +10,8 @@ ADDITIVITY_SAMPLE = 200
 ADDITIVITY_SEED = 0
 RANDOMISATION_ROWS = 100
 MAX_UNCOMPRESSED_BYTES = 1024**3
+# bundle.yaml describes a bundle in a few kilobytes; anything near this is not a description.
+MAX_SPEC_BYTES = 256 * 1024
 CHALLENGER_TRUSTED_TYPES = (
     "sklearn.pipeline.Pipeline",
     "sklearn.impute._base.SimpleImputer",

@@ -12,6 +12,7 @@ from models_registry.bundle_rules import (
     FEATURE_KINDS,
     FEATURE_NAME_PATTERN,
     FORMAT_VERSION,
+    MAX_SPEC_BYTES,
     NAME_PATTERN,
     BundleError,
 )
@@ -27,9 +28,32 @@ def number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing anchors and aliases: a few hundred bytes of nested aliases expand
+    to gigabytes ("billion laughs"), and a bundle.yaml has no use for them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not accepted in bundle.yaml", event.start_mark
+            )
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise yaml.constructor.ConstructorError(
+                None, None, "anchors (&name) are not accepted in bundle.yaml", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_spec(raw: bytes) -> dict:
+    if len(raw) > MAX_SPEC_BYTES:
+        raise BundleError(
+            f"bundle.yaml is {len(raw):,} bytes; at most {MAX_SPEC_BYTES:,} are accepted (it describes the "
+            "bundle; data belongs in its parquet files)."
+        )
     try:
-        spec = yaml.safe_load(raw.decode("utf-8"))
+        spec = yaml.load(raw.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"bundle.yaml is not valid YAML: {first_line}.") from exc

@@ -67,14 +67,23 @@ def client_ip(request: HttpRequest) -> str | None:
 
 
 def audit_view(
-    request: HttpRequest, *, action: str, patient: Patient | None = None, prediction: Prediction | None = None
+    request: HttpRequest,
+    *,
+    action: str,
+    patient: Patient | None = None,
+    prediction: Prediction | None = None,
+    note: str = "",
 ) -> AuditEvent:
-    """Record that request.user saw this patient's data."""
+    """Record that request.user saw this patient's data (`note`: what a list showed, e.g. how many
+    rows and which patients; kept after the path)."""
+    path = request.get_full_path()
+    if note:
+        path = f"{path} [{note}]"
     return AuditEvent.objects.create(
         user=request.user if getattr(request.user, "is_authenticated", False) else None,
         patient=patient or (prediction.patient if prediction else None),
         prediction=prediction,
         action=action,
-        path=request.get_full_path()[:500],
+        path=path[:500],
         ip=client_ip(request),
     )

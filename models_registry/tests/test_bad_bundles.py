@@ -38,6 +38,23 @@ def _malformed_yaml(path):
     (path / "bundle.yaml").write_text("format_version: 1\nname: [icu-mortality-30d\nfeatures: {\n")
 
 
+def _yaml_alias_bomb(path):
+    """447 bytes of nested anchors appended to a valid bundle.yaml (pen test finding 1): safe_load
+    would expand them to an 80 MB spec."""
+    bomb = "\nlol:\n  a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for i, name in enumerate("bcdefgh"):
+        prev = "abcdefgh"[i]
+        refs = ", ".join([f"*{prev}"] * 9)
+        bomb += f"  {name}: &{name} [{refs}]\n"
+    with (path / "bundle.yaml").open("a") as handle:
+        handle.write(bomb)
+
+
+def _oversized_yaml(path):
+    with (path / "bundle.yaml").open("a") as handle:
+        handle.write("\nnotes: |\n" + ("  " + "x" * 1000 + "\n") * 300)
+
+
 def _wrong_format_version(path):
     _edit_spec(path, lambda spec: spec.update(format_version=2))
 
@@ -148,6 +165,8 @@ def _untrusted_challenger(path):
 CASES = [
     (_missing_file, "The bundle has no reference.parquet"),
     (_malformed_yaml, "bundle.yaml is not valid YAML"),
+    (_yaml_alias_bomb, "bundle.yaml is not valid YAML: anchors (&name) are not accepted in bundle.yaml"),
+    (_oversized_yaml, "at most 262,144 are accepted"),
     (_wrong_format_version, "format_version is 2"),
     (_model_input_not_in_schema, "Model input 'albumin' is not in the bundle.yaml features"),
     (
