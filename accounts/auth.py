@@ -31,3 +31,12 @@ class ServiceTokenAuthentication(authentication.TokenAuthentication):
             return api_token.user, api_token
         ServiceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return ServicePrincipal(token=token), token
+
+
+class SessionLoginAuthentication(authentication.SessionAuthentication):
+    """DRF's session authentication, answering an anonymous caller 401 (as the contract says) with
+    a WWW-Authenticate header naming the login page, not 403: DRF sends 403 when its first
+    authenticator has no challenge to offer."""
+
+    def authenticate_header(self, request) -> str:
+        return 'Session realm="sightline", login="/login/"'

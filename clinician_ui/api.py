@@ -6,13 +6,13 @@ from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions
+from accounts.auth import SessionLoginAuthentication
 from patients import access
 from patients.models import AlertAction
 from sightline.api_errors import ApiError
@@ -86,7 +86,7 @@ class AlertActionOutput(serializers.Serializer):
 
 class AlertActionCreateApi(APIView):
     # People act on alerts, never a scoring-service token; DRF's session auth enforces CSRF.
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [SessionLoginAuthentication]
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -126,7 +126,7 @@ class _JsonErrorsOnly(DefaultContentNegotiation):
 class OverridesExportApi(APIView):
     """GET /api/v1/exports/overrides/?from=...&to=...&format=csv|parquet (CONTRACT.md section 4)."""
 
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [SessionLoginAuthentication]
     permission_classes = [IsAuthenticated]
     content_negotiation_class = _JsonErrorsOnly
 

@@ -120,7 +120,7 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
         )
     response["ETag"] = quote_etag(poll.version)
     # Patient data: kept by no shared cache, and revalidated by the page on every poll.
-    patch_cache_control(response, private=True, no_cache=True)
+    patch_cache_control(response, private=True, no_cache=True, no_store=True)
     return response
 
 

@@ -11,7 +11,6 @@ Who may call them:
 from django.http import Http404
 from django.utils import timezone
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +19,7 @@ from accounts.permissions import IsServiceToken, is_service
 from explanations.services import prediction_ingest
 from patients import access
 from sightline.api_errors import ApiError
+from sightline.parsers import StrictJSONParser
 
 from . import fhir_bundle, fhir_resources
 
@@ -33,7 +33,9 @@ ISSUE_BY_STATUS = {
 }
 
 
-class FhirJSONParser(JSONParser):
+class FhirJSONParser(StrictJSONParser):
+    """FHIR JSON, read as strictly as the API's JSON: a 100,000-deep array is a 400, not a 500."""
+
     media_type = "application/fhir+json"
 
 
@@ -45,7 +47,7 @@ class FhirJSONRenderer(JSONRenderer):
 class FhirView(APIView):
     # FHIR resources are described by FHIR itself, not by the OpenAPI schema of /api/v1/.
     schema = None
-    parser_classes = [FhirJSONParser, JSONParser]
+    parser_classes = [FhirJSONParser, StrictJSONParser]
     renderer_classes = [FhirJSONRenderer, JSONRenderer]
 
     def handle_exception(self, exc):

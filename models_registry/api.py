@@ -7,12 +7,11 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.auth import ServiceTokenAuthentication
+from accounts.auth import ServiceTokenAuthentication, SessionLoginAuthentication
 from accounts.permissions import IsRegistryAdmin
 from models_registry.bundle import BundleError
 from models_registry.selectors import model_card, model_version_get
@@ -49,7 +48,7 @@ class ModelUploadApi(APIView):
     `override_reason`. An admin's session or API token (`Authorization: Token <key>`, from
     `manage.py create_api_token`); a scoring-service token is refused (403)."""
 
-    authentication_classes = [ServiceTokenAuthentication, SessionAuthentication]
+    authentication_classes = [ServiceTokenAuthentication, SessionLoginAuthentication]
     permission_classes = [permissions.IsAuthenticated, IsRegistryAdmin]
     parser_classes = [MultiPartParser]
 
@@ -124,7 +123,7 @@ def _too_large(size: int, limit: int) -> ApiError:
 class ModelCardApi(APIView):
     """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data)."""
 
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [SessionLoginAuthentication]
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -122,7 +123,11 @@ def _extract_zip(path: Path, target: Path) -> Path:
             raise BundleError(
                 f"{path.name} unpacks to {total:,} bytes, more than the 1 GiB a bundle may hold."
             )
-        archive.extractall(target)
+        try:
+            archive.extractall(target)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            # A member whose CRC or compressed data is damaged.
+            raise BundleError(f"{path.name} is a damaged zip file: {exc}.") from exc
     if (target / "bundle.yaml").is_file():
         return target
     # A zip of the bundle folder itself: bundle/bundle.yaml.

@@ -45,3 +45,20 @@ class ApiBodyLimitMiddleware:
         if isinstance(exception, RequestDataTooBig) and request.path.startswith(("/api/", "/fhir/")):
             return too_large(body_limit(request.path))
         return None
+
+
+class NoStoreMiddleware:
+    """Every page and API answer is kept out of browser and proxy caches (ASVS 8.2.1): on a shared
+    ward PC a patient's page must not come back from the cache after log-out. Static files are
+    served before this (WhiteNoise, far-future caching) and keep their own headers; a view that
+    sets Cache-Control itself (the worklist's ETag polling) keeps its own, which includes no-store.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store, private"
+        return response

@@ -76,6 +76,8 @@ MIDDLEWARE = [
     # Oversized API bodies are refused (413 JSON) before anything reads them.
     "sightline.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages and API answers carry patient data: never cached (static files are served above).
+    "sightline.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -203,7 +205,7 @@ CACHES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.auth.ServiceTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.auth.SessionLoginAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -104,8 +104,8 @@ def person(status, **overrides) -> dict:
 HTML_PAGE = {"anonymous": LOGIN, "service": LOGIN}
 # DRF endpoints open to signed-in people only (IsPerson): the token is refused, not ignored.
 PERSON_API = {"anonymous": 401, "service": 403}
-# DRF endpoints with session authentication only: a token is not a login; DRF answers 403.
-SESSION_API = {"anonymous": 403, "service": 403}
+# DRF endpoints with session authentication only: a token is not a login, so both are 401.
+SESSION_API = {"anonymous": 401, "service": 401}
 # The service's own endpoints (IsServiceToken).
 SERVICE_ONLY = {"anonymous": 401, **person(403)}
 REFUSE_POST_TO_PEOPLE = {"anonymous": 401, **person(403)}

@@ -89,10 +89,14 @@ class Page:
         return {"number": self.number, "size": self.size, "total": self.total, "pages": self.count}
 
 
+# Any page past the end shows the last page; a larger number would overflow the database's OFFSET.
+MAX_PAGE_NUMBER = 1_000_000
+
+
 def _page_number(raw) -> int:
     try:
-        return max(1, int(raw))
-    except (TypeError, ValueError):
+        return min(max(1, int(raw)), MAX_PAGE_NUMBER)
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 

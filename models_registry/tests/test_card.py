@@ -52,7 +52,7 @@ def test_card_json_values_equal_sklearn_on_the_fixture_bundle(model_version, dem
 
 
 def test_card_api_needs_a_login_and_answers_404_json(model_version, client, alice_client):
-    assert client.get(CARD).status_code == 403
+    assert client.get(CARD).status_code == 401  # no session: not authenticated (CONTRACT section 7)
     missing = alice_client.get("/api/v1/models/icu-mortality-30d/versions/9/card/")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
