@@ -153,7 +153,8 @@ class PredictionIn(TypedDict):
     model: Slug
     model_version: NotRequired[Annotated[StrictInt, Field(ge=1)] | None]
     patient: Patient
-    encounter_id: NotRequired[_text(100, blank=True) | None]
+    # Required (CONTRACT section 2): a prediction without it could never meet its outcome.
+    encounter_id: _text(100)
     scored_at: Annotated[AwareTimestamp, AfterValidator(_not_future)]
     risk: NotRequired[Annotated[StrictFloat, Field(ge=0.0, le=1.0)] | None]
     # name -> {"value", "unit", "observed_at", "source"}, or null for "not measured".

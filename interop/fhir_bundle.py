@@ -240,16 +240,19 @@ def bundle_to_payload(
         name = patient.name[0]
         display_name = name.text or ", ".join(p for p in [name.family, " ".join(name.given or [])] if p)
     unit = bed = ""
-    encounter_id = None
-    if encounter is not None:
-        encounter_id = _first_identifier(encounter, "Encounter", encounter_index)
-        for location in encounter.location or []:
-            types = [c.code for c in (location.physicalType.coding if location.physicalType else []) or []]
-            display = (location.location.display if location.location else None) or ""
-            if "bd" in types:
-                bed = bed or display
-            elif display:
-                unit = unit or display
+    if encounter is None:
+        # CONTRACT section 2: a score without its encounter could never meet its outcome.
+        raise FhirError(
+            400, "required", "The Bundle needs an Encounter: every score belongs to one.", ["Bundle.entry"]
+        )
+    encounter_id = _first_identifier(encounter, "Encounter", encounter_index)
+    for location in encounter.location or []:
+        types = [c.code for c in (location.physicalType.coding if location.physicalType else []) or []]
+        display = (location.location.display if location.location else None) or ""
+        if "bd" in types:
+            bed = bed or display
+        elif display:
+            unit = unit or display
     if not unit:
         raise FhirError(
             400,
@@ -331,9 +334,8 @@ def bundle_to_payload(
         "patient": {"id": patient_id, "display_name": display_name, "unit": unit, "bed": bed},
         "scored_at": scored_at.isoformat() if hasattr(scored_at, "isoformat") else str(scored_at),
         "features": features,
+        "encounter_id": encounter_id,
     }
-    if encounter_id:
-        payload["encounter_id"] = encounter_id
     return MappedBundle(payload=payload, entry_count=len(bundle.entry or []), feature_paths=paths)
 
 

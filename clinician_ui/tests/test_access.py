@@ -41,7 +41,7 @@ def test_anonymous_action_is_refused_with_json(client, micu_alert):
         {"action": "dismiss", "reason": "already_aware"},
         content_type="application/json",
     )
-    assert response.status_code == 403
+    assert response.status_code == 401  # not authenticated (CONTRACT section 7), not 403
     assert response.json()["detail"] == "Authentication credentials were not provided."
     assert micu_alert.actions.count() == 0
 

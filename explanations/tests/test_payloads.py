@@ -14,6 +14,7 @@ def payload(**changes) -> dict:
         "external_id": " run-1/P-1 ",
         "model": "icu-mortality-30d",
         "patient": {"id": "P-1", "unit": "MICU"},
+        "encounter_id": "E-1",
         "scored_at": "2026-01-05T09:00:00+01:00",
         "features": {
             "lactate": {
@@ -59,6 +60,17 @@ def test_every_problem_is_named_by_its_field_path():
     }
 
 
+def test_a_prediction_without_an_encounter_is_refused_naming_the_field():
+    """Pen test finding 17 (CONTRACT section 2): without encounter_id a prediction could never meet
+    its outcome; it was accepted with 201."""
+    body = payload()
+    del body["encounter_id"]
+    assert prediction_shape_check(body) == (None, {"encounter_id": ["Field required"]})
+    assert prediction_shape_check(payload(encounter_id="  "))[1] == {
+        "encounter_id": ["String should have at least 1 character"]
+    }
+
+
 def test_types_are_strict():
     for field, value in [("external_id", 12345), ("risk", "0.7"), ("model_version", 1.0), ("model", ["m"])]:
         _, errors = prediction_shape_check(payload(**{field: value}))
@@ -73,7 +85,14 @@ def test_a_score_from_the_future_is_refused(settings):
 
 def test_the_documented_schema_is_the_checked_one():
     schema = prediction_request_schema()
-    assert set(schema["required"]) == {"external_id", "model", "patient", "scored_at", "features"}
+    assert set(schema["required"]) == {
+        "external_id",
+        "model",
+        "patient",
+        "encounter_id",
+        "scored_at",
+        "features",
+    }
     assert schema["properties"]["external_id"]["maxLength"] == 200
     assert schema["properties"]["risk"] == {
         "maximum": 1.0,

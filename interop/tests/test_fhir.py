@@ -326,3 +326,14 @@ def test_invalid_patient_data_is_an_operation_outcome_naming_it(
     assert words in issue.diagnostics
     assert issue.expression == [f"Bundle.entry[0].resource.{field}"]
     assert Prediction.objects.count() == 0
+
+
+def test_a_bundle_without_an_encounter_is_refused(service_client, fhir_bundle):
+    """CONTRACT section 2: encounter_id is required, over FHIR as over REST."""
+    body = fhir_bundle()
+    body["entry"] = [e for e in body["entry"] if e["resource"]["resourceType"] != "Encounter"]
+    response = _post(service_client, body)
+    assert response.status_code == 400
+    outcome = OperationOutcome.model_validate(response.json())
+    assert outcome.issue[0].code == "required" and "needs an Encounter" in outcome.issue[0].diagnostics
+    assert Prediction.objects.count() == 0
