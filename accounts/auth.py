@@ -3,6 +3,7 @@
 import secrets
 
 from django.utils import timezone
+from drf_spectacular.authentication import SessionScheme
 from rest_framework import authentication, exceptions
 
 from .models import ServiceToken
@@ -40,3 +41,9 @@ class SessionLoginAuthentication(authentication.SessionAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Session realm="sightline", login="/login/"'
+
+
+class SessionLoginScheme(SessionScheme):
+    """The OpenAPI docs describe SessionLoginAuthentication as the session cookie it is."""
+
+    target_class = SessionLoginAuthentication

@@ -6,6 +6,7 @@ production set both and run a real Celery worker.
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -46,9 +47,29 @@ else:
     SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-never-used-in-production"
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "testserver"]
 
-# Keyed hash for pseudonymised patient ids in exports; separate from SECRET_KEY so it
-# can be rotated per study.
-PSEUDONYM_KEY = env("PSEUDONYM_KEY") or SECRET_KEY
+# Keyed hash for pseudonymised patient ids in exports; separate from SECRET_KEY so it can be
+# rotated per study. Production refuses to start without its own; elsewhere each installation
+# generates one on first start and keeps it in var/pseudonym.key (never a public default key).
+PSEUDONYM_KEY = env("PSEUDONYM_KEY")
+REDIS_URL = env("REDIS_URL")
+if PRODUCTION:
+    if not PSEUDONYM_KEY or PSEUDONYM_KEY == SECRET_KEY:
+        raise ImproperlyConfigured(
+            "PSEUDONYM_KEY must be set in production (SIGHTLINE_PRODUCTION=1), and differ from SECRET_KEY."
+        )
+    if not REDIS_URL:
+        raise ImproperlyConfigured(
+            "REDIS_URL must be set in production (SIGHTLINE_PRODUCTION=1): the workers, the caches and "
+            "the login throttle's counts are shared through it."
+        )
+elif not PSEUDONYM_KEY:
+    _key_file = BASE_DIR / "var" / "pseudonym.key"
+    if not _key_file.is_file():
+        _key_file.parent.mkdir(parents=True, exist_ok=True)
+        _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(_fd, "w") as _handle:
+            _handle.write(secrets.token_urlsafe(32))
+    PSEUDONYM_KEY = _key_file.read_text().strip()
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -152,7 +173,6 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # Registry artifacts, content-addressed by sha256.
 MODEL_STORE = Path(env("MODEL_STORE") or BASE_DIR / "var" / "model_store")
 
-REDIS_URL = env("REDIS_URL")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL

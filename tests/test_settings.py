@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_check(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests (Playwright runs an event loop) and
     # is never set in a deployment.
-    unset = {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    unset = {"SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE", "PSEUDONYM_KEY"}
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(env_overrides)
     return subprocess.run(
@@ -42,9 +42,43 @@ def test_secret_key_is_read_from_a_file(tmp_path):
             "SIGHTLINE_PRODUCTION": "1",
             "SECRET_KEY_FILE": str(secret),
             "ALLOWED_HOSTS": "sightline.example.org",
+            "PSEUDONYM_KEY": "p" * 50,
+            "REDIS_URL": "redis://127.0.0.1:6379/9",
         },
         "--deploy",
         "--fail-level",
         "WARNING",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PRODUCTION_BASE = {
+    "SIGHTLINE_PRODUCTION": "1",
+    "SECRET_KEY": "x" * 60,
+    "ALLOWED_HOSTS": "sightline.example.org",
+}
+
+
+def test_production_refuses_to_start_without_its_own_pseudonym_key():
+    """Pen test finding 11: without one, exports were keyed with a public development key (and in
+    production silently with SECRET_KEY), and a pseudonym was reversed to its patient id."""
+    result = run_check({**PRODUCTION_BASE, "REDIS_URL": "redis://127.0.0.1:6379/9"})
+    assert result.returncode != 0 and "PSEUDONYM_KEY must be set" in result.stderr
+    same = run_check({**PRODUCTION_BASE, "REDIS_URL": "redis://x", "PSEUDONYM_KEY": "x" * 60})
+    assert same.returncode != 0 and "differ from SECRET_KEY" in same.stderr
+
+
+def test_production_refuses_to_start_without_redis():
+    """Pen test finding 8: without Redis the login throttle counted per process."""
+    result = run_check({**PRODUCTION_BASE, "PSEUDONYM_KEY": "p" * 50, "REDIS_URL": ""})
+    assert result.returncode != 0 and "REDIS_URL must be set" in result.stderr
+
+
+def test_an_installation_generates_its_own_pseudonym_key_once():
+    from django.conf import settings as live
+
+    key_file = ROOT / "var" / "pseudonym.key"
+    if "PSEUDONYM_KEY" not in os.environ:
+        assert key_file.is_file() and (key_file.stat().st_mode & 0o777) == 0o600
+        assert live.PSEUDONYM_KEY == key_file.read_text().strip() != live.SECRET_KEY
+        assert len(live.PSEUDONYM_KEY) >= 40
