@@ -116,7 +116,12 @@ def test_the_admin_login_still_logs_staff_in(charlie):
 def production_settings() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS"}}
     env.update(
-        SIGHTLINE_PRODUCTION="1", SECRET_KEY="p" * 60, ALLOWED_HOSTS="sightline.example.org", DEBUG="0"
+        SIGHTLINE_PRODUCTION="1",
+        SECRET_KEY="p" * 60,
+        ALLOWED_HOSTS="sightline.example.org",
+        DEBUG="0",
+        PSEUDONYM_KEY="k" * 50,
+        REDIS_URL=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
     )
     names = [
         "SESSION_COOKIE_SECURE",
