@@ -33,15 +33,11 @@ class _NoAliasLoader(yaml.SafeLoader):
     to gigabytes ("billion laughs"), and a bundle.yaml has no use for them."""
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.events.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(
-                None, None, "aliases (*name) are not accepted in bundle.yaml", event.start_mark
-            )
         event = self.peek_event()
-        if getattr(event, "anchor", None):
+        if isinstance(event, yaml.events.AliasEvent) or getattr(event, "anchor", None):
+            what = "aliases (*name)" if isinstance(event, yaml.events.AliasEvent) else "anchors (&name)"
             raise yaml.constructor.ConstructorError(
-                None, None, "anchors (&name) are not accepted in bundle.yaml", event.start_mark
+                None, None, f"{what} are not accepted in bundle.yaml", event.start_mark
             )
         return super().compose_node(parent, index)
 

@@ -182,7 +182,7 @@ class _Reference:
 
 
 def _reference_of(
-    comparison: Comparison, version: ModelVersion, where: Slice, names: list[str]
+    comparison: Comparison, version: ModelVersion, where: Slice, names: list[str], profile: dict
 ) -> _Reference:
     if comparison.reference == "window":
         window = windows.window_collect(
@@ -202,7 +202,7 @@ def _reference_of(
         )
     reference = serving_model(version).reference
     mask = where.reference_mask(reference)
-    entry = _reference_profile(version)["mean_abs_shap"].get(str(where))
+    entry = profile["mean_abs_shap"].get(str(where))
     return _Reference(
         frame=reference.loc[mask, names],
         risk=reference.loc[mask, "expected_risk"].to_numpy(dtype=np.float64),
@@ -276,7 +276,8 @@ def summary_compute(*, comparison: Comparison) -> dict:
     names = [s.name for s in specs]
     bucket = selectors.bucket_of((comparison.end - comparison.start).total_seconds() / 86400)
 
-    ref = _reference_of(comparison, version, where, names)
+    profile = _reference_profile(version)
+    ref = _reference_of(comparison, version, where, names, profile)
     risk_edges = drift.quantile_edges(ref.risk)
     current = windows.window_collect(
         version, comparison.start, comparison.end, where, risk_edges=risk_edges, bucket=bucket
@@ -310,7 +311,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
             },
             "attribution": _attribution_drift(ref, cur_shap, cur_shap_n, names),
             "prediction": _prediction_drift(ref, current, risk_edges, version, bucket),
-            "performance": _performance_windows(current, _reference_profile(version)["calibrator"]),
+            "performance": _performance_windows(current, profile["calibrator"]),
             "burden": burden.alert_burden(current.patient_days, groups, seconds),
             "computed_at": timezone.now().isoformat(),
             "seconds": round(time.perf_counter() - started, 3),
