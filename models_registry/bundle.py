@@ -31,6 +31,7 @@ from models_registry.bundle_checks import (
     check_frame,
     check_randomisation,
     check_reference,
+    check_shap_engine,
     read_parquet,
 )
 from models_registry.bundle_rules import (  # noqa: F401 (BundleError is the module's API)
@@ -225,6 +226,7 @@ def _read_directory(root: Path) -> Bundle:
         model, background_inputs, reference_inputs
     )
     checks["model_randomisation"] = check_randomisation(model, background_inputs, sample, attribution)
+    checks["shap_engine"] = check_shap_engine(model, background_inputs, reference_inputs, sample, attribution)
     checks["background_documentation"] = judged.background_documentation(
         background=background,
         reference=reference,

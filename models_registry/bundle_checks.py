@@ -132,6 +132,41 @@ def check_additivity(
     return figures, sample, attribution
 
 
+def check_shap_engine(
+    model: TreeModel,
+    background: np.ndarray,
+    reference_rows: np.ndarray,
+    sample: np.ndarray,
+    attribution: core.Attribution,
+) -> dict:
+    """Which engine explains this version: the fast engine when it equals shap on the additivity
+    sample (values and base, to core.ENGINE_PROOF_TOLERANCE) and, over the whole reference set,
+    adds up to the model's log-odds on every row; else shap, with the reason."""
+    figures = core.engine_prove(
+        model.model_format, model.shap_model, model.prepare(background), sample, attribution
+    )
+    if figures["engine"] != core.ENGINE_FAST:
+        return figures
+    engine = core.fast_engine(model.model_format, model.shap_model, model.prepare(background))
+    rows = model.prepare(reference_rows)
+    started = time.perf_counter()
+    whole = engine.explain(rows)
+    seconds = time.perf_counter() - started
+    errors = core.additivity_error(whole, model.predict_margin(rows))
+    worst = float(errors.max()) if errors.size else 0.0
+    figures.update(
+        reference_rows=int(len(rows)),
+        reference_max_additivity_error=worst,
+        reference_ms_per_row=round(1000 * seconds / max(len(rows), 1), 4),
+    )
+    if not worst <= core.ADDITIVITY_TOLERANCE:
+        figures.update(
+            engine=core.ENGINE_REFERENCE,
+            reason=f"the fast engine's additivity error reaches {worst:.1e} log-odds on the reference set",
+        )
+    return figures
+
+
 def check_randomisation(
     model: TreeModel, background: np.ndarray, sample: np.ndarray, attribution: core.Attribution
 ) -> dict:

@@ -10,6 +10,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from common.timestamps import iso_utc
+from engine import treeshap as core
 from models_registry.bundle_checks import load_challenger
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 from models_registry.serving import ArtifactTampered, _artifact_bytes
@@ -21,6 +22,7 @@ CHECK_TITLES = {
     "feature_names_match": "Model inputs match the feature schema (names, order, no leakage features)",
     "reproduces_expected_risk": "Serving stack reproduces the training environment's risk",
     "shap_additivity": "SHAP values add up to the model output",
+    "shap_engine": "SHAP engine proven on this bundle (fast engine equal to shap, or shap itself)",
     "model_randomisation": "Explanations depend on what the model learned (randomised-leaves sanity check)",
     "background_documentation": "SHAP background documented and like the reference set",
     "challenger": "Challenger scores the reference set",
@@ -101,10 +103,38 @@ def _checks(version: ModelVersion) -> list[dict]:
                 "name": name,
                 "title": CHECK_TITLES.get(name, name.replace("_", " ")),
                 "status": "flag" if figures.get("flagged") or not figures.get("passed", True) else "pass",
-                "figures": figures,
+                "figures": _engine_figures(figures) if name == "shap_engine" else figures,
             }
         )
     return out
+
+
+def explained_by(version: ModelVersion) -> dict:
+    """The SHAP engine that explains `version` (what serving uses), with the reason when it is shap."""
+    figures = (version.checks or {}).get("shap_engine")
+    if not figures:
+        return {
+            "engine": core.ENGINE_REFERENCE,
+            "name": core.ENGINE_NAMES[core.ENGINE_REFERENCE],
+            "reason": "registered before the fast engine's proof existed; register it again to prove it",
+        }
+    engine = figures.get("engine", core.ENGINE_REFERENCE)
+    return {
+        "engine": engine,
+        "name": core.ENGINE_NAMES.get(engine, engine),
+        "reason": figures.get("reason", ""),
+    }
+
+
+def _engine_figures(figures: dict) -> dict:
+    """The engine check with the engine's name and its differences in scientific notation (`shown`)."""
+    shown = {
+        key: f"{figures[key]:.1e}"
+        for key in ("max_abs_value_diff", "base_diff", "reference_max_additivity_error")
+        if isinstance(figures.get(key), float)
+    }
+    name = core.ENGINE_NAMES.get(figures.get("engine"), figures.get("engine"))
+    return {**figures, "engine_name": name, "shown": shown}
 
 
 def _version_diff(version: ModelVersion, previous: ModelVersion | None) -> dict | None:
@@ -201,6 +231,7 @@ def model_card(version: ModelVersion) -> dict:
         },
         "performance": performance,
         "checks": _checks(version),
+        "explained_by": explained_by(version),
         "gate": version.gate or {},
         "promotions": [
             {

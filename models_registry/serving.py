@@ -37,6 +37,8 @@ class ServingModel:
     background: np.ndarray
     reference: pd.DataFrame
     codecs: list[Codec] = field(repr=False)
+    # The engine registration proved for this version (checks.shap_engine); shap when it has none.
+    engine_name: str = core.ENGINE_REFERENCE
     _explainer: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -94,14 +96,20 @@ class ServingModel:
 
     @property
     def explainer(self):
-        """The interventional TreeExplainer over the whole registered background (built once)."""
+        """The version's SHAP engine over the whole registered background (built once)."""
         explainer = self._explainer
         if explainer is None:
             with _LOCK:
                 if self._explainer is None:
-                    self._explainer = core.tree_explainer(self.model.shap_model, self.background)
+                    self._explainer = self.engine_over(self.background)
                 explainer = self._explainer
         return explainer
+
+    def engine_over(self, background: np.ndarray):
+        """The version's engine over `background` (the whole background, or a stability subsample)."""
+        return core.version_engine(
+            self.engine_name, self.model.model_format, self.model.shap_model, background, self.predict_margin
+        )
 
 
 _LOCK = threading.RLock()
@@ -144,6 +152,7 @@ def _load(version: ModelVersion) -> ServingModel:
         background=model.prepare(background[names].to_numpy(dtype=np.float64)),
         reference=reference,
         codecs=[Codec(f.name, f.kind, list(f.categories or [])) for f in features],
+        engine_name=(version.checks.get("shap_engine") or {}).get("engine", core.ENGINE_REFERENCE),
     )
 
 

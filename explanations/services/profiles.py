@@ -19,7 +19,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from engine import profile as engine
-from engine import treeshap as core
 from explanations.models import VersionProfile
 from models_registry.models import ModelVersion
 from models_registry.serving import serving_model
@@ -192,7 +191,7 @@ _STABILITY: dict[tuple[int, str, int], object] = {}
 
 
 def stability_explainer(version: ModelVersion, serving, size: int):
-    """A TreeExplainer over a seeded `size`-row subsample of the background, for the stability
+    """The version's SHAP engine over a seeded `size`-row subsample of the background, for the stability
     re-explanations only (the stored SHAP values always use the whole background). The patient is
     re-explained with it too, so perturbed and unperturbed rankings are compared like with like."""
 
@@ -206,6 +205,6 @@ def stability_explainer(version: ModelVersion, serving, size: int):
                 if len(background) > size:
                     rng = np.random.default_rng(engine.DEFAULTS["seed"])
                     background = background[np.sort(rng.choice(len(background), size, replace=False))]
-                explainer = core.tree_explainer(serving.model.shap_model, background)
+                explainer = serving.engine_over(background)
                 _STABILITY[key] = explainer
     return explainer

@@ -41,9 +41,15 @@ def test_card_json_values_equal_sklearn_on_the_fixture_bundle(model_version, dem
         "reproduces_expected_risk": "pass",
         "shap_additivity": "pass",
         "model_randomisation": "pass",
+        "shap_engine": "pass",
         "background_documentation": "pass",
         "challenger": "pass",
     }
+    # The demo bundle is explained by the fast engine, proven equal to shap on it, base included.
+    engine = next(c["figures"] for c in card["checks"] if c["name"] == "shap_engine")
+    assert engine["engine"] == "fast-exact" and engine["reason"] == ""
+    assert engine["max_abs_value_diff"] <= 1e-6 and engine["base_diff"] <= 1e-6
+    assert engine["reference_rows"] == 1147 and engine["reference_max_additivity_error"] <= 1e-4
     assert card["gate"]["passed"] is True
     assert card["promotions"][0]["overridden"] is False
     rhc = next(f for f in card["features"] if f["name"] == "rhc_day1")

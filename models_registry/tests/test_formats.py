@@ -65,6 +65,12 @@ def test_other_formats_register_and_serve_like_xgboost(
     attribution = core.explain(serving.explainer, rows)
     assert attribution.background_size == 200
     assert core.additivity_error(attribution, serving.predict_margin(rows)).max() < 1e-4
+    # Registration proved the fast engine on this format; what it serves equals shap, base included.
+    assert version.checks["shap_engine"]["engine"] == core.ENGINE_FAST
+    assert isinstance(serving.explainer, core.GuardedEngine)
+    shap_attribution = core.explain(core.tree_explainer(serving.model.shap_model, serving.background), rows)
+    np.testing.assert_allclose(attribution.values, shap_attribution.values, atol=1e-6, rtol=0)
+    assert abs(attribution.base_value - shap_attribution.base_value) <= 1e-6
 
 
 def test_sklearn_model_without_missing_value_support_refuses_a_missing_input(

@@ -151,3 +151,37 @@ def test_registering_again_repairs_a_tampered_store(model_version, model_store, 
 
     assert (version.pk, created) == (model_version.pk, False)
     assert serving_model(version).feature_names == demo_rhc.INPUT_NAMES
+
+
+def test_a_version_without_a_fast_engine_proof_is_explained_by_shap_and_the_card_says_so(
+    model_version, alice_client
+):
+    """A version registered before the fast engine existed holds no shap_engine check: it keeps shap."""
+    from models_registry.models import ModelVersion
+
+    assert isinstance(serving_model(model_version).explainer, core.GuardedEngine)  # the demo is proved
+    checks = {k: v for k, v in model_version.checks.items() if k != "shap_engine"}
+    ModelVersion.objects.filter(pk=model_version.pk).update(checks=checks)
+    serving_cache_clear()
+    model = serving_model(ModelVersion.objects.get(pk=model_version.pk))
+    rows = model.reference[model.feature_names].to_numpy(dtype=np.float64)[:5]
+
+    assert model.engine_name == core.ENGINE_REFERENCE
+    assert isinstance(model.explainer, core.fastshap.ReferenceEngine)
+    assert core.check_additivity(core.explain(model.explainer, rows), model.predict_margin(rows)) <= 1e-4
+    page = alice_client.get(
+        f"/models/{model_version.registered_model.name}/versions/{model_version.version}/"
+    )
+    assert (
+        "shap.TreeExplainer, interventional (the reference engine) — registered before"
+        in page.content.decode()
+    )
+
+
+def test_the_card_names_the_engine_that_explains_the_version(model_version, alice_client):
+    page = alice_client.get(
+        f"/models/{model_version.registered_model.name}/versions/{model_version.version}/"
+    )
+    html = page.content.decode()
+    assert "Sightline&#x27;s exact interventional TreeSHAP (fast engine, proven equal to shap here)" in html
+    assert 'id="shap-engine"' in html

@@ -59,6 +59,10 @@ class Command(BaseCommand):
             f"SHAP additivity error {checks['shap_additivity']['max_error']:.1e} "
             f"on {checks['shap_additivity']['sample_size']} reference rows"
         )
+        engine = checks.get("shap_engine") or {}
+        if engine:
+            reason = f" ({engine['reason']})" if engine.get("reason") else ""
+            self.stdout.write(f"  explained by the {engine['engine']} engine{reason}")
         gate = version.gate or {}
         if gate.get("applicable"):
             self.stdout.write(f"  promotion gate (AUROC margin {gate['margin']:g}): {gate['detail']}")
