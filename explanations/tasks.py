@@ -55,28 +55,40 @@ RETRY = {
 
 @shared_task(**RETRY)
 def explanation_compute_task(explanation_id: int) -> str:
-    """Compute one prediction's explanation; returns the explanation's status."""
+    """Compute one prediction's explanation; returns the explanation's status.
+
+    Alone (the usual hourly post) it is explained at once. When many are pending (a burst of
+    single posts), this task takes a batch of them with it; their own messages then find them done.
+    """
+    backlog = services.explanations_backlog(explanation_id)
+    if len(backlog) > 1:
+        return _compute_batch(backlog).get(explanation_id, "missing")
     try:
         return _compute(explanation_id)
     except SoftTimeLimitExceeded:
         return Explanation.Status.FAILED
 
 
+def _compute_batch(explanation_ids: list[int]) -> dict[int, str]:
+    try:
+        alone = services.explanations_compute_batch(explanation_ids)
+    except SoftTimeLimitExceeded:
+        alone = []  # handed back to pending: the sweep queues them again
+    for explanation_id in alone:
+        try:
+            _compute(explanation_id)
+        except SoftTimeLimitExceeded:
+            break  # this one is marked failed; the rest of the batch waits for the sweep
+    return dict(Explanation.objects.filter(pk__in=explanation_ids).values_list("pk", "status"))
+
+
 @shared_task(**RETRY)
 def explanation_compute_batch_task(explanation_ids: list[int]) -> list[str]:
-    """Compute several explanations (queued together by bulk ingest or the sweep).
-
-    A retry after a transient error redoes only the ones still pending: the rest are claimed.
-    """
-    statuses = []
-    for explanation_id in explanation_ids:
-        try:
-            statuses.append(_compute(explanation_id))
-        except SoftTimeLimitExceeded:
-            # This one is marked failed; the rest of the batch waits for the sweep.
-            statuses.append(Explanation.Status.FAILED)
-            break
-    return statuses
+    """Compute several explanations (queued together by bulk ingest or the sweep) in one engine
+    call and one transaction; the ones the batch could not take are then computed alone. Returns
+    their statuses in order. A retry after a transient error redoes only the ones still pending."""
+    statuses = _compute_batch(list(explanation_ids))
+    return [statuses.get(pk, "missing") for pk in explanation_ids]
 
 
 @shared_task(acks_late=True)

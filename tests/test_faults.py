@@ -8,8 +8,9 @@ with exactly one ready explanation.
 import time
 
 import pytest
+from django.db.models import Sum
 
-from explanations.models import Explanation
+from explanations.models import CohortAggregate, Explanation
 from patients.models import Prediction
 from tests.fixtures.worker import point_celery_at, start_worker, stop_worker, worker_log
 
@@ -84,6 +85,10 @@ def assert_each_explained_once(prediction_ids: list[int]) -> None:
     )
     assert set(explanations.values_list("status", flat=True)) == {Explanation.Status.READY}
     assert all(e.contributions for e in explanations)
+    # Counted once each in the cohort aggregates (a batch is stored in one transaction, under its claims).
+    feature = explanations.first().contributions[0]["name"]
+    counted = CohortAggregate.objects.filter(feature=feature).aggregate(n=Sum("count"))["n"]
+    assert counted == len(prediction_ids)
 
 
 def test_worker_killed_mid_task_then_every_prediction_is_explained_once(

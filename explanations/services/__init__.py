@@ -15,6 +15,7 @@ entry points answer the same way. Choices the contract leaves open:
 
 from .cohort import cohort_explanation_add, cohort_job_create, cohort_job_progress
 from .cohort_job import cohort_chunk_compute, cohort_job_finalize, cohort_job_run
+from .explanation_batch import explanations_backlog, explanations_compute_batch
 from .explanations import (
     MAX_ATTEMPTS,
     explanation_compute,
@@ -32,6 +33,8 @@ __all__ = [
     "MAX_ATTEMPTS",
     "IngestResult",
     "cohort_chunk_compute",
+    "explanations_backlog",
+    "explanations_compute_batch",
     "cohort_explanation_add",
     "cohort_job_create",
     "cohort_job_finalize",

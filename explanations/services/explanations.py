@@ -23,9 +23,10 @@ from .profiles import ProfileUnavailable, engine_options, stability_explainer, v
 log = logging.getLogger(__name__)
 
 
-# Explanations per task message when many are queued at once (bulk ingest, the sweep): fewer
-# broker round trips, still spread over the workers.
-ENQUEUE_BATCH = 25
+# Explanations per task message when many are queued at once (bulk ingest, the sweep): one engine
+# call and one transaction per message (services/explanation_batch.py); a lone prediction is its
+# own message, explained at once on the low-latency path.
+ENQUEUE_BATCH = 200  # explanation_batch.BATCH_MAX
 
 
 def _messages(explanation_ids: Sequence[int]):
@@ -69,31 +70,52 @@ def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
     return queued
 
 
-def _engine_compute(prediction, serving, profile) -> dict:
-    """Explain the prediction (whole background); explain it again with its N perturbations in one
-    call (background subsample); add uncertainty, similar patients and stability. Raises
-    core.AdditivityError when the SHAP values do not add up."""
+def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | core.AdditivityError]:
+    """Explain the predictions of one version together: one engine call over the whole background
+    for all of them, one over the stability subsample for all of them and their perturbations;
+    then uncertainty, similar patients and stability per patient. One entry per prediction, in
+    order: its figures, or the AdditivityError that makes it fail alone (its SHAP values do not add
+    up to its stored log-odds)."""
 
     opts = profile.options(engine_options())
-    row = serving.encode(prediction.features)
-    perturbed = stability.perturb(
-        row,
-        profile.precision,
-        int(opts["stability_perturbations"]),
-        seed=prediction.pk,
-        lower=profile.lower,
-        upper=profile.upper,
-    )
-    attribution = core.explain(serving.explainer, row[None, :])
-    # The perturbations and the patient again, in one call, against a background subsample.
-    explainer = stability_explainer(prediction.model_version, serving, int(opts["stability_background"]))
-    batch = core.explain(explainer, np.vstack([row[None, :], serving.model.prepare(perturbed)]))
-    error = core.check_additivity(attribution, np.array([prediction.margin]))
+    n = int(opts["stability_perturbations"])
+    rows = np.vstack([serving.encode(p.features) for p in predictions])
+    perturbed = [
+        serving.model.prepare(
+            stability.perturb(row, profile.precision, n, seed=p.pk, lower=profile.lower, upper=profile.upper)
+        )
+        for row, p in zip(rows, predictions, strict=True)
+    ]
+    attribution = core.explain(serving.explainer, rows)
+    # The patients again with their perturbations, in one call, against a background subsample.
+    explainer = stability_explainer(predictions[0].model_version, serving, int(opts["stability_background"]))
+    batch = core.explain(explainer, np.vstack([rows, *perturbed]))
+    out: list[dict | core.AdditivityError] = []
+    for i, prediction in enumerate(predictions):
+        one = core.Attribution(
+            attribution.base_value, attribution.values[i : i + 1], attribution.background_size
+        )
+        try:
+            error = core.check_additivity(one, np.array([prediction.margin]))
+        except core.AdditivityError as exc:
+            out.append(exc)
+            continue
+        start = len(predictions) + i * n
+        out.append(
+            _figures(prediction, serving, profile, opts, rows[i], one, error, batch, (i, start, start + n))
+        )
+    return out
+
+
+def _figures(prediction, serving, profile, opts, row, attribution, error, batch, where) -> dict:
+    """One patient's stored figures from the batch's engine results (`where`: the patient's row and
+    its perturbations' rows in `batch`)."""
     shap = attribution.values[0]
     points = core.probability_points(attribution.base_value, shap)
     names = serving.feature_names
     outcome = prediction.model_version.registered_model.outcome
     unc = engine.patient_uncertainty(profile, row, prediction.risk, outcome, opts)
+    own, lo, hi = where
     return {
         "row": row,
         "shap": shap,
@@ -108,7 +130,7 @@ def _engine_compute(prediction, serving, profile) -> dict:
         "similar_patients": engine.patient_similar(profile, shap, outcome, opts),
         "stability": {
             **stability.stability_summary(
-                batch.values[0], batch.values[1:], names, float(opts["stability_threshold"])
+                batch.values[own], batch.values[lo:hi], names, float(opts["stability_threshold"])
             ),
             "background_size": batch.background_size,
         },
@@ -136,7 +158,9 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
     try:
         serving = serving_model(prediction.model_version)
         profile = version_profile_loaded(prediction.model_version)
-        result = _engine_compute(prediction, serving, profile)
+        result = engine_compute_many([prediction], serving, profile)[0]
+        if isinstance(result, core.AdditivityError):
+            raise result
     except (core.AdditivityError, ArtifactTampered, ProfileUnavailable) as exc:
         log.warning("explanation %s failed: %s", explanation_id, exc)
         Explanation.objects.filter(pk=explanation_id, status=Explanation.Status.RUNNING).update(
@@ -151,29 +175,39 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
             status=Explanation.Status.PENDING
         )
         raise
-    unc = result["uncertainty"]
     with transaction.atomic():
-        # Only the transaction that moves it from running to ready counts it in the cohort.
-        updated = Explanation.objects.filter(pk=explanation_id, status=Explanation.Status.RUNNING).update(
-            base_value=result["base_value"],
-            contributions=result["contributions"],
-            additivity_error=result["additivity_error"],
-            background_size=result["background_size"],
-            uncertainty=unc,
-            similar_patients=result["similar_patients"],
-            stability=result["stability"],
-            abstain=unc["abstain"],
-            abstain_reason=unc["abstain_reason"],
-            status=Explanation.Status.READY,
-            error="",
-            finished_at=timezone.now(),
-        )
-        if updated:
-            cohort_explanation_add(
-                prediction=prediction, names=serving.feature_names, values=result["row"], shap=result["shap"]
-            )
+        explanation_store(explanation, serving.feature_names, result)
     explanation.refresh_from_db()
     return explanation
+
+
+def explanation_store(explanation: Explanation, names: list[str], result: dict) -> bool:
+    """Store a computed explanation: ready, and counted in its cohort, only if it is still running
+    under the claim that computed it (same attempt). A worker the sweep took the row away from, or
+    a second copy of its message, stores nothing, so nothing is ever explained or counted twice.
+    Call inside a transaction."""
+    unc = result["uncertainty"]
+    updated = Explanation.objects.filter(
+        pk=explanation.pk, status=Explanation.Status.RUNNING, attempts=explanation.attempts
+    ).update(
+        base_value=result["base_value"],
+        contributions=result["contributions"],
+        additivity_error=result["additivity_error"],
+        background_size=result["background_size"],
+        uncertainty=unc,
+        similar_patients=result["similar_patients"],
+        stability=result["stability"],
+        abstain=unc["abstain"],
+        abstain_reason=unc["abstain_reason"],
+        status=Explanation.Status.READY,
+        error="",
+        finished_at=timezone.now(),
+    )
+    if updated:
+        cohort_explanation_add(
+            prediction=explanation.prediction, names=names, values=result["row"], shap=result["shap"]
+        )
+    return bool(updated)
 
 
 def explanation_fail(*, explanation_id: int, reason: str) -> None:

@@ -1,0 +1,120 @@
+"""Explaining many predictions at once: bulk ingest, a burst, the sweep.
+
+A batch is claimed in one transaction, explained per model version in one engine call (with every
+patient's stability perturbations), and stored in one transaction. Each explanation is still claimed
+once and stored only under its own claim; a prediction whose SHAP values do not add up fails alone
+with its reason; when the batch itself cannot be computed, its explanations are handed back and
+explained one by one, so one poisoned prediction never holds up the others.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from engine import treeshap as core
+from explanations.models import Explanation
+from models_registry.serving import ArtifactTampered, serving_model
+
+from .explanations import engine_compute_many, explanation_store
+from .profiles import ProfileUnavailable, version_profile_loaded
+
+log = logging.getLogger(__name__)
+
+
+# A lone prediction's task takes others with it once this many are pending (a burst of single posts).
+BURST_MIN_PENDING = 10
+BATCH_MAX = 200
+
+
+def explanations_backlog(explanation_id: int) -> list[int]:
+    """[explanation_id] alone, or with up to BATCH_MAX - 1 other pending ones when at least
+    BURST_MIN_PENDING are pending. Unordered on purpose: the status index answers it at once."""
+    pending = list(
+        Explanation.objects.filter(status=Explanation.Status.PENDING)
+        .exclude(pk=explanation_id)
+        .values_list("pk", flat=True)[: BATCH_MAX - 1]
+    )
+    if len(pending) + 1 < BURST_MIN_PENDING:
+        return [explanation_id]
+    return [explanation_id, *pending]
+
+
+def _claim(explanation_ids: Sequence[int]) -> list[Explanation]:
+    """Move the pending ones to running (one attempt more each), in one transaction; return them."""
+    S = Explanation.Status
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = [
+            pk
+            for pk in sorted(set(explanation_ids))
+            if Explanation.objects.filter(pk=pk, status=S.PENDING).update(
+                status=S.RUNNING, started_at=now, attempts=F("attempts") + 1
+            )
+        ]
+    return list(
+        Explanation.objects.select_related("prediction__model_version__registered_model")
+        .filter(pk__in=claimed, status=S.RUNNING)
+        .order_by("pk")
+    )
+
+
+def _hand_back(explanations: Sequence[Explanation]) -> None:
+    for explanation in explanations:
+        Explanation.objects.filter(
+            pk=explanation.pk, status=Explanation.Status.RUNNING, attempts=explanation.attempts
+        ).update(status=Explanation.Status.PENDING)
+
+
+def _fail(explanation: Explanation, reason: str) -> None:
+    Explanation.objects.filter(
+        pk=explanation.pk, status=Explanation.Status.RUNNING, attempts=explanation.attempts
+    ).update(status=Explanation.Status.FAILED, error=reason, finished_at=timezone.now())
+
+
+def _version_batch(explanations: list[Explanation]) -> list[int]:
+    """Explain one version's claimed explanations together; return the ids to explain alone."""
+    version = explanations[0].prediction.model_version
+    try:
+        serving = serving_model(version)
+        profile = version_profile_loaded(version)
+    except (ArtifactTampered, ProfileUnavailable) as exc:
+        for explanation in explanations:
+            _fail(explanation, str(exc))
+        return []
+    try:
+        results = engine_compute_many([e.prediction for e in explanations], serving, profile)
+    except Exception as exc:  # one prediction the engine cannot take: explain each alone
+        log.warning("batch of %d failed (%s); explaining them one by one", len(explanations), exc)
+        _hand_back(explanations)
+        return [e.pk for e in explanations]
+    with transaction.atomic():
+        for explanation, result in zip(explanations, results, strict=True):
+            if isinstance(result, core.AdditivityError):
+                log.warning("explanation %s failed: %s", explanation.pk, result)
+                _fail(explanation, str(result))
+            else:
+                explanation_store(explanation, serving.feature_names, result)
+    return []
+
+
+def explanations_compute_batch(explanation_ids: Sequence[int]) -> list[int]:
+    """Claim, explain and store a batch; return the ids that must be explained one by one.
+
+    A transient error (database, shutdown) hands the batch's unfinished explanations back to
+    pending and propagates, so the task's retry or the sweep claims them again."""
+    explanations = _claim(explanation_ids)
+    by_version: dict[int, list[Explanation]] = defaultdict(list)
+    for explanation in explanations:
+        by_version[explanation.prediction.model_version_id].append(explanation)
+    alone: list[int] = []
+    try:
+        for group in by_version.values():
+            alone += _version_batch(group)
+    except Exception:
+        _hand_back(explanations)
+        raise
+    return alone

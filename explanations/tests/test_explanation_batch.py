@@ -1,0 +1,131 @@
+"""Explaining many predictions at once: one engine call, one transaction, each claimed and stored once."""
+
+import numpy as np
+import pytest
+from django.db.models import Sum
+
+from explanations import services
+from explanations.models import CohortAggregate, Explanation
+from explanations.services.explanation_batch import BURST_MIN_PENDING
+from explanations.services.explanations import engine_compute_many, explanation_store
+from explanations.services.profiles import version_profile_loaded
+from explanations.tasks import explanation_compute_batch_task, explanation_compute_task
+from models_registry.serving import serving_model
+from patients.models import Prediction
+
+pytestmark = pytest.mark.django_db
+
+
+def _ingest_pending(service_client, prediction_payload, count: int, prefix: str) -> list[Prediction]:
+    """Posted but not yet explained (the after-commit enqueue does not run in a test transaction)."""
+    payloads = [
+        prediction_payload(i % prediction_payload.count, external_id=f"{prefix}-{i}") for i in range(count)
+    ]
+    response = service_client.post("/api/v1/predictions/bulk/", payloads, format="json")
+    assert response.status_code == 200, response.content[:300]
+    ids = [r["id"] for r in response.json()["results"]]
+    predictions = list(Prediction.objects.filter(pk__in=ids).order_by("pk"))
+    assert {p.explanation.status for p in predictions} == {Explanation.Status.PENDING}
+    return predictions
+
+
+def _explanation_ids(predictions) -> list[int]:
+    return [p.explanation.pk for p in predictions]
+
+
+def test_a_batch_equals_explaining_each_alone_and_a_poisoned_prediction_fails_alone(
+    service_client, prediction_payload, model_version
+):
+    predictions = _ingest_pending(service_client, prediction_payload, 8, "batch")
+    poisoned = predictions[3]
+    Prediction.objects.filter(pk=poisoned.pk).update(margin=poisoned.margin + 1.0)  # a corrupted score
+
+    assert services.explanations_compute_batch(_explanation_ids(predictions)) == []
+
+    statuses = dict(
+        Explanation.objects.filter(prediction__in=predictions).values_list("prediction_id", "status")
+    )
+    assert statuses.pop(poisoned.pk) == Explanation.Status.FAILED
+    assert set(statuses.values()) == {Explanation.Status.READY}
+    failed = Explanation.objects.get(prediction=poisoned)
+    assert "do not add up to the model output" in failed.error and failed.contributions is None
+    serving, profile = serving_model(model_version), version_profile_loaded(model_version)
+    for prediction in predictions[:3] + predictions[4:]:
+        stored = Explanation.objects.get(prediction=prediction)
+        alone = engine_compute_many([Prediction.objects.get(pk=prediction.pk)], serving, profile)[0]
+        assert stored.base_value == pytest.approx(alone["base_value"], abs=1e-12)
+        np.testing.assert_allclose([c["shap"] for c in stored.contributions], alone["shap"], atol=1e-12)
+        assert stored.stability == alone["stability"]
+        assert stored.uncertainty["interval"] == alone["uncertainty"]["interval"]
+        assert stored.attempts == 1
+    # Each ready explanation is counted once in its cohort aggregates.
+    first_feature = serving.feature_names[0]
+    counted = CohortAggregate.objects.filter(version=model_version, feature=first_feature).aggregate(
+        n=Sum("count")
+    )
+    assert counted["n"] == 7
+
+
+def test_a_prediction_the_batch_cannot_encode_is_explained_alone_and_fails_with_its_reason(
+    service_client, prediction_payload, model_version
+):
+    predictions = _ingest_pending(service_client, prediction_payload, 6, "encode")
+    poisoned = predictions[2]
+    categorical = next(f for f in model_version.input_features() if f.kind == "categorical")
+    features = {**poisoned.features, categorical.name: {"value": "no-such-category"}}
+    Prediction.objects.filter(pk=poisoned.pk).update(features=features)
+
+    statuses = explanation_compute_batch_task.run(_explanation_ids(predictions))
+
+    assert statuses == ["ready", "ready", "failed", "ready", "ready", "ready"]
+    failed = Explanation.objects.get(prediction=poisoned)
+    assert categorical.name in failed.error and failed.attempts == 2  # the batch's claim, then its own
+
+
+def test_a_batch_claims_each_explanation_once(service_client, prediction_payload, model_version):
+    predictions = _ingest_pending(service_client, prediction_payload, 4, "once")
+    ids = _explanation_ids(predictions)
+    services.explanations_compute_batch(ids)
+    before = list(
+        Explanation.objects.filter(pk__in=ids).order_by("pk").values_list("status", "attempts", "finished_at")
+    )
+
+    assert services.explanations_compute_batch(ids) == []  # a second copy of the message
+
+    after = list(
+        Explanation.objects.filter(pk__in=ids).order_by("pk").values_list("status", "attempts", "finished_at")
+    )
+    assert after == before and {s for s, _, _ in after} == {"ready"}
+
+
+def test_a_stale_claim_stores_nothing(service_client, prediction_payload, model_version):
+    """A worker the sweep took the row from (same row, newer attempt) cannot store over it."""
+    (prediction,) = _ingest_pending(service_client, prediction_payload, 1, "stale")
+    explanation = prediction.explanation
+    Explanation.objects.filter(pk=explanation.pk).update(status="running", attempts=2)
+    explanation.status, explanation.attempts = "running", 1  # what the first, slower worker holds
+    result = engine_compute_many(
+        [prediction], serving_model(model_version), version_profile_loaded(model_version)
+    )[0]
+
+    assert explanation_store(explanation, serving_model(model_version).feature_names, result) is False
+    assert Explanation.objects.get(pk=explanation.pk).status == "running"
+    assert not CohortAggregate.objects.filter(version=model_version).exists()
+
+
+def test_a_lone_prediction_is_explained_alone_and_a_burst_is_taken_as_a_batch(
+    service_client, prediction_payload, model_version
+):
+    (lone,) = _ingest_pending(service_client, prediction_payload, 1, "lone")
+    assert services.explanations_backlog(lone.explanation.pk) == [lone.explanation.pk]
+    assert explanation_compute_task.run(lone.explanation.pk) == "ready"
+
+    burst = _ingest_pending(service_client, prediction_payload, BURST_MIN_PENDING, "burst")
+    first = burst[0].explanation.pk
+    backlog = services.explanations_backlog(first)
+    assert backlog[0] == first and sorted(backlog) == sorted(_explanation_ids(burst))
+
+    assert explanation_compute_task.run(first) == "ready"  # the first message takes the whole burst
+    assert set(Explanation.objects.filter(prediction__in=burst).values_list("status", flat=True)) == {"ready"}
+    assert explanation_compute_task.run(burst[-1].explanation.pk) == "ready"  # its own message: done
+    assert set(Explanation.objects.filter(prediction__in=burst).values_list("attempts", flat=True)) == {1}
