@@ -123,6 +123,18 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def _stages_text(job) -> str:
+    """Seconds per stage summed over the job's chunks, and each stage's share."""
+    from explanations.models import CohortJobChunk
+
+    totals: dict[str, float] = {}
+    for stages in CohortJobChunk.objects.filter(job=job).values_list("stage_seconds", flat=True):
+        for stage, seconds in (stages or {}).items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    whole = sum(totals.values()) or 1.0
+    return ", ".join(f"{stage} {seconds:.1f} s ({seconds / whole:.0%})" for stage, seconds in totals.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -395,6 +407,7 @@ def main() -> None:
             print(
                 f"4. worker peak RSS of the job on {job.rows_total:,} rows: {rss_text()}; threads: {spread}"
             )
+            print(f"   stages of the job (worker seconds summed over its chunks): {_stages_text(job)}")
 
         first = jobs[0][0]
         rows = (
@@ -408,9 +421,11 @@ def main() -> None:
         load_before = _load()
         started, cpu_started = time.perf_counter(), time.process_time()
         direct_paused = 0.0
+        # The reference engine, whatever engine the version is explained by in service.
+        reference = core.tree_explainer(serving.model.shap_model, serving.background)
         for start in range(0, len(matrix), EXPLAIN_BATCH):
             wall, cpu_time = time.perf_counter(), time.process_time()
-            core.explain(serving.explainer, matrix[start : start + EXPLAIN_BATCH])
+            core.explain(reference, matrix[start : start + EXPLAIN_BATCH])
             # One thread computes: a batch whose wall time exceeds its CPU time by this much waited.
             waited = (time.perf_counter() - wall) - (time.process_time() - cpu_time)
             if waited > PAUSE_SECONDS:

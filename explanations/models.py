@@ -159,6 +159,9 @@ class CohortJobChunk(models.Model):
     rows_failed = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True)
+    # Seconds per stage of the last run: fetch (read and decode from the database), encode, shap,
+    # aggregate (the chunk's sums and sample), write (its rows, in one transaction).
+    stage_seconds = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -148,6 +148,47 @@ def _batches(rows, size: int):
         yield batch
 
 
+class _Stages(dict):
+    """Seconds spent per stage of a chunk, added up over its batches."""
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self[stage] = self.get(stage, 0.0) + (now - since)
+        return now
+
+
+def _chunk_explained(chunk: CohortJobChunk, serving, stages: _Stages) -> dict:
+    """Stream the chunk's predictions in batches, explain each batch in one engine call, keep the
+    rows that add up (arrays bounded by the chunk size)."""
+    ids, units, scored, values, shap = [], [], [], [], []
+    rows_failed = 0
+    tick = time.perf_counter()
+    for batch in _batches(_chunk_rows(chunk), EXPLAIN_BATCH):
+        batch_ids, features, margins, batch_units, batch_scored = zip(*batch)  # noqa: B905
+        tick = stages.add("fetch", tick)
+        matrix = serving.encode_many(features)
+        tick = stages.add("encode", tick)
+        attribution = core.explain(serving.explainer, matrix)
+        ok = core.additivity_error(attribution, np.asarray(margins)) <= core.ADDITIVITY_TOLERANCE
+        tick = stages.add("shap", tick)
+        rows_failed += int((~ok).sum())
+        ids.append(np.asarray(batch_ids, dtype=np.int64)[ok])
+        units.append(np.asarray(batch_units, dtype=object)[ok])
+        scored.extend(t for t, good in zip(batch_scored, ok, strict=True) if good)
+        values.append(matrix[ok])
+        shap.append(attribution.values[ok])
+    stages.add("fetch", tick)  # the last, empty read
+    n = len(serving.feature_names)
+    return {
+        "ids": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+        "units": np.concatenate(units) if units else np.empty(0, dtype=object),
+        "scored": scored,
+        "values": np.vstack(values) if values else np.empty((0, n)),
+        "shap": np.vstack(shap) if shap else np.empty((0, n)),
+        "rows_failed": rows_failed,
+    }
+
+
 def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
     """Explain one chunk's rows and replace its partial aggregates and sample."""
 
@@ -158,76 +199,70 @@ def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
         status=CohortJobChunk.Status.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now(), error=""
     )
     started = time.perf_counter()
+    stages = _Stages()
     job = chunk.job
     serving = serving_model(job.version)
     names = serving.feature_names
-    # The chunk's explained rows, kept as arrays (bounded by the chunk size) until the end.
-    ids, units, scored, values, shap = [], [], [], [], []
-    rows_failed = 0
-    for batch in _batches(_chunk_rows(chunk), EXPLAIN_BATCH):
-        batch_ids, features, margins, batch_units, batch_scored = zip(*batch)  # noqa: B905
-        matrix = serving.encode_many(features)
-        attribution = core.explain(serving.explainer, matrix)
-        ok = core.additivity_error(attribution, np.asarray(margins)) <= core.ADDITIVITY_TOLERANCE
-        rows_failed += int((~ok).sum())
-        ids.append(np.asarray(batch_ids, dtype=np.int64)[ok])
-        units.append(np.asarray(batch_units, dtype=object)[ok])
-        scored.extend(t for t, good in zip(batch_scored, ok, strict=True) if good)
-        values.append(matrix[ok])
-        shap.append(attribution.values[ok])
-    ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
-    values = np.vstack(values) if values else np.empty((0, len(names)))
-    shap = np.vstack(shap) if shap else np.empty((0, len(names)))
-    shifts, days = cohort.slices_of(scored, settings.HOSPITAL_TIME_ZONE)
-    keys = pd.DataFrame(
-        {"unit": np.concatenate(units) if units else np.empty(0, dtype=object), "shift": shifts, "day": days}
-    )
+    rows = _chunk_explained(chunk, serving, stages)
+    tick = time.perf_counter()
+    ids, values, shap = rows["ids"], rows["values"], rows["shap"]
+    shifts, days = cohort.slices_of(rows["scored"], settings.HOSPITAL_TIME_ZONE)
+    keys = pd.DataFrame({"unit": rows["units"], "shift": shifts, "day": days})
     partial = cohort.aggregate(shap, keys, names)
     # The sample is picked on ids and priorities; only the rows kept are turned into JSON.
     candidates = keys.assign(prediction_id=ids, priority=cohort.priorities(ids), row=np.arange(len(ids)))
     sample = _sample_prune(cohort.bottom_k(candidates, sample_size()), job_id=job.pk, chunk_id=chunk_id)
+    tick = stages.add("aggregate", tick)
     with transaction.atomic():
         locked = CohortJobChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status == CohortJobChunk.Status.DONE:
             return locked  # another run of the same chunk finished first
-        CohortChunkAggregate.objects.filter(chunk=locked).delete()
-        CohortChunkSample.objects.filter(chunk=locked).delete()
-        day = connection.ops.adapt_datefield_value
-        _rows_insert(
-            CohortChunkAggregate,
-            ["chunk", "feature", "unit", "shift", "day", "count", "total", "total_abs"],
-            [
-                (chunk_id, r.feature, r.unit, r.shift, day(r.day))
-                + (int(r.count), float(r.total), float(r.total_abs))
-                for r in partial.itertuples(index=False)
-            ],
-        )
-        _rows_insert(
-            CohortChunkSample,
-            ["chunk", "unit", "shift", "day", "prediction_id", "priority", "values", "shap"],
-            [
-                (
-                    chunk_id,
-                    r.unit,
-                    r.shift,
-                    day(r.day),
-                    int(r.prediction_id),
-                    float(r.priority),
-                    json.dumps(cohort.json_floats(values[r.row])),
-                    json.dumps(shap[r.row].tolist()),
-                )
-                for r in sample.itertuples(index=False)
-            ],
-        )
+        _chunk_results_replace(chunk_id, partial, sample, values, shap)
+        stages.add("write", tick)
         locked.status = CohortJobChunk.Status.DONE
         locked.rows = len(ids)
-        locked.rows_failed = rows_failed
+        locked.rows_failed = rows["rows_failed"]
         locked.seconds = time.perf_counter() - started
+        locked.stage_seconds = {stage: round(seconds, 4) for stage, seconds in stages.items()}
         locked.finished_at = timezone.now()
         locked.save()
     if not CohortJobChunk.objects.filter(job_id=job.pk).exclude(status=CohortJobChunk.Status.DONE).exists():
         cohort_job_finalize(job_id=job.pk)
     return locked
+
+
+def _chunk_results_replace(chunk_id: int, partial, sample, values: np.ndarray, shap: np.ndarray) -> None:
+    """The chunk's partial aggregates and sample rows, replacing a previous run's, in multi-row
+    statements. Call inside the transaction that marks the chunk done."""
+    CohortChunkAggregate.objects.filter(chunk_id=chunk_id).delete()
+    CohortChunkSample.objects.filter(chunk_id=chunk_id).delete()
+    day = connection.ops.adapt_datefield_value
+    _rows_insert(
+        CohortChunkAggregate,
+        ["chunk", "feature", "unit", "shift", "day", "count", "total", "total_abs"],
+        [
+            (chunk_id, r.feature, r.unit, r.shift, day(r.day))
+            + (int(r.count), float(r.total), float(r.total_abs))
+            for r in partial.itertuples(index=False)
+        ],
+    )
+    _rows_insert(
+        CohortChunkSample,
+        ["chunk", "unit", "shift", "day", "prediction_id", "priority", "values", "shap"],
+        [
+            (
+                chunk_id,
+                r.unit,
+                r.shift,
+                day(r.day),
+                int(r.prediction_id),
+                float(r.priority),
+                json.dumps(cohort.json_floats(values[r.row])),
+                json.dumps(shap[r.row].tolist()),
+            )
+            for r in sample.itertuples(index=False)
+        ],
+    )
 
 
 def _sample_prune(sample: pd.DataFrame, *, job_id: int, chunk_id: int) -> pd.DataFrame:
