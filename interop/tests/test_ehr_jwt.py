@@ -27,7 +27,7 @@ from interop.smart_client import (
     launch_context,
     validate_id_token,
 )
-from tests.fixtures.fake_ehr import FakeEhr, fake_ehr, fake_ehr_server  # noqa: F401
+from tests.fixtures.fake_ehr import FakeEhr
 
 SERVICE_URL = "https://sightline.test/cds-services/sepsis-risk"
 CLIENT_ID = "sightline"
@@ -49,7 +49,7 @@ class JtiStore:
 
 
 @pytest.fixture
-def verify(fake_ehr: FakeEhr):  # noqa: F811 - the fixture imported above
+def verify(fake_ehr: FakeEhr):
     """verify_cds_jwt with the fake EHR registered (its JWKS fetched over HTTP, as an admin would)."""
     with urllib.request.urlopen(fake_ehr.jwks_url, timeout=5) as resp:  # noqa: S310 - local fake EHR
         registered = {fake_ehr.iss: json.load(resp)}
@@ -68,7 +68,7 @@ def verify(fake_ehr: FakeEhr):  # noqa: F811 - the fixture imported above
 
 
 @pytest.mark.parametrize("alg", ["ES384", "RS384"])
-def test_valid_token_verifies(fake_ehr: FakeEhr, verify, alg: str) -> None:  # noqa: F811
+def test_valid_token_verifies(fake_ehr: FakeEhr, verify, alg: str) -> None:
     token = fake_ehr.cds_jwt(SERVICE_URL, alg=alg, jti=f"call-{alg}", extra={"tenant": "icu-north"})
     call = verify(bearer_token(f"Bearer {token}"))
     assert (call.iss, call.jti, call.alg, call.sub) == (fake_ehr.iss, f"call-{alg}", alg, "sightline")
@@ -77,7 +77,7 @@ def test_valid_token_verifies(fake_ehr: FakeEhr, verify, alg: str) -> None:  # n
     assert verify.store.seen == {(fake_ehr.iss, f"call-{alg}"): float(call.exp)}
 
 
-def test_audience_may_be_a_list_and_kid_may_be_absent(fake_ehr: FakeEhr, verify) -> None:  # noqa: F811
+def test_audience_may_be_a_list_and_kid_may_be_absent(fake_ehr: FakeEhr, verify) -> None:
     # The JWKS holds exactly one EC key, so a token without kid still finds its key.
     call = verify(fake_ehr.cds_jwt([SERVICE_URL], alg="ES384", kid=None))
     assert call.kid is None
@@ -108,7 +108,7 @@ def _faults(ehr: FakeEhr) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_each_fault_is_refused_with_a_distinct_sentence(fake_ehr: FakeEhr, verify) -> None:  # noqa: F811
+def test_each_fault_is_refused_with_a_distinct_sentence(fake_ehr: FakeEhr, verify) -> None:
     details: dict[str, str] = {}
     for fault, (token, code) in _faults(fake_ehr).items():
         with pytest.raises(EhrAuthError) as caught:
@@ -122,7 +122,7 @@ def test_each_fault_is_refused_with_a_distinct_sentence(fake_ehr: FakeEhr, verif
     assert "'jti'" in details["missing jti"]
 
 
-def test_replayed_jti_is_refused(fake_ehr: FakeEhr, verify) -> None:  # noqa: F811
+def test_replayed_jti_is_refused(fake_ehr: FakeEhr, verify) -> None:
     token = fake_ehr.cds_jwt(SERVICE_URL, jti="once")
     verify(token)
     with pytest.raises(EhrAuthError, match="already used") as caught:
@@ -133,14 +133,14 @@ def test_replayed_jti_is_refused(fake_ehr: FakeEhr, verify) -> None:  # noqa: F8
         verify(fake_ehr.cds_jwt(SERVICE_URL, alg="RS384", jti="once"))
 
 
-def test_hs256_attack_fails_even_if_hs256_were_allowed(fake_ehr: FakeEhr, verify) -> None:  # noqa: F811
+def test_hs256_attack_fails_even_if_hs256_were_allowed(fake_ehr: FakeEhr, verify) -> None:
     # A misconfigured allow-list cannot switch symmetric algorithms on.
     with pytest.raises(EhrAuthError) as caught:
         verify(fake_ehr.hs256_public_key_jwt(SERVICE_URL), algorithms=["HS256", "RS384"])
     assert caught.value.code == "symmetric_algorithm"
 
 
-def test_rs256_can_be_enabled_for_one_ehr(fake_ehr: FakeEhr, verify) -> None:  # noqa: F811
+def test_rs256_can_be_enabled_for_one_ehr(fake_ehr: FakeEhr, verify) -> None:
     assert verify(fake_ehr.cds_jwt(SERVICE_URL, alg="RS256"), algorithms=["RS256", "RS384"]).alg == "RS256"
 
 
@@ -183,7 +183,7 @@ def start_launch(ehr: FakeEhr, **kwargs) -> tuple[SmartConfiguration, AllowListe
     return config, http, url, state, verifier
 
 
-def test_ehr_launch_end_to_end(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_ehr_launch_end_to_end(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     config, http, url, state, verifier = start_launch(fake_ehr, nonce="n-1")
     assert config.issuer == fake_ehr.iss and "S256" in config.code_challenge_methods_supported
@@ -225,7 +225,7 @@ def test_ehr_launch_end_to_end(fake_ehr: FakeEhr) -> None:  # noqa: F811
         assert json.load(resp)["id"] == "pat-42"
 
 
-def test_confidential_client_uses_basic_auth(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_confidential_client_uses_basic_auth(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI], client_secret="s3cret:with/odd chars")
     config, http, url, state, verifier = start_launch(fake_ehr)
     code = callback_code(follow_authorize(url), expected_state=state)
@@ -242,7 +242,7 @@ def test_confidential_client_uses_basic_auth(fake_ehr: FakeEhr) -> None:  # noqa
     assert fake_ehr.requests_to("/token")[0].headers["Authorization"].startswith("Basic ")
 
 
-def test_wrong_code_verifier_is_refused_by_the_token_endpoint(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_wrong_code_verifier_is_refused_by_the_token_endpoint(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     config, http, url, state, verifier = start_launch(fake_ehr)
     code = callback_code(follow_authorize(url), expected_state=state)
@@ -268,7 +268,7 @@ def test_wrong_code_verifier_is_refused_by_the_token_endpoint(fake_ehr: FakeEhr)
         )
 
 
-def test_id_token_signed_by_another_key_is_refused(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_id_token_signed_by_another_key_is_refused(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     fake_ehr.id_token_key = "other"
     config, http, url, state, verifier = start_launch(fake_ehr)
@@ -288,7 +288,7 @@ def test_id_token_signed_by_another_key_is_refused(fake_ehr: FakeEhr) -> None:  
     assert caught.value.code == "invalid_id_token"
 
 
-def test_id_token_checks(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_id_token_checks(fake_ehr: FakeEhr) -> None:
     jwks = fake_ehr.jwks()
 
     def check(token: str, **kw) -> dict:
@@ -312,7 +312,7 @@ def test_id_token_checks(fake_ehr: FakeEhr) -> None:  # noqa: F811
         assert name
 
 
-def test_callback_state_must_match(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_callback_state_must_match(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     _, _, url, state, _ = start_launch(fake_ehr)
     query = follow_authorize(url)
@@ -324,7 +324,7 @@ def test_callback_state_must_match(fake_ehr: FakeEhr) -> None:  # noqa: F811
     assert caught.value.code == "no_launch_in_progress"
 
 
-def test_denied_authorization_is_reported(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_denied_authorization_is_reported(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     fake_ehr.approve = False
     _, _, url, state, _ = start_launch(fake_ehr)
@@ -333,7 +333,7 @@ def test_denied_authorization_is_reported(fake_ehr: FakeEhr) -> None:  # noqa: F
     assert caught.value.status == 403
 
 
-def test_allow_listed_fetcher_refuses_unregistered_urls(fake_ehr: FakeEhr) -> None:  # noqa: F811
+def test_allow_listed_fetcher_refuses_unregistered_urls(fake_ehr: FakeEhr) -> None:
     http = AllowListedHttp.for_issuer(fake_ehr.iss)
     with pytest.raises(SmartLaunchError) as caught:
         http.get(f"{fake_ehr.base_url}/jwks.json")  # not yet named by a discovered configuration
