@@ -31,17 +31,13 @@ def card_uuid(*, service_id: str, alert_id: int | None, prediction_id: int) -> u
     return uuid.uuid5(CARD_NAMESPACE, f"{service_id}/{subject}/risk-card")
 
 
-def base_url() -> str:
-    return settings.CDS_PUBLIC_BASE_URL
+def override_reason_system(base: str) -> str:
+    return base + OVERRIDE_SYSTEM_PATH
 
 
-def override_reason_system() -> str:
-    return base_url() + OVERRIDE_SYSTEM_PATH
-
-
-def override_reasons() -> list[dict]:
+def override_reasons(base: str) -> list[dict]:
     """The configured dismiss reasons (settings.ALERT_ACTION_REASONS), as Codings."""
-    system = override_reason_system()
+    system = override_reason_system(base)
     return [{"code": r["code"], "system": system, "display": r["label"]} for r in action_reasons()["dismiss"]]
 
 
@@ -119,7 +115,7 @@ def card_detail(detail: ScoreDetail) -> str:
     return "\n".join(lines)
 
 
-def risk_card(detail: ScoreDetail, *, service_id: str) -> dict:
+def risk_card(detail: ScoreDetail, *, service_id: str, base: str) -> dict:
     """One CDS Hooks 2.0 card (uuid, summary, indicator, source, detail, links, overrideReasons)."""
     prediction = detail.prediction
     version = prediction.model_version
@@ -136,15 +132,15 @@ def risk_card(detail: ScoreDetail, *, service_id: str) -> dict:
         "detail": card_detail(detail),
         "source": {
             "label": f"Sightline · {name} v{version.version}",
-            "url": base_url() + model_card_path(version),
-            "topic": {"system": base_url() + "/cds-services", "code": quote(name, safe=""), "display": name},
+            "url": base + model_card_path(version),
+            "topic": {"system": base + "/cds-services", "code": quote(name, safe=""), "display": name},
         },
         "links": [
             {
                 "label": "Open the explained alert in Sightline" if alert else "Open the score in Sightline",
-                "url": base_url() + "/smart/launch",
+                "url": base + "/smart/launch",
                 "type": "smart",
             }
         ],
-        "overrideReasons": override_reasons(),
+        "overrideReasons": override_reasons(base),
     }

@@ -47,7 +47,7 @@ class FeedbackItem:
     key: str
 
 
-def _override(raw, field: str) -> tuple[str, str]:
+def _override(raw, field: str, base: str) -> tuple[str, str]:
     if raw is None:
         return OVERRIDDEN_WITHOUT_REASON, ""
     if not isinstance(raw, dict):
@@ -63,8 +63,8 @@ def _override(raw, field: str) -> tuple[str, str]:
         raise invalid(
             f"{field}.reason.code", f"Must be one of the card's override reasons: {', '.join(sorted(codes))}."
         )
-    if reason.get("system") not in (None, override_reason_system()):
-        raise invalid(f"{field}.reason.system", f"Must be {override_reason_system()}.")
+    if reason.get("system") not in (None, override_reason_system(base)):
+        raise invalid(f"{field}.reason.system", f"Must be {override_reason_system(base)}.")
     return reason["code"], comment
 
 
@@ -77,7 +77,7 @@ def _decided_at(raw, field: str, shown_at: datetime) -> datetime:
     return max(moment, shown_at)
 
 
-def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str) -> FeedbackItem:
+def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str, base: str) -> FeedbackItem:
     field = f"feedback[{index}]"
     if not isinstance(raw, dict):
         raise invalid(field, "Must be an object with card, outcome and outcomeTimestamp.")
@@ -103,21 +103,23 @@ def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str) -> Feed
     if outcome == "accepted":
         reason, comment = ACCEPTED_REASON, ""
     else:
-        reason, comment = _override(raw.get("overrideReason"), f"{field}.overrideReason")
+        reason, comment = _override(raw.get("overrideReason"), f"{field}.overrideReason", base)
     decided = _decided_at(raw.get("outcomeTimestamp"), f"{field}.outcomeTimestamp", shown.shown_at)
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     key = hashlib.sha256(f"cds-feedback:{canonical}".encode()).hexdigest()
     return FeedbackItem(field, card, shown, outcome, reason, comment, decided, key)
 
 
-def feedback_record(*, body, ehr: RegisteredEhr, service_id: str) -> list[tuple[AlertAction, bool]]:
+def feedback_record(
+    *, body, ehr: RegisteredEhr, service_id: str, base: str
+) -> list[tuple[AlertAction, bool]]:
     """Validate every item, then record them all (or nothing): [(action, created), ...]."""
     items = body.get("feedback") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise invalid("feedback", "Required: a non-empty list of feedback items.")
     if len(items) > MAX_ITEMS:
         raise invalid("feedback", f"At most {MAX_ITEMS} items per request.", 413)
-    parsed = [_item_parse(raw, i, ehr=ehr, service_id=service_id) for i, raw in enumerate(items)]
+    parsed = [_item_parse(raw, i, ehr=ehr, service_id=service_id, base=base) for i, raw in enumerate(items)]
     recorded = []
     with transaction.atomic():
         for item in parsed:

@@ -46,7 +46,7 @@ class CdsCaller:
     token: VerifiedCall
 
 
-def caller_verify(request: HttpRequest) -> CdsCaller:
+def caller_verify(request: HttpRequest, *, base: str) -> CdsCaller:
     """The EHR whose JWT this is, checked against the URL called (``aud``); EhrAuthError otherwise.
     The token's jti is recorded last, so a refused token stores nothing."""
     keys = IssuerKeys()
@@ -54,7 +54,7 @@ def caller_verify(request: HttpRequest) -> CdsCaller:
         bearer_token(request.headers.get("Authorization")),
         jwks_for_issuer=keys.jwks,
         algorithms_for_issuer=keys.algorithms,
-        audience=settings.CDS_PUBLIC_BASE_URL + request.path,
+        audience=base + request.path,
         seen_jti=jti_seen,
         leeway=settings.CDS_JWT_LEEWAY_SECONDS,
         max_lifetime=settings.CDS_JWT_MAX_LIFETIME_SECONDS,

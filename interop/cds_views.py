@@ -38,6 +38,7 @@ from .cds_service import (
 )
 from .ehr_jwt import EhrAuthError
 from .models import CdsCard, CdsCardShown, CdsServiceSetting
+from .public_url import NOT_CONFIGURED, public_base_url
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,15 @@ def _prediction_for(hook: HookRequest, user, service) -> Prediction | None:
     return access.predictions_for_user(user).filter(pk=scored.pk).first()
 
 
-def _handle_call(request: HttpRequest, service_id: str):
-    caller = caller_verify(request)
+def _base(request: HttpRequest) -> str:
+    base = public_base_url(request)
+    if base is None:
+        raise CdsError(503, "not_configured", NOT_CONFIGURED)
+    return base
+
+
+def _handle_call(request: HttpRequest, service_id: str, base: str):
+    caller = caller_verify(request, base=base)
     service = cds_discovery.service_get(service_id)
     if service is None:
         raise CdsError(404, "not_found", f"No CDS service {service_id!r}; GET /cds-services lists them.")
@@ -126,8 +134,9 @@ def _card_record(caller: CdsCaller, hook: HookRequest, user, service_id: str, pr
 @require_POST
 def service_call(request: HttpRequest, service_id: str) -> JsonResponse:
     try:
+        base = _base(request)
         with transaction.atomic():
-            caller, hook, user, service, prediction = _handle_call(request, service_id)
+            caller, hook, user, service, prediction = _handle_call(request, service_id, base)
     except (CdsError, EhrAuthError) as exc:
         return _error(exc)
     # After the commit: a prefetch scored just now has had its explanation queued (or computed).
@@ -139,18 +148,20 @@ def service_call(request: HttpRequest, service_id: str) -> JsonResponse:
     detail = score_detail_get(prediction=prediction, alert=alert)
     with transaction.atomic():
         _card_record(caller, hook, user, service.id, prediction, alert)
-    return JsonResponse({"cards": [risk_card(detail, service_id=service.id)]})
+    return JsonResponse({"cards": [risk_card(detail, service_id=service.id, base=base)]})
 
 
 @csrf_exempt
 @require_POST
 def feedback(request: HttpRequest, service_id: str) -> JsonResponse:
     try:
+        base = _base(request)
         with transaction.atomic():
-            caller = caller_verify(request)
+            caller = caller_verify(request, base=base)
             if cds_discovery.service_get(service_id) is None:
                 raise CdsError(404, "not_found", f"No CDS service {service_id!r}.")
-            recorded = feedback_record(body=_body(request), ehr=caller.ehr, service_id=service_id)
+            body = _body(request)
+            recorded = feedback_record(body=body, ehr=caller.ehr, service_id=service_id, base=base)
             for action, _created in recorded:
                 alert = action.alert
                 _audit(

@@ -26,6 +26,7 @@ from .cds_service import practitioner_user
 from .ehr_http import AllowListedHttp, SmartLaunchError
 from .ehr_registry import ehr_active
 from .models import RegisteredEhr
+from .public_url import NOT_CONFIGURED, public_base_url
 from .smart_client import (
     DEFAULT_SCOPE,
     authorization_url,
@@ -42,8 +43,11 @@ SESSION_KEY = "smart_launch"
 MAX_PARAM = 2000
 
 
-def redirect_uri() -> str:
-    return settings.CDS_PUBLIC_BASE_URL + reverse("smart-callback")
+def redirect_uri(request: HttpRequest) -> str:
+    base = public_base_url(request)
+    if base is None:
+        raise SmartLaunchError("not_configured", NOT_CONFIGURED, status=503)
+    return base + reverse("smart-callback")
 
 
 def _error(exc: SmartLaunchError) -> JsonResponse:
@@ -85,6 +89,7 @@ def _http(ehr: RegisteredEhr) -> AllowListedHttp:
 @require_GET
 def launch(request: HttpRequest) -> HttpResponse:
     try:
+        callback_uri = redirect_uri(request)
         iss, launch_id = _param(request, "iss"), _param(request, "launch")
         ehr = _ehr(iss)
         config = discover(ehr.iss, _http(ehr).get)
@@ -92,7 +97,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         url, state, verifier = authorization_url(
             config,
             client_id=ehr.client_id,
-            redirect_uri=redirect_uri(),
+            redirect_uri=callback_uri,
             launch=launch_id,
             iss=ehr.iss,
             scope=DEFAULT_SCOPE,
@@ -116,7 +121,7 @@ def _signed_in_context(request: HttpRequest):
     tokens = exchange_code(
         config,
         client_id=ehr.client_id,
-        redirect_uri=redirect_uri(),
+        redirect_uri=redirect_uri(request),
         code=code,
         code_verifier=pending["verifier"],
         http_post=http.post,

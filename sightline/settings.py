@@ -287,12 +287,12 @@ ALERT_ACTION_REASONS = {
 
 # Inside the EHR (CONTRACT.md section 8): CDS Hooks and SMART App Launch.
 # Sightline's own public base URL, as the EHR reaches it: a CDS Hooks token's `aud` must be this plus
-# the service path, and the SMART redirect URI is this plus /smart/callback.
+# the service path, and the SMART redirect URI is this plus /smart/callback. Unset, the CDS Hooks and
+# SMART endpoints answer 503 in production; elsewhere the request's own host is used.
 CDS_PUBLIC_BASE_URL = (env("CDS_PUBLIC_BASE_URL", "") or "").rstrip("/")
-if PRODUCTION and not CDS_PUBLIC_BASE_URL.startswith("https://"):
+if PRODUCTION and CDS_PUBLIC_BASE_URL and not CDS_PUBLIC_BASE_URL.startswith("https://"):
     raise ImproperlyConfigured(
-        "CDS_PUBLIC_BASE_URL must be set to Sightline's https:// address in production "
-        "(SIGHTLINE_PRODUCTION=1): CDS Hooks tokens are checked against it."
+        "CDS_PUBLIC_BASE_URL must be Sightline's https:// address in production (SIGHTLINE_PRODUCTION=1)."
     )
 # Clock skew allowed on a CDS Hooks token's exp/iat, and the longest lifetime (exp - iat) accepted.
 CDS_JWT_LEEWAY_SECONDS = envint("CDS_JWT_LEEWAY_SECONDS", 60)

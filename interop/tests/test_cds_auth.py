@@ -133,3 +133,21 @@ def test_expired_jti_rows_are_pruned(db):
     jti_seen("https://ehr.example/fhir", "live", now.timestamp() + 300)
     assert jti_prune(now=now) == 1
     assert list(SeenJti.objects.values_list("jti", flat=True)) == ["live"]
+
+
+def test_without_a_public_base_url_the_request_host_is_the_audience(cds, high, settings):
+    settings.CDS_PUBLIC_BASE_URL = ""
+    response = cds.call(SERVICE, hook_body(high.patient.external_id))  # aud http://testserver/...
+    assert response.status_code == 200
+    assert response.json()["cards"][0]["links"][0]["url"] == "http://testserver/smart/launch"
+
+
+def test_production_without_a_public_base_url_answers_503_and_stores_nothing(cds, high, settings):
+    settings.CDS_PUBLIC_BASE_URL = ""
+    settings.PRODUCTION = True
+    before = _stored()
+    response = cds.call(SERVICE, hook_body(high.patient.external_id))
+    assert (response.status_code, response.json()["error"]) == (503, "not_configured")
+    launch = cds.client.get("/smart/launch", {"iss": cds.fake_ehr.iss, "launch": "x"})
+    assert (launch.status_code, launch.json()["error"]) == (503, "not_configured")
+    assert _stored() == before and cds.fake_ehr.requests == []
