@@ -206,6 +206,16 @@ EXPECTATIONS: dict[str, Expect] = {
     "fhir-risk-assessment": Expect(
         {"anonymous": 401, "service": 403, "own": 200, "other": 404}, per_patient=True
     ),
+    # CDS Hooks (CONTRACT.md section 8): discovery is public metadata; a call needs the EHR's JWT,
+    # and a session or API token is not one (401 for everyone).
+    "cds-discovery": Expect({role: 200 for role in ROLES}),
+    "cds-service": Expect(
+        {role: 405 for role in ROLES}, post={role: 401 for role in ROLES}, post_body={"hook": "patient-view"}
+    ),
+    "cds-feedback": Expect({role: 405 for role in ROLES}, post={role: 401 for role in ROLES}, post_body={}),
+    # SMART: without iss and launch (or a launch in progress) nothing is fetched and nothing opens.
+    "smart-launch": Expect({role: 400 for role in ROLES}),
+    "smart-callback": Expect({role: 400 for role in ROLES}),
 }
 
 # The Django admin is for staff (charlie): everyone else is sent to the admin login. charlie is an
@@ -230,6 +240,9 @@ ADMIN_CATCH_ALL = "admin/(?P<url>.*)$"
 ADMIN_MODEL_VIEWS = ("changelist", "add", "history", "delete", "change", "object")
 # Models whose rows admins read in the admin (the append-only records): view, never change.
 ADMIN_READABLE = {"patients.alertaction", "patients.auditevent"}
+# Models Sightline admins manage in the admin whatever their Django permissions (interop.admin):
+# practitioner mappings and the per-model CDS setting.
+ADMIN_MANAGED = {"interop.practitionermapping", "interop.cdsservicesetting"}
 
 
 def admin_model_views() -> dict[str, tuple[str, str]]:
@@ -260,6 +273,8 @@ def admin_expectation(route: Route) -> dict | None:
     label, view = model_views[key]
     if view == "object":
         charlie = 302  # redirects to the change view
+    elif label in ADMIN_MANAGED:
+        charlie = 200
     elif label in ADMIN_READABLE:
         charlie = {"changelist": 200, "change": 200, "history": 200, "add": 403, "delete": 403}[view]
     else:
@@ -280,6 +295,28 @@ def test_every_url_has_an_expectation():
     # And the table names no URL that is gone.
     names = {r.name for r in url_routes()}
     assert set(EXPECTATIONS) <= names, set(EXPECTATIONS) - names
+
+
+def ehr_rows_create(*, alice, prediction: Prediction) -> None:
+    """One row of each interop model the admin shows (a registered EHR, a seen token, a card shown
+    to alice, a practitioner mapping, a CDS setting)."""
+    from interop.models import (
+        CdsCard,
+        CdsCardShown,
+        CdsServiceSetting,
+        PractitionerMapping,
+        RegisteredEhr,
+        SeenJti,
+    )
+
+    ehr = RegisteredEhr.objects.create(iss="https://ehr.walk/fhir", jwks={"keys": []})
+    SeenJti.objects.create(iss=ehr.iss, jti="walk", exp="2100-01-01T00:00:00Z")
+    card = CdsCard.objects.create(
+        uuid="5b0f7c1e-8d1b-4c55-9a57-3c0f5e3d2a61", service_id="walk", ehr=ehr, prediction=prediction
+    )
+    CdsCardShown.objects.create(card=card, user=alice, hook_instance="walk")
+    PractitionerMapping.objects.create(ehr=ehr, fhir_user="Practitioner/walk", user=alice)
+    CdsServiceSetting.objects.create(registered_model=prediction.registered_model)
 
 
 # --- the world the walk sees -----------------------------------------------------------------
@@ -326,6 +363,7 @@ def world(
         content_type="application/json",
     )
     Group.objects.create(name="walkers")
+    ehr_rows_create(alice=alice, prediction=predictions["MICU"])
     job = CohortJob.objects.create(version=model_version, chunk_size=100)
 
     admin_objects = {}
@@ -377,6 +415,7 @@ def fill(route: Route, world: World, unit: str) -> str:
         "content_type_id": lambda: str(world.patient_ct),
         "app_label": lambda: "explanations",
         "url": lambda: "no-such-page/",
+        "service_id": lambda: world.model_name,
     }
     path = route.route
     if path.startswith("admin/^"):  # the app index: a regex
