@@ -218,6 +218,17 @@ def verify_cds_jwt(
     except jwt.PyJWTError as exc:
         raise _translate(exc, iss=iss, audience=audience, token=token) from exc
 
+    iat, exp, jti, sub = _claims_check(claims, iss=iss, max_lifetime=max_lifetime)
+    if seen_jti(iss, jti, float(exp)):
+        raise EhrAuthError(
+            "replayed_token",
+            f"The token with jti {jti!r} from {iss} was already used; a token is good for one call only.",
+        )
+    return VerifiedCall(iss=iss, sub=sub, jti=jti, exp=int(exp), kid=kid, alg=alg, claims=claims)
+
+
+def _claims_check(claims: dict[str, Any], *, iss: str, max_lifetime: int) -> tuple[Any, Any, str, str | None]:
+    """iat, exp, jti and sub of verified claims, with the checks PyJWT does not make."""
     iat, exp, jti = claims["iat"], claims["exp"], claims["jti"]
     if not _is_number(iat) or not _is_number(exp):
         raise EhrAuthError("malformed_token", "The token's 'iat' and 'exp' must be numbers of seconds.")
@@ -232,13 +243,7 @@ def verify_cds_jwt(
     sub = claims.get("sub")
     if sub is not None and not isinstance(sub, str):
         raise EhrAuthError("malformed_token", "The token's 'sub' is not a string.")
-
-    if seen_jti(iss, jti, float(exp)):
-        raise EhrAuthError(
-            "replayed_token",
-            f"The token with jti {jti!r} from {iss} was already used; a token is good for one call only.",
-        )
-    return VerifiedCall(iss=iss, sub=sub, jti=jti, exp=int(exp), kid=kid, alg=alg, claims=claims)
+    return iat, exp, jti, sub
 
 
 def _check_algorithm(alg: Any, allowed: Collection[str]) -> None:
