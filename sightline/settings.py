@@ -316,6 +316,7 @@ API_BODY_LIMITS = {
     "/api/v1/predictions/bulk/": envint("API_BODY_LIMIT_BULK", 40 * 1024 * 1024),
     "/api/v1/models/": envint("API_BODY_LIMIT_MODELS", 1024 * 1024 * 1024),
     "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
+    "/cds-services/": envint("API_BODY_LIMIT_CDS", 4 * 1024 * 1024),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000

@@ -198,3 +198,13 @@ def test_bad_feedback_names_the_field_and_records_nothing(cds, mapped, high, ite
     assert response.status_code == status
     assert list(response.json()["fields"]) == [field]
     assert AlertAction.objects.count() == 0
+
+
+def test_an_oversized_call_is_413_json_and_stores_nothing(cds, mapped, high, settings):
+    settings.API_BODY_LIMITS = {**settings.API_BODY_LIMITS, "/cds-services/": 1000}
+    body = hook_body(
+        high.patient.external_id, prefetch={"patient": {"resourceType": "Patient", "x": "y" * 2000}}
+    )
+    response = cds.call(SERVICE, body)
+    assert (response.status_code, response.json()["error"]) == (413, "payload_too_large")
+    assert SeenJti.objects.count() == 0 and CdsCard.objects.count() == 0
