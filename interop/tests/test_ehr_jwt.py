@@ -1,6 +1,7 @@
 """CDS Hooks JWT verification and the SMART EHR launch, against a fake EHR on a real socket.
 
-Django-free: ``.venv/bin/pytest interop/tests/test_ehr_jwt.py -p no:django``.
+The modules under test import no Django and these tests touch no database (the project's conftest
+still loads Django's settings, so run them like the rest of the suite).
 """
 
 from __future__ import annotations
