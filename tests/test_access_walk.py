@@ -31,6 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from explanations.models import CohortJob
 from patients.models import Patient, Prediction
+from tests.fixtures.factories import ehr_rows_create
 
 ROLES = ("anonymous", "alice", "bob", "charlie", "auditor", "service")
 PEOPLE = ("alice", "bob", "charlie", "auditor")
@@ -295,28 +296,6 @@ def test_every_url_has_an_expectation():
     # And the table names no URL that is gone.
     names = {r.name for r in url_routes()}
     assert set(EXPECTATIONS) <= names, set(EXPECTATIONS) - names
-
-
-def ehr_rows_create(*, alice, prediction: Prediction) -> None:
-    """One row of each interop model the admin shows (a registered EHR, a seen token, a card shown
-    to alice, a practitioner mapping, a CDS setting)."""
-    from interop.models import (
-        CdsCard,
-        CdsCardShown,
-        CdsServiceSetting,
-        PractitionerMapping,
-        RegisteredEhr,
-        SeenJti,
-    )
-
-    ehr = RegisteredEhr.objects.create(iss="https://ehr.walk/fhir", jwks={"keys": []})
-    SeenJti.objects.create(iss=ehr.iss, jti="walk", exp="2100-01-01T00:00:00Z")
-    card = CdsCard.objects.create(
-        uuid="5b0f7c1e-8d1b-4c55-9a57-3c0f5e3d2a61", service_id="walk", ehr=ehr, prediction=prediction
-    )
-    CdsCardShown.objects.create(card=card, user=alice, hook_instance="walk")
-    PractitionerMapping.objects.create(ehr=ehr, fhir_user="Practitioner/walk", user=alice)
-    CdsServiceSetting.objects.create(registered_model=prediction.registered_model)
 
 
 # --- the world the walk sees -----------------------------------------------------------------
