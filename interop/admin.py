@@ -6,6 +6,7 @@ per-model low-tier setting are what admins manage here; every change of a mappin
 mapping only names the person: it never changes their role (accounts.permissions decides that).
 """
 
+from django import forms
 from django.contrib import admin
 
 from accounts import permissions
@@ -64,8 +65,24 @@ class AdminsOnly(admin.ModelAdmin):
         return permissions.is_admin(request.user)
 
 
+class PractitionerMappingForm(forms.ModelForm):
+    class Meta:
+        model = PractitionerMapping
+        fields = ["ehr", "fhir_user", "user"]
+
+    def clean_user(self):
+        user = self.cleaned_data["user"]
+        if not permissions.may_act_through_ehr(user):
+            raise forms.ValidationError(
+                "Map EHR users to active clinician or auditor accounts only: nothing coming from an EHR "
+                "may act as an admin."
+            )
+        return user
+
+
 @admin.register(PractitionerMapping)
 class PractitionerMappingAdmin(AdminsOnly):
+    form = PractitionerMappingForm
     list_display = ["fhir_user", "ehr", "user", "created_at"]
     list_select_related = ["ehr", "user"]
     search_fields = ["fhir_user", "user__username"]

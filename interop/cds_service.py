@@ -70,7 +70,8 @@ def relative_reference(reference: str) -> str:
 
 
 def practitioner_user(ehr: RegisteredEhr, fhir_user: str | None):
-    """The Sightline user an admin mapped this EHR user to, if active; None otherwise."""
+    """The Sightline user an admin mapped this EHR user to, if that account may act through an EHR
+    (accounts.permissions.may_act_through_ehr: active, never an admin); None otherwise."""
     if not fhir_user:
         return None
     mapping = (
@@ -78,7 +79,7 @@ def practitioner_user(ehr: RegisteredEhr, fhir_user: str | None):
         .select_related("user", "user__profile")
         .first()
     )
-    if mapping is None or not mapping.user.is_active:
+    if mapping is None or not permissions.may_act_through_ehr(mapping.user):
         return None
     return mapping.user
 

@@ -145,8 +145,9 @@ def _signed_in_context(request: HttpRequest):
     if user is None:
         raise SmartLaunchError(
             "user_not_mapped",
-            f"The EHR user {context.fhir_user_reference} is not mapped to a Sightline user; an administrator "
-            "adds the mapping (Django admin: Practitioner mappings).",
+            f"The EHR user {context.fhir_user_reference} is not mapped to an active Sightline clinician or "
+            "auditor (an admin account is never signed in from an EHR); an administrator adds the "
+            "mapping (Django admin: Practitioner mappings).",
             status=403,
         )
     return ehr, context, user

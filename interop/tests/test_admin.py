@@ -37,3 +37,20 @@ def test_registered_ehrs_are_read_only_in_the_admin(charlie_client, ehr):
     assert response.status_code == 403
     ehr.refresh_from_db()
     assert ehr.iss != "https://x/fhir"
+
+
+def test_an_admin_account_cannot_be_mapped(charlie_client, ehr, charlie):
+    response = charlie_client.post(
+        "/admin/interop/practitionermapping/add/",
+        {"ehr": ehr.pk, "fhir_user": "Practitioner/1", "user": charlie.pk},
+    )
+    assert response.status_code == 200 and b"nothing coming from an EHR" in response.content
+    assert not PractitionerMapping.objects.exists()
+
+
+def test_a_mapping_to_an_admin_made_elsewhere_is_ignored(cds, ehr, charlie, production_version):
+    """Mapped outside the admin form (a shell, a migration): still no card, no launch as an admin."""
+    from interop.cds_service import practitioner_user
+
+    PractitionerMapping.objects.create(ehr=ehr, fhir_user="Practitioner/1", user=charlie)
+    assert practitioner_user(ehr, "Practitioner/1") is None

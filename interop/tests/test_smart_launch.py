@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from django.test import Client
 
-from interop.models import RegisteredEhr
+from interop.models import PractitionerMapping, RegisteredEhr
 from interop.smart_views import SESSION_KEY
 from patients.models import AuditEvent
 from tests.fixtures.factories import engine_results_set, prediction_create
@@ -131,3 +131,12 @@ def test_a_revoked_ehr_cannot_launch(smart, client, ehr):
     RegisteredEhr.objects.filter(pk=ehr.pk).update(revoked_at="2026-01-01T00:00:00Z")
     response = client.get("/smart/launch", {"iss": smart.iss, "launch": "abc"})
     assert (response.status_code, response.json()["error"]) == (403, "unknown_issuer")
+
+
+def test_an_admin_account_is_never_signed_in_from_the_ehr(smart, high, ehr, charlie):
+    PractitionerMapping.objects.create(ehr=ehr, fhir_user="Practitioner/900", user=charlie)
+    client = Client()
+    response = _launch(client, smart, high.patient.external_id, practitioner="Practitioner/900")
+    landed = client.get(_authorize(response["Location"]).removeprefix(BASE))
+    assert (landed.status_code, landed.json()["error"]) == (403, "user_not_mapped")
+    assert "_auth_user_id" not in client.session
