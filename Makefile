@@ -49,6 +49,7 @@ bench: venv
 	$(PY) bench/drift.py
 	$(PY) bench/worklist.py
 	$(PY) bench/load.py
+	$(PY) bench/cds_hooks.py
 
 clean:
 	rm -rf var staticfiles tests/artifacts

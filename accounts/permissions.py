@@ -75,6 +75,15 @@ def may_run_cohort_jobs(user) -> bool:
     return is_admin(user)
 
 
+def may_act_through_ehr(user) -> bool:
+    """Whether an EHR user mapped to this account (interop.models.PractitionerMapping) may be it: a
+    CDS card read as them, an EHR launch signed in as them. Never an account with admin rights (an
+    admin, a superuser or Django staff), so that nothing coming from an EHR ever acts as an admin."""
+    if not (is_person(user) and user.is_active) or user.is_staff or user.is_superuser:
+        return False
+    return user_role(user) in (Role.CLINICIAN, Role.AUDITOR)
+
+
 def may_hold_api_token(user) -> bool:
     """Personal API tokens (for a training job's model upload) are issued to active admins only."""
     return bool(getattr(user, "is_active", False)) and is_admin(user)

@@ -31,6 +31,8 @@ def alert_action_record(
     reason: str,
     comment: str = "",
     idempotency_key: str | None = None,
+    channel: str = AlertAction.Channel.SIGHTLINE,
+    decided_at=None,
 ) -> tuple[AlertAction, bool]:
     """Append one action to the alert's log and return it with `created`.
 
@@ -38,7 +40,9 @@ def alert_action_record(
     that this user already used on this alert, nothing is written and the first action is
     returned (created=False): a double click is one action. Without a key every call is a new
     action. seconds_to_decision counts from when the alert was first shown to this user; a user
-    who acts without ever having been shown it (an API client) starts the clock now.
+    who acts without ever having been shown it (an API client) starts the clock now. `decided_at`
+    is when the decision was made if the caller knows it (CDS Hooks feedback's outcomeTimestamp);
+    else now. `channel` says where it was made (the EHR's card, or Sightline itself).
     """
     with transaction.atomic():
         # Serialises concurrent actions on one alert, so two identical clicks cannot both insert.
@@ -50,7 +54,7 @@ def alert_action_record(
             if existing is not None:
                 return existing, False
         view = alert_view_record(alert=locked, user=user)
-        now = timezone.now()
+        now = decided_at or timezone.now()
         record = AlertAction.objects.create(
             alert=locked,
             user=user,
@@ -61,6 +65,7 @@ def alert_action_record(
             shown_at=view.first_shown_at,
             seconds_to_decision=max(0.0, (now - view.first_shown_at).total_seconds()),
             idempotency_key=idempotency_key or uuid.uuid4().hex,
+            channel=channel,
         )
         Alert.objects.filter(pk=locked.pk).update(state=_STATE_AFTER[action])
     alert.state = _STATE_AFTER[action]

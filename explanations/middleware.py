@@ -20,7 +20,7 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
-        if not request.path.startswith(("/api/", "/fhir/")):
+        if not request.path.startswith(("/api/", "/fhir/", "/cds-services")):
             return None
         log.error("database unavailable on %s: %s", request.path, exception)
         response = JsonResponse(

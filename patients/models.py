@@ -197,6 +197,10 @@ class AlertAction(AppendOnlyModel):
         DISMISS = "dismiss"
         ESCALATE = "escalate"
 
+    class Channel(models.TextChoices):
+        SIGHTLINE = "sightline"  # the alert page or the API
+        EHR = "ehr"  # CDS Hooks feedback on the card shown in the EHR
+
     alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="actions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=12)
@@ -209,6 +213,8 @@ class AlertAction(AppendOnlyModel):
     seconds_to_decision = models.FloatField()
     # Set by the client per click; a repeated click with the same key is the same action.
     idempotency_key = models.CharField(max_length=64)
+    # Where the clinician decided; the outcome-study export says so.
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.SIGHTLINE)
 
     class Meta:
         db_table = "clinician_ui_alertaction"

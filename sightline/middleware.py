@@ -6,6 +6,9 @@ from django.http import HttpRequest, JsonResponse
 
 from .api_errors import error_body
 
+# The API, FHIR and the CDS Hooks service (a patient-view call may carry a prefetch).
+LIMITED_PREFIXES = ("/api/", "/fhir/", "/cds-services/")
+
 
 def body_limit(path: str) -> int:
     for prefix, limit in settings.API_BODY_LIMITS.items():
@@ -30,7 +33,7 @@ class ApiBodyLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest):
-        if request.path.startswith(("/api/", "/fhir/")):
+        if request.path.startswith(LIMITED_PREFIXES):
             limit = body_limit(request.path)
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -42,7 +45,7 @@ class ApiBodyLimitMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         # A body without Content-Length (chunked) that turns out too big while being read.
-        if isinstance(exception, RequestDataTooBig) and request.path.startswith(("/api/", "/fhir/")):
+        if isinstance(exception, RequestDataTooBig) and request.path.startswith(LIMITED_PREFIXES):
             return too_large(body_limit(request.path))
         return None
 

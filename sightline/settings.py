@@ -196,6 +196,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.monitoring_refresh",
         "schedule": envint("MONITORING_REFRESH_SECONDS", 600),
     },
+    # Forget CDS Hooks token ids whose tokens have expired (they can no longer be replayed).
+    "prune-seen-cds-tokens": {
+        "task": "interop.tasks.seen_jti_prune",
+        "schedule": envint("CDS_JTI_PRUNE_SECONDS", 3600),
+    },
 }
 # Explanation engine thresholds (engine.profile.DEFAULTS lists them all), e.g. the model
 # abstains when EXPLANATION_KEY_MISSING_ABSTAIN of the EXPLANATION_KEY_FEATURES most influential
@@ -280,6 +285,25 @@ ALERT_ACTION_REASONS = {
     ],
 }
 
+# Inside the EHR (CONTRACT.md section 8): CDS Hooks and SMART App Launch.
+# Sightline's own public base URL, as the EHR reaches it: a CDS Hooks token's `aud` must be this plus
+# the service path, and the SMART redirect URI is this plus /smart/callback. Unset, the CDS Hooks and
+# SMART endpoints answer 503 in production; elsewhere the request's own host is used.
+CDS_PUBLIC_BASE_URL = (env("CDS_PUBLIC_BASE_URL", "") or "").rstrip("/")
+if PRODUCTION and CDS_PUBLIC_BASE_URL and not CDS_PUBLIC_BASE_URL.startswith("https://"):
+    raise ImproperlyConfigured(
+        "CDS_PUBLIC_BASE_URL must be Sightline's https:// address in production (SIGHTLINE_PRODUCTION=1)."
+    )
+# Clock skew allowed on a CDS Hooks token's exp/iat, and the longest lifetime (exp - iat) accepted.
+CDS_JWT_LEEWAY_SECONDS = envint("CDS_JWT_LEEWAY_SECONDS", 60)
+CDS_JWT_MAX_LIFETIME_SECONDS = envint("CDS_JWT_MAX_LIFETIME_SECONDS", 300)
+# How many factors a CDS card's detail lists.
+CDS_CARD_TOP_FACTORS = envint("CDS_CARD_TOP_FACTORS", 5)
+# A SMART launch session lasts as long as the EHR's access token, and never longer than this.
+SMART_SESSION_MAX_SECONDS = envint("SMART_SESSION_MAX_SECONDS", 8 * 3600)
+# Timeout of each call to an EHR (its SMART configuration, token endpoint, JWKS).
+EHR_HTTP_TIMEOUT_SECONDS = envint("EHR_HTTP_TIMEOUT_SECONDS", 5)
+
 # Seconds between the worklist's background refreshes (rows are updated in place).
 WORKLIST_POLL_SECONDS = envint("WORKLIST_POLL_SECONDS", 15)
 # Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
@@ -292,6 +316,7 @@ API_BODY_LIMITS = {
     "/api/v1/predictions/bulk/": envint("API_BODY_LIMIT_BULK", 40 * 1024 * 1024),
     "/api/v1/models/": envint("API_BODY_LIMIT_MODELS", 1024 * 1024 * 1024),
     "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
+    "/cds-services/": envint("API_BODY_LIMIT_CDS", 4 * 1024 * 1024),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000

@@ -13,6 +13,9 @@ urlpatterns = [
     path("api/v1/", include("models_registry.urls")),
     path("monitoring/", include("monitoring.urls")),
     path("fhir/", include("interop.fhir_urls")),
+    # CDS Hooks 2.0 and SMART App Launch (CONTRACT.md section 8). CDS Hooks paths have no trailing slash.
+    path("", include("interop.cds_urls")),
+    path("smart/", include("interop.smart_urls")),
     path("", include("models_registry.page_urls")),
     path("", include("explanations.page_urls")),
     path("", include("clinician_ui.urls")),

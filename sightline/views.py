@@ -8,7 +8,7 @@ _api_server_error = json_error_view(500, "The server failed; the error is logged
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(("/api/", "/fhir/"))
+    return request.path.startswith(("/api/", "/fhir/", "/cds-services"))
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -31,6 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from explanations.models import CohortJob
 from patients.models import Patient, Prediction
+from tests.fixtures.factories import ehr_rows_create
 
 ROLES = ("anonymous", "alice", "bob", "charlie", "auditor", "service")
 PEOPLE = ("alice", "bob", "charlie", "auditor")
@@ -206,6 +207,16 @@ EXPECTATIONS: dict[str, Expect] = {
     "fhir-risk-assessment": Expect(
         {"anonymous": 401, "service": 403, "own": 200, "other": 404}, per_patient=True
     ),
+    # CDS Hooks (CONTRACT.md section 8): discovery is public metadata; a call needs the EHR's JWT,
+    # and a session or API token is not one (401 for everyone).
+    "cds-discovery": Expect({role: 200 for role in ROLES}),
+    "cds-service": Expect(
+        {role: 405 for role in ROLES}, post={role: 401 for role in ROLES}, post_body={"hook": "patient-view"}
+    ),
+    "cds-feedback": Expect({role: 405 for role in ROLES}, post={role: 401 for role in ROLES}, post_body={}),
+    # SMART: without iss and launch (or a launch in progress) nothing is fetched and nothing opens.
+    "smart-launch": Expect({role: 400 for role in ROLES}),
+    "smart-callback": Expect({role: 400 for role in ROLES}),
 }
 
 # The Django admin is for staff (charlie): everyone else is sent to the admin login. charlie is an
@@ -230,6 +241,9 @@ ADMIN_CATCH_ALL = "admin/(?P<url>.*)$"
 ADMIN_MODEL_VIEWS = ("changelist", "add", "history", "delete", "change", "object")
 # Models whose rows admins read in the admin (the append-only records): view, never change.
 ADMIN_READABLE = {"patients.alertaction", "patients.auditevent"}
+# Models Sightline admins manage in the admin whatever their Django permissions (interop.admin):
+# practitioner mappings and the per-model CDS setting.
+ADMIN_MANAGED = {"interop.practitionermapping", "interop.cdsservicesetting"}
 
 
 def admin_model_views() -> dict[str, tuple[str, str]]:
@@ -260,6 +274,8 @@ def admin_expectation(route: Route) -> dict | None:
     label, view = model_views[key]
     if view == "object":
         charlie = 302  # redirects to the change view
+    elif label in ADMIN_MANAGED:
+        charlie = 200
     elif label in ADMIN_READABLE:
         charlie = {"changelist": 200, "change": 200, "history": 200, "add": 403, "delete": 403}[view]
     else:
@@ -326,6 +342,7 @@ def world(
         content_type="application/json",
     )
     Group.objects.create(name="walkers")
+    ehr_rows_create(alice=alice, prediction=predictions["MICU"])
     job = CohortJob.objects.create(version=model_version, chunk_size=100)
 
     admin_objects = {}
@@ -377,6 +394,7 @@ def fill(route: Route, world: World, unit: str) -> str:
         "content_type_id": lambda: str(world.patient_ct),
         "app_label": lambda: "explanations",
         "url": lambda: "no-such-page/",
+        "service_id": lambda: world.model_name,
     }
     path = route.route
     if path.startswith("admin/^"):  # the app index: a regex

@@ -11,6 +11,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# An ES384 JWT naming an issuer (not validly signed: the database is down before that matters).
+CDS_JWT = "eyJhbGciOiJFUzM4NCIsImtpZCI6ImsifQ.eyJpc3MiOiJodHRwczovL2Voci5leGFtcGxlL2ZoaXIifQ.c2ln"
+
 REQUESTS = [
     ("post", "/api/v1/predictions/", {"external_id": "x"}, "Token abc"),
     ("post", "/api/v1/predictions/bulk/", [{"external_id": "x"}], "Token abc"),
@@ -20,6 +23,8 @@ REQUESTS = [
     # A signed-in person's session is looked up in the database too.
     ("get", "/api/v1/exports/overrides/?from=2026-01-01&to=2026-02-01", None, ""),
     ("post", "/api/v1/alerts/1/actions/", {"action": "acknowledge", "reason": "reviewing"}, ""),
+    # A CDS Hooks call: its JWT's issuer is looked up among the registered EHRs.
+    ("post", "/cds-services/icu-mortality-30d", {"hook": "patient-view"}, f"Bearer {CDS_JWT}"),
 ]
 
 SCRIPT = """
@@ -67,7 +72,7 @@ def test_an_unreachable_database_answers_503_json():
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     answers = json.loads(line.removeprefix("RESULT "))
     assert [a["path"] for a in answers] == [path for _, path, _, _ in REQUESTS]
-    assert len(answers) == 7
+    assert len(answers) == 8
     for answer in answers:
         assert answer["status"] == 503, answer
         assert answer["content_type"] == "application/json", answer

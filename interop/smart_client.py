@@ -1,0 +1,397 @@
+"""The client side of a SMART App Launch v2 EHR launch (authorization code + PKCE S256, OpenID Connect).
+
+Django-free: every network call goes through an injected ``http_get``/``http_post`` so that the
+views can pass an allow-listed fetcher (``AllowListedHttp``): nothing may fetch a URL an
+administrator did not register, i.e. the registered ``iss`` (its ``/.well-known/smart-configuration``)
+and the endpoints that configuration names. The ``iss`` of a launch request is attacker-controlled
+until it has been matched against the registered EHRs; the caller does that before ``discover``.
+
+The flow the views implement with these pieces::
+
+    config = discover(iss, http.get)                            # GET /smart/launch?iss=..&launch=..
+    url, state, verifier = authorization_url(config, client_id=.., redirect_uri=.., launch=.., iss=iss)
+    # keep (state, verifier, iss) in the session, redirect the browser to url
+    # GET /smart/callback?code=..&state=..
+    code = callback_code(request.GET, expected_state=session_state)
+    tokens = exchange_code(config, client_id=.., redirect_uri=.., code=code, code_verifier=verifier,
+                           http_post=http.post)
+    claims = validate_id_token(tokens["id_token"], jwks=fetch_jwks(config, http.get), issuer=config.issuer,
+                               client_id=..)
+    ctx = launch_context(tokens, claims)                        # ctx.patient, ctx.fhir_user, ...
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from authlib.common.security import generate_token
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from interop.ehr_http import (
+    AllowListedHttp,
+    HttpGet,
+    HttpPost,
+    HttpResponse,
+    SmartLaunchError,
+    smart_configuration_url,
+)
+from interop.ehr_jwt import EhrAuthError, select_jwk
+
+__all__ = [
+    "AllowListedHttp",
+    "HttpGet",
+    "HttpPost",
+    "HttpResponse",
+    "LaunchContext",
+    "SmartConfiguration",
+    "SmartLaunchError",
+    "authorization_url",
+    "callback_code",
+    "discover",
+    "exchange_code",
+    "fetch_jwks",
+    "launch_context",
+    "smart_configuration_url",
+    "validate_id_token",
+]
+
+DEFAULT_SCOPE = "launch openid fhirUser patient/*.rs"
+
+#: SMART requires RS256 for id_tokens; the other asymmetric ones are accepted, never none/HS*.
+ID_TOKEN_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
+
+
+@dataclass(frozen=True)
+class SmartConfiguration:
+    """The parts of ``{iss}/.well-known/smart-configuration`` this client relies on."""
+
+    iss: str
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    code_challenge_methods_supported: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False)
+
+    def endpoint_urls(self) -> frozenset[str]:
+        """The URLs this configuration lets the client call (token, JWKS), for an allow-list."""
+        return frozenset({self.token_endpoint, self.jwks_uri})
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """Who launched the app, for which patient: the token response plus the validated id_token."""
+
+    patient: str | None
+    encounter: str | None
+    fhir_user: str
+    sub: str
+    expires_in: int | None
+    scope: str
+    access_token: str = field(repr=False)
+    need_patient_banner: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def fhir_user_reference(self) -> str:
+        """``fhirUser`` as a relative reference ("Practitioner/123"), whether the EHR sent a URL or not."""
+        parts = [p for p in urllib.parse.urlsplit(self.fhir_user).path.split("/") if p]
+        return "/".join(parts[-2:]) if len(parts) >= 2 else self.fhir_user
+
+
+def discover(iss: str, http_get: HttpGet) -> SmartConfiguration:
+    """Read and check the EHR's SMART configuration; PKCE S256 and OpenID Connect are required."""
+    _require_http_url(iss, "The launch's iss")
+    url = smart_configuration_url(iss)
+    doc = _json_object(_call(lambda: http_get(url), url), url, "smart-configuration")
+    missing = [
+        k for k in ("authorization_endpoint", "token_endpoint", "issuer", "jwks_uri") if not doc.get(k)
+    ]
+    if missing:
+        raise SmartLaunchError(
+            "smart_configuration_incomplete",
+            f"The SMART configuration at {url} has no {', '.join(missing)}; this app needs them for an "
+            "EHR launch with OpenID Connect, so the EHR's configuration must be fixed.",
+            status=502,
+        )
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri", "issuer"):
+        _require_http_url(doc[key], f"The SMART configuration's {key}")
+    methods = doc.get("code_challenge_methods_supported") or []
+    if not isinstance(methods, list) or "S256" not in methods:
+        raise SmartLaunchError(
+            "pkce_not_supported",
+            f"The SMART configuration at {url} does not list S256 in code_challenge_methods_supported; "
+            "SMART App Launch v2 requires PKCE with S256 and this app will not launch without it.",
+            status=502,
+        )
+    capabilities = doc.get("capabilities") or []
+    return SmartConfiguration(
+        iss=iss,
+        issuer=doc["issuer"],
+        authorization_endpoint=doc["authorization_endpoint"],
+        token_endpoint=doc["token_endpoint"],
+        jwks_uri=doc["jwks_uri"],
+        code_challenge_methods_supported=tuple(str(m) for m in methods),
+        capabilities=tuple(str(c) for c in capabilities) if isinstance(capabilities, list) else (),
+        raw=doc,
+    )
+
+
+def authorization_url(
+    config: SmartConfiguration,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    launch: str,
+    iss: str,
+    scope: str = DEFAULT_SCOPE,
+    nonce: str | None = None,
+) -> tuple[str, str, str]:
+    """The URL to send the browser to, and the ``state`` and PKCE ``code_verifier`` to keep server-side.
+
+    ``aud`` is the FHIR base URL (``iss``), as SMART v2 requires, so a token meant for another server
+    cannot be obtained with this request.
+    """
+    state = generate_token(43)
+    code_verifier = generate_token(64)  # 43..128 characters of the unreserved set (RFC 7636 4.1)
+    params = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("launch", launch),
+        ("scope", scope),
+        ("state", state),
+        ("aud", iss),
+        ("code_challenge", create_s256_code_challenge(code_verifier)),
+        ("code_challenge_method", "S256"),
+    ]
+    if nonce is not None:
+        params.append(("nonce", nonce))
+    return add_params_to_uri(config.authorization_endpoint, params), state, code_verifier
+
+
+def callback_code(query: Mapping[str, str], *, expected_state: str | None) -> str:
+    """The authorization code from the redirect back, after checking ``state`` in constant time."""
+    if not expected_state:
+        raise SmartLaunchError(
+            "no_launch_in_progress",
+            "There is no SMART launch in progress in this browser session; start again from the EHR.",
+        )
+    state = query.get("state") or ""
+    if not hmac.compare_digest(state.encode(), expected_state.encode()):
+        raise SmartLaunchError(
+            "state_mismatch",
+            "The state returned by the EHR does not match this session's launch; start again from the EHR.",
+        )
+    if query.get("error"):
+        raise SmartLaunchError(
+            "authorization_denied",
+            f"The EHR refused the authorization ({query['error']}: "
+            f"{query.get('error_description') or 'no description'}).",
+            status=403,
+        )
+    code = query.get("code")
+    if not code:
+        raise SmartLaunchError("missing_code", "The EHR's redirect carries no authorization code.")
+    return code
+
+
+def exchange_code(
+    config: SmartConfiguration,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    code: str,
+    code_verifier: str,
+    http_post: HttpPost,
+    client_secret: str | None = None,
+) -> dict[str, Any]:
+    """POST the code and PKCE verifier to the token endpoint and return its checked JSON response.
+
+    A public client sends ``client_id`` in the form; a confidential symmetric client
+    (``client_secret``) authenticates with HTTP Basic, as SMART's client-confidential-symmetric says.
+    """
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
+    }
+    headers = {"Accept": "application/json"}
+    if client_secret is None:
+        form["client_id"] = client_id
+    else:
+        pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    url = config.token_endpoint
+    response = _call(lambda: http_post(url, form, headers), url, accept_errors=True)
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if response.status != 200:
+        reason = ""
+        if isinstance(body, dict) and body.get("error"):
+            reason = f" ({body['error']}: {body.get('error_description') or 'no description'})"
+        raise SmartLaunchError(
+            "token_exchange_failed",
+            f"The EHR's token endpoint refused the authorization code with HTTP {response.status}{reason}; "
+            "start the launch again from the EHR.",
+            status=502,
+        )
+    if not isinstance(body, dict):
+        raise SmartLaunchError(
+            "token_exchange_failed",
+            f"The token endpoint {url} did not answer with a JSON object.",
+            status=502,
+        )
+    if not isinstance(body.get("access_token"), str) or not body["access_token"]:
+        raise SmartLaunchError("token_exchange_failed", "The token response has no access_token.", status=502)
+    if str(body.get("token_type", "")).lower() != "bearer":
+        raise SmartLaunchError(
+            "token_exchange_failed",
+            f"The token response's token_type is {body.get('token_type')!r}, not Bearer.",
+            status=502,
+        )
+    return body
+
+
+def fetch_jwks(config: SmartConfiguration, http_get: HttpGet) -> dict[str, Any]:
+    """The EHR's published JWKS (``jwks_uri``), used to check its id_tokens."""
+    url = config.jwks_uri
+    doc = _json_object(_call(lambda: http_get(url), url), url, "JWKS")
+    if not isinstance(doc.get("keys"), list):
+        raise SmartLaunchError("invalid_jwks", f"The JWKS at {url} has no 'keys' list.", status=502)
+    return doc
+
+
+def validate_id_token(
+    id_token: str,
+    *,
+    jwks: Mapping[str, Any],
+    issuer: str,
+    client_id: str,
+    nonce: str | None = None,
+    leeway: int = 60,
+    algorithms: Iterable[str] = ID_TOKEN_ALGORITHMS,
+    require_fhir_user: bool = True,
+) -> dict[str, Any]:
+    """Verify the OpenID Connect id_token (signature, iss, aud, exp, iat, nonce) and return its claims.
+
+    ``fhirUser`` (who the EHR says the user is) is required by default because the app maps it to a
+    Sightline user; only asymmetric algorithms are accepted, with the key from the EHR's JWKS.
+    """
+    allowed = [a for a in algorithms if a in ID_TOKEN_ALGORITHMS]
+    try:
+        header = jwt.get_unverified_header(id_token)
+    except jwt.PyJWTError as exc:
+        raise _id_token_error(f"The id_token is not a JWT ({exc}).") from exc
+    alg = header.get("alg")
+    if alg not in allowed:
+        raise _id_token_error(f"The id_token is signed with {alg!r}; only {', '.join(allowed)} are accepted.")
+    kid = header.get("kid")
+    try:
+        key = select_jwk(jwks, alg=alg, kid=kid if isinstance(kid, str) else None, owner=f"the EHR {issuer}")
+    except EhrAuthError as exc:
+        raise _id_token_error(exc.detail) from exc
+    try:
+        claims = jwt.decode(
+            id_token,
+            key,
+            algorithms=[alg],
+            audience=client_id,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise _id_token_error(
+            f"The id_token's signature does not verify with the keys {issuer} publishes; it was not "
+            "signed by that EHR."
+        ) from exc
+    except jwt.ExpiredSignatureError as exc:
+        raise _id_token_error("The id_token has expired; start the launch again from the EHR.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise _id_token_error(f"The id_token was issued for another client, not {client_id!r}.") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise _id_token_error(f"The id_token's issuer is not {issuer}.") from exc
+    except jwt.PyJWTError as exc:
+        raise _id_token_error(f"The id_token is not valid ({exc}).") from exc
+    aud = claims["aud"]
+    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
+        raise _id_token_error(f"The id_token has several audiences and its azp is not {client_id!r}.")
+    if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
+        raise _id_token_error("The id_token's nonce does not match this launch; start again from the EHR.")
+    if require_fhir_user and not (isinstance(claims.get("fhirUser"), str) and claims["fhirUser"]):
+        raise _id_token_error(
+            "The id_token has no fhirUser claim, so the EHR user cannot be mapped to a Sightline user; "
+            "the launch must request the 'fhirUser' scope and the EHR must grant it."
+        )
+    return claims
+
+
+def launch_context(token_response: Mapping[str, Any], id_token_claims: Mapping[str, Any]) -> LaunchContext:
+    """The launch context (patient, encounter, user, lifetime) out of a checked token response."""
+    expires_in = token_response.get("expires_in")
+    banner = token_response.get("need_patient_banner")
+    return LaunchContext(
+        patient=_opt_str(token_response.get("patient")),
+        encounter=_opt_str(token_response.get("encounter")),
+        fhir_user=str(id_token_claims.get("fhirUser") or ""),
+        sub=str(id_token_claims.get("sub") or ""),
+        expires_in=int(expires_in) if isinstance(expires_in, int | float) and expires_in >= 0 else None,
+        scope=str(token_response.get("scope") or ""),
+        access_token=str(token_response["access_token"]),
+        need_patient_banner=banner if isinstance(banner, bool) else None,
+        raw=dict(token_response),
+    )
+
+
+def _call(send: Callable[[], HttpResponse], url: str, *, accept_errors: bool = False) -> HttpResponse:
+    try:
+        response = send()
+    except SmartLaunchError:
+        raise
+    except OSError as exc:
+        raise SmartLaunchError(
+            "ehr_unreachable", f"The EHR at {url} could not be reached ({exc}).", status=502
+        ) from exc
+    if not accept_errors and response.status != 200:
+        raise SmartLaunchError(
+            "ehr_http_error", f"The EHR answered HTTP {response.status} for {url}.", status=502
+        )
+    return response
+
+
+def _json_object(response: HttpResponse, url: str, what: str) -> dict[str, Any]:
+    try:
+        doc = response.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SmartLaunchError(
+            "invalid_json", f"The {what} at {url} is not JSON ({exc}).", status=502
+        ) from exc
+    if not isinstance(doc, dict):
+        raise SmartLaunchError("invalid_json", f"The {what} at {url} is not a JSON object.", status=502)
+    return doc
+
+
+def _require_http_url(value: Any, what: str) -> None:
+    parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SmartLaunchError("invalid_url", f"{what} ({value!r}) is not an absolute http(s) URL.")
+
+
+def _id_token_error(detail: str) -> SmartLaunchError:
+    return SmartLaunchError("invalid_id_token", detail, status=401)
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
