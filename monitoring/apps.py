@@ -5,3 +5,10 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "monitoring"
     verbose_name = "Model monitoring"
+
+    def ready(self) -> None:
+        from explanations.signals import predictions_stored
+
+        from . import receivers
+
+        predictions_stored.connect(receivers.summaries_refresh_on_scores, dispatch_uid="monitoring-refresh")

@@ -338,11 +338,14 @@ def summary_invalidate(*, comparison: Comparison) -> None:
     cache.delete_many([comparison.cache_key, f"{comparison.cache_key}:queued"])
 
 
-def default_comparisons(*, now: datetime | None = None) -> list[Comparison]:
-    """What the periodic task keeps warm: for every production version, the last 7 days against its
-    reference set, overall, per unit scored in that window, and per shift."""
+def default_comparisons(*, now: datetime | None = None, version_ids=None) -> list[Comparison]:
+    """What the periodic task keeps warm: for every production version (or those of `version_ids`),
+    the last 7 days against its reference set, overall, per unit scored in that window, and per shift."""
     out = []
-    for version in ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION):
+    versions = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION)
+    if version_ids is not None:
+        versions = versions.filter(pk__in=version_ids)
+    for version in versions:
         start, end = default_window(version.pk, now)
         units = (
             Prediction.objects.filter(model_version=version, scored_at__gte=start, scored_at__lt=end)

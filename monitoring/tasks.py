@@ -24,6 +24,16 @@ def monitoring_summary_task(comparison: dict) -> str:
 
 
 @shared_task(acks_late=True)
+def monitoring_version_refresh(version_id: int) -> int:
+    """Recompute one version's default summaries now (queued, debounced, when its scores arrive)."""
+    comparisons = services.default_comparisons(version_ids=[version_id])
+    for comparison in comparisons:
+        services.summary_compute(comparison=comparison)
+    log.info("monitoring: refreshed %d summaries of version %s", len(comparisons), version_id)
+    return len(comparisons)
+
+
+@shared_task(acks_late=True)
 def monitoring_refresh() -> int:
     """Periodic (CELERY_BEAT_SCHEDULE): queue the default comparisons of every production version."""
     comparisons = services.default_comparisons()

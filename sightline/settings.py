@@ -202,6 +202,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": envint("CDS_JTI_PRUNE_SECONDS", 3600),
     },
 }
+# Scores arriving schedule one refresh of their version's default monitoring summaries this many
+# seconds later (a burst of scores shares it).
+MONITORING_REFRESH_DEBOUNCE_SECONDS = envint("MONITORING_REFRESH_DEBOUNCE_SECONDS", 30)
 # Explanation engine thresholds (engine.profile.DEFAULTS lists them all), e.g. the model
 # abstains when EXPLANATION_KEY_MISSING_ABSTAIN of the EXPLANATION_KEY_FEATURES most influential
 # inputs are not measured.

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
+from explanations.signals import predictions_stored
 from patients.models import Prediction
 from sightline.api_errors import ApiError
 
@@ -93,6 +94,8 @@ def _chunk_commit(chunk: list[Item], *, source: str, simulated: bool) -> None:
                 if stored.explanation_ids:
                     ids = stored.explanation_ids
                     transaction.on_commit(lambda ids=ids: explanations_enqueue(ids))
+                    versions = {p.model_version_id for p in stored.predictions.values()}
+                    transaction.on_commit(lambda v=versions: predictions_stored.send(None, version_ids=v))
         except (IntegrityError, storage.Raced) as exc:
             if attempt == CHUNK_ATTEMPTS:
                 raise

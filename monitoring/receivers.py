@@ -1,0 +1,23 @@
+"""What monitoring does when ingest announces new scores (explanations.signals.predictions_stored)."""
+
+from django.conf import settings
+from django.core.cache import cache
+
+from sightline.celery import app
+
+from .services import CACHE_PREFIX
+
+
+def summaries_refresh_on_scores(sender, *, version_ids, **kwargs) -> None:
+    """Queue one refresh of each version's default summaries, at most once per debounce period:
+    the first scores of a burst schedule it, the rest of the burst finds it scheduled. With tasks
+    run in-process (the embedded default) nothing is queued: the refresh would run inside the
+    scoring service's request, and the dashboard computes what it needs when it is opened."""
+    if app.conf.task_always_eager:
+        return
+    from .tasks import monitoring_version_refresh
+
+    debounce = int(settings.MONITORING_REFRESH_DEBOUNCE_SECONDS)
+    for version_id in sorted(version_ids):
+        if cache.add(f"{CACHE_PREFIX}:refresh-scheduled:{version_id}", 1, timeout=debounce):
+            monitoring_version_refresh.apply_async((version_id,), countdown=debounce)
