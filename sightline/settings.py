@@ -80,6 +80,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's assets, served from our own static files (no CDN).
+    "drf_spectacular_sidecar",
     # Ordered bottom layer first (see the import-linter contract in pyproject.toml).
     "common",
     "accounts",
@@ -254,6 +256,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",
     "DESCRIPTION": "Explanations for ICU risk alerts. See CONTRACT.md.",
     "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Every operation documents its JSON errors (CONTRACT.md section 7).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

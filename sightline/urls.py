@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from clinician_ui.login_throttle import admin_login
 
@@ -9,6 +10,13 @@ urlpatterns = [
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The browsable API documentation (Swagger UI; its script is a file, not inline), for people
+    # signed in; the schema itself stays public, as the contract it documents is.
+    path(
+        "api/docs/",
+        login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path("api/v1/", include("explanations.urls")),
     path("api/v1/", include("models_registry.urls")),
     path("monitoring/", include("monitoring.urls")),

@@ -147,6 +147,8 @@ EXPECTATIONS: dict[str, Expect] = {
     ),
     # The schema documents the API; it holds no data, and tools fetch it before they log in.
     "api-schema": Expect({role: 200 for role in ROLES}),
+    # Its browsable page is a page like the others: signed-in people only.
+    "api-docs": Expect({**HTML_PAGE, **person(200)}),
     # explanations API
     "prediction-ingest": Expect(
         {**SERVICE_ONLY, "service": 405}, post=REFUSE_POST_TO_PEOPLE, post_body={"external_id": "x"}
