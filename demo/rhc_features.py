@@ -19,12 +19,27 @@ class FeatureDef:
     decision_time: bool = True
     mutable: bool = True
     decimals: int | None = None  # rounding to reporting precision (numeric only)
+    # Where a value is an ordinary observation in an ICU (engine.quality flags the rest).
+    expected: tuple[float, float] | None = None
+    fixed_reason: str | None = None  # why a what-if may not change it (mutable=False)
     categories: tuple[str, ...] = ()
     true_value: str | None = None  # binary: the SurvSet level that means true
 
 
 FEATURES: tuple[FeatureDef, ...] = (
-    FeatureDef("age", "num_age", "Age", "years", "ADT", None, "numeric", (0, 120), mutable=False, decimals=0),
+    FeatureDef(
+        "age",
+        "num_age",
+        "Age",
+        "years",
+        "ADT",
+        None,
+        "numeric",
+        (0, 120),
+        mutable=False,
+        decimals=0,
+        fixed_reason="a patient characteristic",
+    ),
     FeatureDef(
         "sex_female",
         "fac_sex",
@@ -35,6 +50,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "binary",
         (0, 1),
         mutable=False,
+        fixed_reason="a patient characteristic",
         true_value="Female",
     ),
     FeatureDef(
@@ -47,6 +63,8 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 252),
         decimals=0,
+        mutable=False,
+        fixed_reason="a composite score of the day's worst physiology, not a value care sets directly",
     ),
     FeatureDef(
         "coma_score",
@@ -58,6 +76,8 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 100),
         decimals=0,
+        mutable=False,
+        fixed_reason="a neurological assessment score, not a value care sets directly",
     ),
     FeatureDef(
         "map",
@@ -69,6 +89,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 300),
         decimals=0,
+        expected=(20, 200),
     ),
     FeatureDef(
         "heart_rate",
@@ -80,6 +101,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 300),
         decimals=0,
+        expected=(20, 250),
     ),
     FeatureDef(
         "resp_rate",
@@ -91,6 +113,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 120),
         decimals=0,
+        expected=(2, 80),
     ),
     FeatureDef(
         "temperature",
@@ -102,6 +125,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (25, 45),
         decimals=1,
+        expected=(30, 43),
     ),
     FeatureDef(
         "wbc",
@@ -197,6 +221,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "categorical",
         (0, 2),
         mutable=False,
+        fixed_reason="a diagnosis, not changed by today's care",
         categories=("No", "Yes", "Metastatic"),
     ),
     FeatureDef(
@@ -208,6 +233,8 @@ FEATURES: tuple[FeatureDef, ...] = (
         None,
         "binary",
         (0, 1),
+        mutable=False,
+        fixed_reason="a goals-of-care decision made with the patient and family, not a treatment",
         true_value="Yes",
     ),
     FeatureDef(
@@ -244,7 +271,11 @@ def feature_specs() -> list[dict]:
             spec["categories"] = list(f.categories)
         if f.kind == "numeric":
             spec["range"] = [float(f.range[0]), float(f.range[1])]
+        if f.expected is not None:
+            spec["expected"] = [float(f.expected[0]), float(f.expected[1])]
         spec["decision_time"] = f.decision_time
         spec["mutable"] = f.mutable
+        if f.fixed_reason:
+            spec["fixed_reason"] = f.fixed_reason
         specs.append(spec)
     return specs

@@ -31,6 +31,9 @@ class Explanation(models.Model):
     stability = models.JSONField(null=True, blank=True)
     # The model abstains (the UI shows why instead of a confident number): far out of
     # distribution, or too many key inputs not measured. The SHAP values are still stored.
+    # [{"feature", "label", "value", "kind", "text"}]: values read as impossible or as recording
+    # artefacts (engine.quality), shown beside the value; null for explanations stored before.
+    quality_flags = models.JSONField(null=True, blank=True)
     abstain = models.BooleanField(default=False)
     abstain_reason = models.TextField(blank=True)
     error = models.TextField(blank=True)

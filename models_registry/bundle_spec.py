@@ -92,6 +92,26 @@ def parse_spec(raw: bytes) -> dict:
     return spec
 
 
+def _expected(item: dict, where: str, kind: str, value_range) -> list[float] | None:
+    """The optional `expected: [low, high]` of a numeric feature: where a value is an ordinary
+    observation (engine.quality flags the rest), inside its accepted `range`."""
+    expected = item.get("expected")
+    if expected is None:
+        return None
+    if kind != "numeric":
+        raise BundleError(f"bundle.yaml {where} expected is for numeric features only.")
+    if (
+        not (isinstance(expected, list) and len(expected) == 2 and all(number(v) for v in expected))
+        or not expected[0] < expected[1]
+    ):
+        raise BundleError(f"bundle.yaml {where} expected must be [low, high] with low < high.")
+    if not (value_range[0] <= expected[0] and expected[1] <= value_range[1]):
+        raise BundleError(
+            f"bundle.yaml {where} expected must lie inside its range [{value_range[0]:g}, {value_range[1]:g}]."
+        )
+    return [float(expected[0]), float(expected[1])]
+
+
 def parse_features(raw: list) -> list[dict]:
     features: list[dict] = []
     seen: set[str] = set()
@@ -130,6 +150,12 @@ def parse_features(raw: list) -> list[dict]:
         for flag in ("decision_time", "mutable"):
             if flag in item and not isinstance(item[flag], bool):
                 raise BundleError(f"bundle.yaml {where} {flag} must be true or false.")
+        expected = _expected(item, where, kind, value_range)
+        fixed_reason = item.get("fixed_reason")
+        if fixed_reason is not None and not (isinstance(fixed_reason, str) and fixed_reason.strip()):
+            raise BundleError(
+                f"bundle.yaml {where} fixed_reason must be a sentence (why care cannot change it)."
+            )
         features.append(
             {
                 "name": name,
@@ -142,6 +168,8 @@ def parse_features(raw: list) -> list[dict]:
                 "range": [float(value_range[0]), float(value_range[1])] if value_range is not None else None,
                 "decision_time": item.get("decision_time", True),
                 "mutable": item.get("mutable", True),
+                "expected": expected,
+                "fixed_reason": str(fixed_reason or ""),
             }
         )
     if not features:

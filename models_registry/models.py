@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from common.models import AppendOnlyModel
+from engine.quality import QualitySpec
 from engine.tiers import Tier, tier_of
 
 
@@ -77,6 +78,30 @@ class ModelVersion(models.Model):
     def input_features(self) -> list["ModelFeature"]:
         """The model's inputs, in the order the model expects them."""
         return [f for f in self.features.all() if f.decision_time]
+
+    def quality_specs(self, inputs: list["ModelFeature"] | None = None) -> list[QualitySpec]:
+        """What engine.quality needs to flag the inputs' values: the accepted range (the schema)
+        and the optional expected range of bundle.yaml. `inputs`: input_features(), if at hand."""
+        expected = {f["name"]: f.get("expected") for f in (self.spec or {}).get("features", [])}
+        return [
+            QualitySpec(
+                name=f.name,
+                label=f.label or f.name,
+                unit=f.unit,
+                accepted=(f.range_min, f.range_max) if f.range_min is not None else None,
+                expected=tuple(expected[f.name]) if expected.get(f.name) else None,
+            )
+            for f in (self.input_features() if inputs is None else inputs)
+            if f.kind == ModelFeature.Kind.NUMERIC
+        ]
+
+    def fixed_reasons(self) -> dict[str, str]:
+        """bundle.yaml's `fixed_reason` per feature: why a what-if may not change it."""
+        return {
+            f["name"]: str(f.get("fixed_reason") or "")
+            for f in (self.spec or {}).get("features", [])
+            if f.get("fixed_reason")
+        }
 
 
 class ModelFeature(models.Model):

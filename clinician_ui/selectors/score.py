@@ -9,6 +9,7 @@ from datetime import datetime
 from django.conf import settings
 
 from engine.probability import probability_points, sigmoid
+from engine.quality import quality_flags
 from explanations.models import Explanation
 from models_registry.models import ModelFeature
 from patients.models import Alert, AlertAction, Prediction
@@ -51,6 +52,10 @@ class FeatureRow:
     range_min: float | None = None
     range_max: float | None = None
     categories: list[str] = field(default_factory=list)
+    # engine.quality's flag of this value ("recorded as 0 /min: check the source"), if any.
+    quality_text: str = ""
+    # bundle.yaml's fixed_reason: why a what-if may not change it.
+    fixed_reason: str = ""
 
     @property
     def what_if_value(self) -> str:
@@ -83,6 +88,8 @@ class ScoreDetail:
     abstain: bool = False
     abstain_reason: str = ""
     headline: HeadlinePart | None = None
+    # Values read as impossible or as recording artefacts (engine.quality), shown, never hidden.
+    quality_flags: list[dict] = field(default_factory=list)
     # The demo model's reference set is real RHC study patients (its bundle says so).
     rhc_reference: bool = False
 
@@ -198,6 +205,13 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         )
         detail.rhc_reference = "RHC study" in str(version.spec.get("intended_use") or "")
         detail.abstain_reason = explanation.abstain_reason
+    stored_flags = explanation.quality_flags if explanation is not None else None
+    # Explanations stored before flags were kept get them from the same function.
+    detail.quality_flags = (
+        stored_flags if stored_flags is not None else quality_flags(features, version.quality_specs(specs))
+    )
+    flag_text = {f["feature"]: f["text"] for f in detail.quality_flags}
+    fixed_reasons = version.fixed_reasons()
     for feature in specs:
         entry = features.get(feature.name) or {}
         value = entry.get("value")
@@ -225,6 +239,8 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
                 range_min=feature.range_min,
                 range_max=feature.range_max,
                 categories=list(feature.categories or []),
+                quality_text=flag_text.get(feature.name, ""),
+                fixed_reason=fixed_reasons.get(feature.name, ""),
             )
         )
     if shap_by_name:

@@ -158,6 +158,8 @@ def test_real_engine_results_reach_the_alert_page(
     assert explanation.similar_patients["summary"] in html
     assert f"{round(100 * explanation.stability['agreement'])}% agreement" in html
     assert "real (de-identified) patients of the RHC study" in html
-    # APACHE score is mutable and numeric in the demo schema; age is not.
-    assert 'id="wi-apache_aps"' in html and 'min="0" max="252"' in html
-    assert 'id="wi-age"' not in html
+    # Mean arterial pressure is mutable and numeric in the demo schema; age and the APACHE score
+    # (a composite of other values) are not, and the page says why.
+    assert 'id="wi-map"' in html and 'min="0" max="300"' in html
+    assert 'id="wi-age"' not in html and 'id="wi-apache_aps"' not in html
+    assert "a composite score of the day&#x27;s worst physiology" in html

@@ -75,3 +75,34 @@ def test_every_headline_agrees_with_its_interval_or_says_why(charlie_client, exp
             assert 'id="figures-relate"' in page
     # The demo model's scores do fall outside their calibrated range: the walk is not vacuous.
     assert outside > 0
+
+
+def test_every_value_read_as_an_artefact_is_flagged_on_its_page(charlie_client, explained):
+    """Walk every stored explanation: the flags stored are engine.quality's on the posted values, and
+    each is on the page beside the value and in the notice above the explanation; a page without a
+    flagged value shows no notice."""
+    from engine.quality import quality_flags
+
+    flagged = 0
+    for explanation in explained:
+        prediction = explanation.prediction
+        specs = prediction.model_version.quality_specs()
+        assert explanation.quality_flags == quality_flags(prediction.features, specs)
+        page = html.unescape(_page(charlie_client, prediction))
+        if not explanation.quality_flags:
+            assert 'id="quality-flags"' not in page and 'class="quality-flag"' not in page
+            continue
+        flagged += 1
+        notice = page[
+            page.index('id="quality-flags"') : page.index("</div>", page.index('id="quality-flags"'))
+        ]
+        for flag in explanation.quality_flags:
+            assert flag["text"] in notice and flag["label"] in notice
+            assert (
+                f'<span class="quality-flag"><span aria-hidden="true">⚠</span> {flag["text"]}</span>' in page
+            )
+        # A zero heart rate, MAP or respiratory rate is never an ordinary observation.
+        for name in ("heart_rate", "map", "resp_rate"):
+            if (prediction.features.get(name) or {}).get("value") == 0:
+                assert any(f["feature"] == name and f["kind"] == "zero" for f in explanation.quality_flags)
+    assert flagged > 0  # the demo cohort has recorded zeros: the walk is not vacuous

@@ -13,6 +13,7 @@ from django.utils import timezone
 from engine import profile as engine
 from engine import stability
 from engine import treeshap as core
+from engine.quality import quality_flags
 from explanations.models import Explanation
 from models_registry.serving import ArtifactTampered, serving_model
 from sightline.celery import app
@@ -90,6 +91,7 @@ def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | 
     # The patients again with their perturbations, in one call, against a background subsample.
     explainer = stability_explainer(predictions[0].model_version, serving, int(opts["stability_background"]))
     batch = core.explain(explainer, np.vstack([rows, *perturbed]))
+    quality = predictions[0].model_version.quality_specs()
     out: list[dict | core.AdditivityError] = []
     for i, prediction in enumerate(predictions):
         one = core.Attribution(
@@ -101,9 +103,11 @@ def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | 
             out.append(exc)
             continue
         start = len(predictions) + i * n
-        out.append(
-            _figures(prediction, serving, profile, opts, rows[i], one, error, batch, (i, start, start + n))
+        figures = _figures(
+            prediction, serving, profile, opts, rows[i], one, error, batch, (i, start, start + n)
         )
+        figures["quality_flags"] = quality_flags(prediction.features or {}, quality)
+        out.append(figures)
     return out
 
 
@@ -197,6 +201,7 @@ def explanation_store(explanation: Explanation, names: list[str], result: dict) 
         uncertainty=unc,
         similar_patients=result["similar_patients"],
         stability=result["stability"],
+        quality_flags=result["quality_flags"],
         abstain=unc["abstain"],
         abstain_reason=unc["abstain_reason"],
         status=Explanation.Status.READY,

@@ -56,8 +56,11 @@ def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
                 field, f"'{name}' is known only after the decision point; it is not a model input."
             )
         if not feature.mutable:
+            reason = version.fixed_reasons().get(name)
             raise _invalid(
-                field, f"'{feature.label}' cannot be changed in a what-if.", code="immutable_feature"
+                field,
+                f"'{feature.label}' cannot be changed in a what-if" + (f": {reason}." if reason else "."),
+                code="immutable_feature",
             )
         _check_value(feature, value)
 

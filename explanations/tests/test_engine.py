@@ -154,7 +154,8 @@ REFUSALS = [
     ({"lactate": 2.0}, "changes.lactate", "unknown_feature"),
     ({"map": 400}, "changes.map", "invalid"),
     ({"map": "high"}, "changes.map", "invalid"),
-    ({"dnr_day1": "maybe"}, "changes.dnr_day1", "invalid"),
+    ({"dnr_day1": True}, "changes.dnr_day1", "immutable_feature"),  # a care decision
+    ({"apache_aps": 40}, "changes.apache_aps", "immutable_feature"),  # a composite score
     ({}, "changes", "invalid"),
 ]
 
@@ -187,16 +188,14 @@ def test_what_if_recomputes_risk_tier_and_shap_synchronously(
     what_if(alice_client, prediction, {"map": 60})  # warm the explainer, as a worker process is
 
     started = time.perf_counter()
-    response = what_if(alice_client, prediction, {"map": 45, "apache_aps": 120})
+    response = what_if(alice_client, prediction, {"map": 45, "resp_rate": 30})
     seconds = time.perf_counter() - started
 
     assert response.status_code == 200, response.content
     body = response.json()
     serving = serving_model(model_version)
     values = {name: entry["value"] for name, entry in payload["features"].items()}
-    expected = float(
-        serving.predict_risk(serving.encode({**values, "map": 45, "apache_aps": 120})[None, :])[0]
-    )
+    expected = float(serving.predict_risk(serving.encode({**values, "map": 45, "resp_rate": 30})[None, :])[0])
     assert body["risk"] == pytest.approx(expected, abs=1e-9)
     assert body["tier"] == model_version.tier_for(expected)
     assert body["original"]["risk"] == pytest.approx(prediction.risk, abs=1e-9)

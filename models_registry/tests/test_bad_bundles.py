@@ -93,6 +93,22 @@ def _range_min_not_below_max(path):
     _edit_spec(path, lambda spec: _feature(spec, "sodium").update(range=[160, 120]))
 
 
+def _expected_outside_range(path):
+    _edit_spec(path, lambda spec: _feature(spec, "sodium").update(range=[90, 200], expected=[80, 150]))
+
+
+def _expected_on_a_binary_feature(path):
+    _edit_spec(path, lambda spec: _feature(spec, "dnr_day1").update(expected=[0, 1]))
+
+
+def _expected_not_a_pair(path):
+    _edit_spec(path, lambda spec: _feature(spec, "sodium").update(expected=[150]))
+
+
+def _fixed_reason_not_a_sentence(path):
+    _edit_spec(path, lambda spec: _feature(spec, "age").update(fixed_reason=3))
+
+
 def _unknown_kind(path):
     _edit_spec(path, lambda spec: _feature(spec, "sodium").update(kind="ordinal"))
 
@@ -180,6 +196,10 @@ CASES = [
         "feature 'cancer' is categorical and needs a list of distinct categories",
     ),
     (_range_min_not_below_max, "feature 'sodium' range must be [min, max] with min < max"),
+    (_expected_outside_range, "feature 'sodium' expected must lie inside its range [90, 200]"),
+    (_expected_on_a_binary_feature, "feature 'dnr_day1' expected is for numeric features only"),
+    (_expected_not_a_pair, "feature 'sodium' expected must be [low, high] with low < high"),
+    (_fixed_reason_not_a_sentence, "feature 'age' fixed_reason must be a sentence"),
     (_unknown_kind, "feature 'sodium' has kind 'ordinal'"),
     (_non_binary_label, "label column 'died_30d' must be binary"),
     (_missing_label_column, "reference.parquet has no label column 'died_30d'"),
