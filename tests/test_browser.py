@@ -475,6 +475,21 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
             ".map(e => e.tagName + '.' + e.className + '#' + e.id).slice(0, 8)"
         )
         assert page.evaluate("document.documentElement.scrollWidth") <= 820, too_wide
+        # The actions are on the first screen, before the explanation, and first in the tab order.
+        assert page.locator("#action-form").bounding_box()["y"] < 1180
+        assert (
+            page.locator("#action-form").bounding_box()["y"] < page.locator("#why-title").bounding_box()["y"]
+        )
+        assert page.evaluate(
+            "!!(document.querySelector('#action-form').compareDocumentPosition("
+            "document.querySelector('#whatif-form')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+        )
+        # Touch targets of at least 44 x 44 px for the actions.
+        for selector in ("#action-form label.radio", "#action-form button[type=submit]", "#action-reason"):
+            for box in (
+                page.locator(selector).nth(i).bounding_box() for i in range(page.locator(selector).count())
+            ):
+                assert box["height"] >= 44, (selector, box)
     finally:
         tablet.close()
 
