@@ -28,7 +28,7 @@ demo: venv
 	  $(VENV)/bin/celery -A sightline worker --beat --schedule var/celerybeat-schedule --concurrency 2 --loglevel warning & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	fi; \
-	$(PY) manage.py demo; \
+	$(PY) manage.py demo --url http://$(HOST):$(PORT); \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 test: venv

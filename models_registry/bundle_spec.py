@@ -107,7 +107,8 @@ def _expected(item: dict, where: str, kind: str, value_range) -> list[float] | N
         raise BundleError(f"bundle.yaml {where} expected must be [low, high] with low < high.")
     if not (value_range[0] <= expected[0] and expected[1] <= value_range[1]):
         raise BundleError(
-            f"bundle.yaml {where} expected must lie inside its range [{value_range[0]:g}, {value_range[1]:g}]."
+            f"bundle.yaml {where} expected must lie inside its range "
+            f"[{value_range[0]:g}, {value_range[1]:g}]."
         )
     return [float(expected[0]), float(expected[1])]
 

@@ -7,6 +7,7 @@ production set both and run a real Celery worker.
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -171,6 +172,9 @@ STATICFILES_DIRS = [
 # Outside production, WhiteNoise serves static files straight from the app and vendor folders
 # (no collectstatic needed for the demo); production serves the collected, hashed copies.
 WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    # WhiteNoise warns that STATIC_ROOT does not exist, which is expected before any collectstatic.
+    warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise.base")
 
 # Registry artifacts, content-addressed by sha256.
 MODEL_STORE = Path(env("MODEL_STORE") or BASE_DIR / "var" / "model_store")

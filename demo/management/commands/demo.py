@@ -40,13 +40,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--limit", type=int, help="Ingest only the first N patients of the scoring run.")
         parser.add_argument(
+            "--url", default="http://127.0.0.1:8000", help="Where the app will be served (for the summary)."
+        )
+        parser.add_argument(
             "--wait",
             type=int,
             default=900,
             help="Seconds to wait for the Celery worker to finish the explanations (default 900).",
         )
 
-    def handle(self, *args, bundle_dir: Path, limit: int | None, wait: int, **options) -> None:
+    def handle(self, *args, bundle_dir: Path, limit: int | None, wait: int, url: str, **options) -> None:
         if not (bundle_dir / "bundle.yaml").exists():
             self.stdout.write("Training the demo model on the RHC cohort...")
             call_command("train_demo_model", str(bundle_dir), stdout=self.stdout)
@@ -78,7 +81,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{stored} predictions stored, {replayed} already there.")
 
         self._wait_for_explanations(version, wait)
-        self._create_users()
+        users = self._create_users()
+        self._summary(version, url, users)
 
     def _wait_for_explanations(self, version, wait: int) -> None:
         explanations = Explanation.objects.filter(prediction__model_version=version)
@@ -103,8 +107,9 @@ class Command(BaseCommand):
         if failed:
             self.stderr.write(self.style.WARNING(f"{failed} explanations failed; their pages say why."))
 
-    def _create_users(self) -> None:
-        lines = []
+    def _create_users(self) -> list[tuple[str, str, str, str]]:
+        """(role, username, password, units) of each demo user, created or updated in place."""
+        users = []
         for username, role, units in DEMO_USERS:
             password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
             os.environ["SIGHTLINE_DEMO_USER_PASSWORD"] = password
@@ -112,11 +117,26 @@ class Command(BaseCommand):
             if units:
                 arguments += ["--units", units]
             call_command("create_user", *arguments, stdout=open(os.devnull, "w"))  # noqa: SIM115
-            lines.append(
-                f"  {role:<10} {username:<10} {password}"
-                + (f"   (units {units})" if units else "   (every unit)")
-            )
+            users.append((role, username, password, units.replace(",", ", ") if units else "every unit"))
         del os.environ["SIGHTLINE_DEMO_USER_PASSWORD"]
-        self.stdout.write(self.style.SUCCESS("Demo users (passwords are new on every run):"))
-        for line in lines:
-            self.stdout.write(line)
+        return users
+
+    def _summary(self, version, url: str, users: list[tuple[str, str, str, str]]) -> None:
+        """What a newcomer needs at the end of the run: what was loaded, where, and who can sign in."""
+        explanations = Explanation.objects.filter(prediction__model_version=version)
+        ready = explanations.filter(status=Explanation.Status.READY).count()
+        failed = explanations.filter(status=Explanation.Status.FAILED).count()
+        write = self.stdout.write
+        write("")
+        write(self.style.SUCCESS("Sightline demo ready"))
+        write(f"  Open        {url}/")
+        write(f"  Model       {version.registered_model.name} v{version.version} (production)")
+        write(
+            f"  Patients    {explanations.count()} from the RHC study (real values), "
+            f"{ready} explained, {failed} failed"
+        )
+        write("  Simulated   admission and observation times, beds, names and source records (labelled so)")
+        write("  Sign in as  (passwords are new on every run; set DEMO_PASSWORD to fix them)")
+        write(f"    {'role':<10} {'username':<10} {'password':<14} units")
+        for role, username, password, units in users:
+            write(f"    {role:<10} {username:<10} {password:<14} {units}")
