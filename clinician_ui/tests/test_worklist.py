@@ -275,3 +275,18 @@ def test_a_bulk_refresh_finds_the_current_scores_ingest_kept(ui_model_version):
     assert list(CurrentScore.objects.values_list(*columns)) == kept[:1]
     patients_current_refresh()
     assert list(CurrentScore.objects.order_by("pk").values_list(*columns)) == kept
+
+
+def test_every_listed_patient_carries_two_identifiers(alice_client, ui_model_version):
+    """Name and patient id on every row, alerts and low-tier list alike, so no one acts on the wrong row."""
+    high = prediction_create(model_version=ui_model_version, risk=0.90)
+    low = prediction_create(model_version=ui_model_version, risk=0.05)
+
+    html = alice_client.get(reverse("worklist")).content.decode()
+
+    for prediction in (high, low):
+        patient = prediction.patient
+        assert patient.display_name and patient.external_id != patient.display_name
+        name_at = html.index(patient.display_name)
+        id_at = html.index(f'<span class="patient-id" title="Patient ID">ID {patient.external_id}</span>')
+        assert 0 < id_at - name_at < 200  # beside the name
