@@ -97,7 +97,8 @@ def _rendered(
                 continue
             template = template or get_template(template_name)
             html = template.render({context_name: item})
-            row_css = css or f"row-{item.tier}"
+            # An abstention is its own state: not coloured by the score the model calls unreliable.
+            row_css = css or ("row-abstains" if getattr(item, "abstains", False) else f"row-{item.tier}")
             found[key] = fresh[key] = {"css": row_css, "sig": _signature(shown, row_css), "html": html}
         if fresh:
             cache.set_many(fresh, ROW_CACHE_SECONDS)

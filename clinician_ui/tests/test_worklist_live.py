@@ -184,9 +184,13 @@ def test_abstaining_model_is_marked_in_words_not_shown_as_a_confident_risk(alice
     assert '<span class="abstain-mark"><span aria-hidden="true">⊘</span> Model abstains</span>' in row
     assert "output 71%, not reliable" in row
     assert '<td class="num">71%</td>' not in row
+    # Its own state: a neutral badge and row, not the high tier's colour.
+    assert "tier-abstains" in row and "tier-high" not in row and "tier-medium" not in row
+    start = html.rindex("<tr", 0, html.index(f'data-key="alert-{abstains.alert.pk}"'))
+    assert 'class="row-abstains"' in html[start : html.index(">", start)]
     other = _row(html, f"alert-{confident.alert.pk}")
     assert '<td class="num">64%</td>' in other
-    assert "Model abstains" not in other
+    assert "Model abstains" not in other and "tier-abstains" not in other
     item = _row(html, f"prediction-{low.pk}")
     assert 'Model abstains</span> <span class="abstain-output">(output 8%, not reliable)</span>' in item
     # The alert page says the same for the same score.
