@@ -33,6 +33,13 @@ def figure_text(figure: dict | None, decimals: int) -> str:
     return text
 
 
+def figure_parts(figure: dict | None, decimals: int) -> dict:
+    """{"value": "0.73", "ci": "0.68–0.77"} for the card's cells (the interval printed under it)."""
+    text = figure_text(figure, decimals)
+    value, _, ci = text.partition(" (")
+    return {"value": value, "ci": ci.rstrip(")"), "text": text}
+
+
 def columns(tiers: list[str]) -> list[dict]:
     out = [{"key": k, "heading": h, "decimals": d} for k, h, d in METRICS]
     for tier in tiers:
@@ -48,7 +55,7 @@ def _row(group: str, entry: dict, cols: list[dict]) -> dict:
     return {
         **row,
         "too_few": False,
-        "cells": [figure_text(metrics.get(c["key"]), c["decimals"]) for c in cols],
+        "cells": [figure_parts(metrics.get(c["key"]), c["decimals"]) for c in cols],
     }
 
 

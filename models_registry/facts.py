@@ -72,7 +72,7 @@ def subgroup_summary(card: dict) -> dict:
                     "n": row["n"],
                     "events": row["events"],
                     "too_few": row["too_few"],
-                    "cells": [] if row["too_few"] else [row["cells"][i] for i in positions],
+                    "cells": [] if row["too_few"] else [row["cells"][i]["text"] for i in positions],
                 }
             )
     flags = [m for t in tables["tables"] for m in t["flags"]]
