@@ -227,6 +227,8 @@ SUBGROUP_MIN_SIZE = envint("SUBGROUP_MIN_SIZE", 50)
 SUBGROUP_MIN_EVENTS = envint("SUBGROUP_MIN_EVENTS", 10)
 SUBGROUP_CALIBRATION_MARGIN = float(env("SUBGROUP_CALIBRATION_MARGIN", "0.05"))
 SUBGROUP_ALERT_RATIO_FLOOR = float(env("SUBGROUP_ALERT_RATIO_FLOOR", "0.8"))
+# The monitoring page's subgroup view: bootstrap resamples per window (computed by a task, cached).
+SUBGROUP_MONITORING_RESAMPLES = envint("SUBGROUP_MONITORING_RESAMPLES", 100)
 # A worker computing them for longer than this is taken for dead and the sweep queues them again.
 SUBGROUP_STUCK_SECONDS = envint("SUBGROUP_STUCK_SECONDS", 3600)
 # An explanation pending or running longer than this is re-queued by the sweep.
