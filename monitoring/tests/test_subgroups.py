@@ -30,6 +30,10 @@ def _systematic_outcomes(true_risk: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def ward(db):
+    return ward_create()
+
+
+def ward_create():
     """4 units x 2 sexes x 4 age bands x 2 races, 24 encounters each, calibrated everywhere except
     MICU's 80+ (risk 0.16 too low). Scores spread over the day, so both shifts hold every cell."""
     version = model_version_create()
@@ -117,12 +121,16 @@ def test_every_figure_equals_fairlearn_and_sklearn_on_the_same_rows(ward):
 
 
 def test_override_rate_by_reason_per_subgroup(ward, charlie):
-    from clinician_ui.services import alert_action_record
+    from patients.models import AlertAction
 
     alerts = list(Alert.objects.filter(unit="CCU").select_related("patient").order_by("pk"))
     women = [a for a in alerts if a.patient.sex == "female"]
-    for alert in women[:10]:
-        alert_action_record(alert=alert, user=charlie, action="dismiss", reason="already_aware")
+    # As clinician_ui.services.alert_action_record stores them (monitoring may not import it).
+    AlertAction.objects.bulk_create(
+        AlertAction(alert=alert, user=charlie, role="admin", action="dismiss", reason="already_aware",
+                    shown_at=START, seconds_to_decision=30.0, idempotency_key=f"k{alert.pk}")
+        for alert in women[:10]
+    )  # fmt: skip
     result = subgroup_window(version=ward, start=START, end=END, where=Slice("unit", "CCU"), n_boot=10)
     by_sex = next(r for r in result["subgroups"] if r["subgroup"]["column"] == "sex")["burden"]["groups"]
     female, male = by_sex["female"]["actions"], by_sex["male"]["actions"]
@@ -130,3 +138,39 @@ def test_override_rate_by_reason_per_subgroup(ward, charlie):
     assert female["override_rate"] == pytest.approx(10 / len(women))
     assert female["override_rate_by_reason"] == {"already_aware": pytest.approx(10 / len(women))}
     assert male["override_rate"] == 0.0 and male["share_by_action"]["none"] == 1.0
+
+
+def test_subgroup_json_for_admins_only_with_the_chart_data(
+    ward, charlie_client, alice_client, client, settings
+):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.SUBGROUP_MONITORING_RESAMPLES = 10
+    query = {"version": ward.pk, "from": START.isoformat(), "to": END.isoformat(), "slice": "unit:MICU"}
+    assert client.get("/monitoring/data/subgroups/", query).status_code == 401
+    assert alice_client.get("/monitoring/data/subgroups/", query).status_code == 403
+
+    response = charlie_client.get("/monitoring/data/subgroups/", query)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [t["subgroup"] for t in body["calibration"]] == [
+        "Unit",
+        "Shift",
+        "Sex",
+        "Age",
+        "Race",
+        "Ethnicity",
+    ]
+    age = next(t for t in body["calibration"] if t["subgroup"] == "Age")
+    old = next(p for p in age["points"] if p["group"] == "80+")
+    assert age["estimate"] is False and old["rate"] - old["mean_risk"] == pytest.approx(
+        UNDER_PREDICTED, abs=0.01
+    )
+    assert old["low"] < old["rate"] < old["high"]
+    ethnicity = next(t for t in body["calibration"] if t["subgroup"] == "Ethnicity")
+    assert [p["group"] for p in ethnicity["points"]] == ["not recorded"]  # none was posted
+    assert any(f["kind"] == "calibration_in_large" and f["group"] == "80+" for f in body["flags"])
+    page = charlie_client.get("/monitoring/").content.decode()
+    assert 'id="subgroups-section"' in page and "monitoring/subgroups.js" in page
