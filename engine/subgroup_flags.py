@@ -47,66 +47,77 @@ def disparity_flags(
     overall_auc = None if overall.get("too_few") else _value(overall, "auroc")
     if result.get("kind") == "performance":
         for name, e in groups.items():
-            m = e["metrics"]
-            citl = m["calibration_in_large"]["value"]
-            if citl is not None and abs(citl) > calibration_margin:
-                direction = "over" if citl > 0 else "under"
-                mean_risk, rate = m["mean_risk"]["value"], m["event_rate"]["value"]
-                flags.append(
-                    {
-                        "kind": "calibration_in_large",
-                        "group": name,
-                        "mean_risk": mean_risk,
-                        "event_rate": rate,
-                        "difference": citl,
-                        "ci_low": m["calibration_in_large"]["ci_low"],
-                        "ci_high": m["calibration_in_large"]["ci_high"],
-                        "calibration_intercept": m["calibration_intercept"]["value"],
-                        "margin": calibration_margin,
-                        "message": (
-                            f"In {name} the model {direction}-predicts: mean risk {mean_risk:.1%}"
-                            f" against an event rate of {rate:.1%} (margin {calibration_margin:.0%})."
-                        ),
-                    }
-                )
-            auc, lo, hi = m["auroc"]["value"], m["auroc"]["ci_low"], m["auroc"]["ci_high"]
-            if None not in (overall_auc, auc, lo, hi) and hi < overall_auc:
-                flags.append(
-                    {
-                        "kind": "auroc_below_overall",
-                        "group": name,
-                        "auroc": auc,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "overall_auroc": overall_auc,
-                        "message": (
-                            f"AUROC in {name} is {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}),"
-                            f" wholly below the overall {overall_auc:.2f}."
-                        ),
-                    }
-                )
+            flags += _calibration_flag(name, e["metrics"], calibration_margin)
+            flags += _auroc_flag(name, e["metrics"], overall_auc)
     for tier, r in result.get("disparity", {}).get("alert_rate_ratio", {}).items():
         if r.get("ratio") is not None and r["ratio"] < alert_ratio_floor:
-            low, high = r["lowest"], r["highest"]
-            low_rate, high_rate = r["lowest_alerts_per_100"], r["highest_alerts_per_100"]
-            flags.append(
-                {
-                    "kind": "alert_rate_ratio",
-                    "tier": tier,
-                    "groups": [r["lowest"], r["highest"]],
-                    "ratio": r["ratio"],
-                    "lowest": r["lowest"],
-                    "lowest_alerts_per_100": r["lowest_alerts_per_100"],
-                    "highest": r["highest"],
-                    "highest_alerts_per_100": r["highest_alerts_per_100"],
-                    "floor": alert_ratio_floor,
-                    "message": (
-                        f"At {tier} or above, {low} gets {low_rate:.1f} alerts per 100 patients against"
-                        f" {high_rate:.1f} in {high} (ratio {r['ratio']:.2f}, under {alert_ratio_floor:.2f})."
-                    ),
-                }
-            )
+            flags.append(_ratio_flag(tier, r, alert_ratio_floor))
     return flags
+
+
+def _calibration_flag(name: str, m: dict[str, Any], margin: float) -> list[dict[str, Any]]:
+    citl = m["calibration_in_large"]["value"]
+    if citl is None or abs(citl) <= margin:
+        return []
+    direction = "over" if citl > 0 else "under"
+    mean_risk, rate = m["mean_risk"]["value"], m["event_rate"]["value"]
+    return [
+        {
+            "kind": "calibration_in_large",
+            "group": name,
+            "mean_risk": mean_risk,
+            "event_rate": rate,
+            "difference": citl,
+            "ci_low": m["calibration_in_large"]["ci_low"],
+            "ci_high": m["calibration_in_large"]["ci_high"],
+            "calibration_intercept": m["calibration_intercept"]["value"],
+            "margin": margin,
+            "message": (
+                f"In {name} the model {direction}-predicts: mean risk {mean_risk:.1%}"
+                f" against an event rate of {rate:.1%} (margin {margin:.0%})."
+            ),
+        }
+    ]
+
+
+def _auroc_flag(name: str, m: dict[str, Any], overall_auc: float | None) -> list[dict[str, Any]]:
+    auc, lo, hi = m["auroc"]["value"], m["auroc"]["ci_low"], m["auroc"]["ci_high"]
+    if None in (overall_auc, auc, lo, hi) or not hi < overall_auc:
+        return []
+    return [
+        {
+            "kind": "auroc_below_overall",
+            "group": name,
+            "auroc": auc,
+            "ci_low": lo,
+            "ci_high": hi,
+            "overall_auroc": overall_auc,
+            "message": (
+                f"AUROC in {name} is {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}),"
+                f" wholly below the overall {overall_auc:.2f}."
+            ),
+        }
+    ]
+
+
+def _ratio_flag(tier: str, r: dict[str, Any], floor: float) -> dict[str, Any]:
+    low, high = r["lowest"], r["highest"]
+    low_rate, high_rate = r["lowest_alerts_per_100"], r["highest_alerts_per_100"]
+    return {
+        "kind": "alert_rate_ratio",
+        "tier": tier,
+        "groups": [low, high],
+        "ratio": r["ratio"],
+        "lowest": low,
+        "lowest_alerts_per_100": low_rate,
+        "highest": high,
+        "highest_alerts_per_100": high_rate,
+        "floor": floor,
+        "message": (
+            f"At {tier} or above, {low} gets {low_rate:.1f} alerts per 100 patients against"
+            f" {high_rate:.1f} in {high} (ratio {r['ratio']:.2f}, under {floor:.2f})."
+        ),
+    }
 
 
 def sort_by_disparity(result: dict[str, Any], metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:

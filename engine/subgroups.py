@@ -310,31 +310,14 @@ def subgroup_metrics(
         shap = np.abs(np.asarray(shap, dtype=float))
         feature_names = list(feature_names or [f"feature_{i}" for i in range(shap.shape[1])])
 
-    def entry(mask: np.ndarray, values: pd.Series, lows: pd.Series, highs: pd.Series) -> dict[str, Any]:
-        n, events = int(mask.sum()), int(y[mask].sum())
-        if n < min_size or events < min_events:
-            return {"too_few": True, "n": n, "events": events}
-        metrics = {
-            "mean_risk": {"value": float(p[mask].mean())},
-            "event_rate": {"value": float(y[mask].mean())},
-        }
-        for m in values.index:
-            metrics[m] = {"value": _num(values[m]), "ci_low": _num(lows[m]), "ci_high": _num(highs[m])}
-        out: dict[str, Any] = {"too_few": False, "n": n, "events": events, "metrics": metrics}
-        if shap is not None:
-            out["mean_abs_shap"] = dict(zip(feature_names, map(float, shap[mask].mean(axis=0)), strict=True))
-        return out
-
-    overall = entry(np.ones(len(p), bool), mf.overall, lo_o, hi_o)
-    entries = {k: entry(g == k, by_group.loc[k], lo_g.loc[k], hi_g.loc[k]) for k in order}
+    floor = (min_size, min_events)
+    overall = _entry(np.ones(len(p), bool), (mf.overall, lo_o, hi_o), p, y, shap, feature_names, floor)
+    entries = {
+        k: _entry(g == k, (by_group.loc[k], lo_g.loc[k], hi_g.loc[k]), p, y, shap, feature_names, floor)
+        for k in order
+    }
     big = np.isin(g, [k for k, e in entries.items() if not e["too_few"]])
-    eod: dict[str, float | None] = {}
-    for tier, t in thresholds.items():
-        eod[tier] = None
-        if len(set(g[big])) >= 2:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                eod[tier] = _num(equalized_odds_difference(y[big], p[big] >= t, sensitive_features=g[big]))
+    eod = _equalized_odds(y[big], p[big], g[big], thresholds)
     return {
         "kind": "performance",
         "subgroup": spec.as_dict() if spec else None,
@@ -352,3 +335,41 @@ def subgroup_metrics(
             "alert_rate_ratio": _alert_ratio(entries, thresholds),
         },
     }
+
+
+def _entry(
+    mask: np.ndarray,
+    figures: tuple[pd.Series, pd.Series, pd.Series],
+    p: np.ndarray,
+    y: np.ndarray,
+    shap: np.ndarray | None,
+    feature_names: list[str] | None,
+    floor: tuple[int, int],
+) -> dict[str, Any]:
+    """One group's (or the overall) ENTRY: too_few under the size/event floor, else its figures with
+    their intervals (MetricFrame's values, lower and upper quantiles) and mean |SHAP| by feature."""
+    n, events = int(mask.sum()), int(y[mask].sum())
+    if n < floor[0] or events < floor[1]:
+        return {"too_few": True, "n": n, "events": events}
+    values, lows, highs = figures
+    metrics = {"mean_risk": {"value": float(p[mask].mean())}, "event_rate": {"value": float(y[mask].mean())}}
+    for m in values.index:
+        metrics[m] = {"value": _num(values[m]), "ci_low": _num(lows[m]), "ci_high": _num(highs[m])}
+    out: dict[str, Any] = {"too_few": False, "n": n, "events": events, "metrics": metrics}
+    if shap is not None:
+        out["mean_abs_shap"] = dict(zip(feature_names, map(float, shap[mask].mean(axis=0)), strict=True))
+    return out
+
+
+def _equalized_odds(
+    y: np.ndarray, p: np.ndarray, g: np.ndarray, thresholds: Mapping[str, float]
+) -> dict[str, float | None]:
+    """fairlearn's equalized_odds_difference per tier over the given rows; None with under 2 groups."""
+    eod: dict[str, float | None] = {}
+    for tier, t in thresholds.items():
+        eod[tier] = None
+        if len(set(g)) >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                eod[tier] = _num(equalized_odds_difference(y, p >= t, sensitive_features=g))
+    return eod

@@ -116,48 +116,12 @@ def subgroup_report(
     labels_of = {f["name"]: f["label"] for f in features}
     y = reference[label].to_numpy(dtype=np.float64)
     risk = reference["expected_risk"].to_numpy(dtype=np.float64)
-    reports, flags = [], []
-    for s in subgroups:
-        spec = Subgroup(
-            column=s["column"],
-            label=s["label"],
-            protected=s["protected"],
-            bands=s["bands"],
-            value_labels=_value_labels(s, by_name.get(s["column"])),
-        )
-        groups = assign_groups(reference[s["column"]], spec)
-        result = subgroup_metrics(
-            y,
-            risk,
-            groups,
-            tiers,
-            n_boot=settings.n_boot,
-            random_state=settings.random_state,
-            min_size=settings.min_size,
-            min_events=settings.min_events,
-            shap=shap,
-            feature_names=[labels_of[n] for n in input_names],
-            spec=spec,
-        )
-        found = disparity_flags(
-            result,
-            calibration_margin=settings.calibration_margin,
-            alert_ratio_floor=settings.alert_ratio_floor,
-        )
-        for flag in found:
-            flag["subgroup"] = s["label"]
-            flag["column"] = s["column"]
-            flag["message"] = f"{s['label']}: {flag['message']}"
-        flags.extend(found)
-        reports.append(
-            {
-                **{k: v for k, v in s.items() if k != "values"},
-                # PostgreSQL's jsonb does not keep key order: the groups' order is kept here.
-                "group_order": list(result["groups"]),
-                "result": result,
-                "flags": found,
-            }
-        )
+    feature_labels = [labels_of[n] for n in input_names]
+    reports = [
+        _subgroup(s, by_name.get(s["column"]), reference, y, risk, tiers, shap, feature_labels, settings)
+        for s in subgroups
+    ]
+    flags = [flag for r in reports for flag in r["flags"]]
     report = {"settings": asdict(settings), "thresholds": dict(tiers), "subgroups": reports}
     check = {
         "passed": True,
@@ -174,6 +138,52 @@ def subgroup_report(
     while len(_REPORTS) > _REPORTS_KEPT:
         _REPORTS.popitem(last=False)
     return _copy(_REPORTS[memo])
+
+
+def _subgroup(
+    s: dict,
+    feature: dict | None,
+    reference: pd.DataFrame,
+    y: np.ndarray,
+    risk: np.ndarray,
+    tiers: dict[str, float],
+    shap: np.ndarray,
+    feature_labels: list[str],
+    settings: SubgroupSettings,
+) -> dict:
+    """One subgroup's stored report: its figures (engine.subgroups) and its flags, named after it."""
+    spec = Subgroup(
+        column=s["column"],
+        label=s["label"],
+        protected=s["protected"],
+        bands=s["bands"],
+        value_labels=_value_labels(s, feature),
+    )
+    result = subgroup_metrics(
+        y,
+        risk,
+        assign_groups(reference[s["column"]], spec),
+        tiers,
+        n_boot=settings.n_boot,
+        random_state=settings.random_state,
+        min_size=settings.min_size,
+        min_events=settings.min_events,
+        shap=shap,
+        feature_names=feature_labels,
+        spec=spec,
+    )
+    found = disparity_flags(
+        result, calibration_margin=settings.calibration_margin, alert_ratio_floor=settings.alert_ratio_floor
+    )
+    for flag in found:
+        flag.update(subgroup=s["label"], column=s["column"], message=f"{s['label']}: {flag['message']}")
+    return {
+        **{k: v for k, v in s.items() if k != "values"},
+        # PostgreSQL's jsonb does not keep key order: the groups' order is kept here.
+        "group_order": list(result["groups"]),
+        "result": result,
+        "flags": found,
+    }
 
 
 def _copy(pair: tuple[dict, dict]) -> tuple[dict, dict]:
