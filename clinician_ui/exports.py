@@ -38,6 +38,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("action_id", "int64"),
     ("alert_id", "int64"),
     ("patient_pseudonym", "string"),
+    # Demographics (CONTRACT section 2), pseudonymised like the patient id: "" when not recorded.
+    ("patient_sex", "string"),
+    ("patient_age", "string"),
+    ("patient_race", "string"),
+    ("patient_ethnicity", "string"),
     ("unit", "string"),
     ("model_name", "string"),
     ("model_version", "int64"),
@@ -117,6 +122,33 @@ def patient_pseudonym(external_id: str, *, key: str | None = None) -> str:
     return hmac.new(secret, external_id.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_LENGTH]
 
 
+def demographic_pseudonym(field: str, value: object, *, key: str | None = None) -> str:
+    """A demographic as a keyed pseudonym (HMAC-SHA256 of "field:value" with PSEUDONYM_KEY,
+    truncated): equal values of one field share a pseudonym, so an analyst can compare groups
+    without reading them; "" when not recorded."""
+    if value is None or value == "":
+        return ""
+    return patient_pseudonym(f"{field}:{value}", key=key)
+
+
+def age_at(patient, moment) -> int | None:
+    """Completed years at `moment` from the birth date, else the age the scoring service gave."""
+    born = patient.birth_date
+    if born is None:
+        return patient.age
+    on = moment.date()
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _demographics(patient, scored_at) -> dict:
+    return {
+        "patient_sex": demographic_pseudonym("sex", patient.sex),
+        "patient_age": demographic_pseudonym("age", age_at(patient, scored_at)),
+        "patient_race": demographic_pseudonym("race", patient.race),
+        "patient_ethnicity": demographic_pseudonym("ethnicity", patient.ethnicity),
+    }
+
+
 def top_features_text(contributions: list[dict], labels: Mapping[str, str], n: int = TOP_FEATURES) -> str:
     """The n largest contributions by |SHAP| as "Lactate (+0.42); Mean arterial pressure (+0.25)"."""
     ranked = sorted(contributions, key=lambda c: -abs(float(c["shap"])))[:n]
@@ -170,6 +202,7 @@ def export_row(record: AlertAction, labels: Mapping[str, str]) -> dict:
         "action_id": record.pk,
         "alert_id": alert.pk,
         "patient_pseudonym": patient_pseudonym(alert.patient.external_id),
+        **_demographics(alert.patient, prediction.scored_at),
         "unit": alert.unit,
         "model_name": prediction.model_version.registered_model.name,
         "model_version": prediction.model_version.version,

@@ -120,6 +120,8 @@ def load_cohort(seed: int = DEFAULT_SEED) -> pd.DataFrame:
     out["admit_minute"] = rng.integers(0, 24 * 60, size=len(out))
     out["shift"] = shifts_of_hours(out["admit_minute"] // 60)
     out[LABEL] = ((raw["event"] == 1) & (raw["time"] <= 30)).astype(int)
+    # Recorded, never a model input: reported per subgroup on the model card (bundle.yaml subgroups).
+    out["race"] = raw["fac_race"].astype(str)
     return out.reset_index(drop=True)
 
 

@@ -13,8 +13,8 @@ types (`request_schema`), so the documented shape and the checked one cannot dri
 """
 
 import math
-from datetime import datetime, timedelta
-from typing import Annotated, Any, NotRequired
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal, NotRequired
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -133,12 +133,42 @@ class FeatureEntry(TypedDict, total=False):
     source: Annotated[Source, AfterValidator(_source_clean)] | None
 
 
+def _birth_date(text: str) -> date:
+    try:
+        born = date.fromisoformat(text)
+    except ValueError:
+        raise PydanticCustomError("birth_date", "A birth date is YYYY-MM-DD.") from None
+    if born > timezone.now().date():
+        raise PydanticCustomError("birth_date", "The birth date is in the future.")
+    return born
+
+
+BirthDate = Annotated[
+    StrictStr,
+    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    AfterValidator(_birth_date),
+    WithJsonSchema({"type": "string", "format": "date", "example": "1958-03-14"}),
+]
+# FHIR administrative gender (http://hl7.org/fhir/administrative-gender).
+Sex = Literal["male", "female", "other", "unknown"]
+
+
 @with_config(ConfigDict(extra="ignore"))
 class Patient(TypedDict):
     id: _text(100)
     display_name: NotRequired[_text(200, blank=True)]
     unit: _text(50)
     bed: NotRequired[_text(50, blank=True)]
+    # Demographics for subgroup monitoring only (CONTRACT section 2): never on the worklist,
+    # pseudonymised in exports. race and ethnicity: a code (e.g. CDC race 2106-3) or text.
+    sex: NotRequired[Sex | None]
+    birth_date: NotRequired[BirthDate | None]
+    age: NotRequired[Annotated[StrictInt, Field(ge=0, le=130)] | None]
+    race: NotRequired[_text(100) | None]
+    ethnicity: NotRequired[_text(100) | None]
+
+
+DEMOGRAPHICS = ("sex", "birth_date", "age", "race", "ethnicity")
 
 
 Slug = Annotated[
@@ -183,6 +213,8 @@ def prediction_shape_check(payload: Any) -> tuple[dict | None, dict[str, list[st
     except ValidationError as exc:
         return None, field_errors(exc)
     patient = data["patient"]
+    if patient.get("birth_date") is not None and patient.get("age") is not None:
+        return None, {"patient.age": ["Give birth_date or age, not both."]}
     patient.setdefault("display_name", "")
     patient.setdefault("bed", "")
     return data, {}

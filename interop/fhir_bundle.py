@@ -56,7 +56,7 @@ from pydantic import ValidationError
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 from patients.models import Prediction
 
-from .fhir_patient import patient_features
+from .fhir_patient import patient_demographics, patient_features
 from .fhir_resources import (
     ACCEPTED_STATUS,
     LOINC,
@@ -331,7 +331,13 @@ def bundle_to_payload(
         "external_id": f"fhir/{key}",
         "model": version.registered_model.name,
         "model_version": version.version,
-        "patient": {"id": patient_id, "display_name": display_name, "unit": unit, "bed": bed},
+        "patient": {
+            "id": patient_id,
+            "display_name": display_name,
+            "unit": unit,
+            "bed": bed,
+            **patient_demographics(patient, where=f"Bundle.entry[{patient_index}].resource"),
+        },
         "scored_at": scored_at.isoformat() if hasattr(scored_at, "isoformat") else str(scored_at),
         "features": features,
         "encounter_id": encounter_id,

@@ -1,6 +1,7 @@
-"""Patient demographics from a FHIR Patient resource, for features whose registered code asks for
-them (FHIR:Patient.birthDate -> age in completed years, FHIR:Patient.gender -> female yes/no); see
-interop.fhir_bundle for the whole mapping."""
+"""Patient demographics from a FHIR Patient resource: for features whose registered code asks for
+them (FHIR:Patient.birthDate -> age in completed years, FHIR:Patient.gender -> female yes/no), and
+for subgroup monitoring (the payload's patient.sex, birth_date, race and ethnicity, CONTRACT
+section 2); see interop.fhir_bundle for the whole mapping."""
 
 from __future__ import annotations
 
@@ -70,4 +71,61 @@ def patient_features(
         if value is not None and reference:
             item["source"] = {"system": spec.source or "FHIR", "reference": reference}
         out[spec.name] = item
+    return out
+
+
+# --- demographics for subgroup monitoring ---------------------------------------------------------
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+
+
+def _us_core_category(patient, url: str) -> str | None:
+    """A US Core race or ethnicity extension as one value: its OMB category codes (CDC Race and
+    Ethnicity, e.g. 2106-3; several joined with "|"), else its required `text`."""
+    for extension in patient.extension or []:
+        if extension.url != url:
+            continue
+        parts = extension.extension or []
+        codes = [
+            p.valueCoding.code
+            for p in parts
+            if p.url == "ombCategory" and p.valueCoding and p.valueCoding.code
+        ]
+        if codes:
+            return "|".join(codes)[:100]
+        text = next((p.valueString for p in parts if p.url == "text" and p.valueString), None)
+        return text.strip()[:100] if text and text.strip() else None
+    return None
+
+
+def patient_demographics(patient, *, where: str) -> dict:
+    """patient.sex, birth_date, race and ethnicity of the payload, for those the Patient gives: sex
+    is Patient.gender (administrative-gender), birth_date a complete Patient.birthDate (a partial
+    one, "1950" or "1950-03", is not a date), race and ethnicity the US Core extensions."""
+    out: dict = {}
+    if patient.gender is not None:
+        if patient.gender not in GENDER_FEMALE:
+            raise FhirError(
+                400,
+                "code-invalid",
+                f"{where}: gender '{patient.gender}' is not an administrative-gender code "
+                f"({', '.join(GENDER_FEMALE)}).",
+                [f"{where}.gender"],
+            )
+        out["sex"] = patient.gender
+    if isinstance(patient.birthDate, date):
+        if patient.birthDate > date.today():
+            raise FhirError(
+                400,
+                "invariant",
+                f"{where}: birthDate {patient.birthDate} is in the future.",
+                [f"{where}.birthDate"],
+            )
+        out["birth_date"] = patient.birthDate.isoformat()
+    race, ethnicity = _us_core_category(patient, US_CORE_RACE), _us_core_category(patient, US_CORE_ETHNICITY)
+    if race:
+        out["race"] = race
+    if ethnicity:
+        out["ethnicity"] = ethnicity
     return out

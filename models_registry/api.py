@@ -12,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import ServiceTokenAuthentication, SessionLoginAuthentication
-from accounts.permissions import IsRegistryAdmin
+from accounts.permissions import IsPerson, IsRegistryAdmin
 from models_registry.bundle import BundleError
+from models_registry.facts import source_attributes
 from models_registry.selectors import model_card, model_version_get
 from models_registry.services import PromotionRefused, model_register_upload
 from sightline.api_errors import ApiError
@@ -129,3 +130,17 @@ class ModelCardApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: int):
         return Response(model_card(model_version_get(name=name, version=version)))
+
+
+class SourceAttributesApi(APIView):
+    """GET /api/v1/models/{name}/versions/{v}/source-attributes/ — the ONC HTI-1 source attributes
+    the bundle and the registry supply, "not provided" where the bundle is silent (no patient data)."""
+
+    # A person: a session, or an admin's API token (a scoring-service token reads nothing).
+    authentication_classes = [ServiceTokenAuthentication, SessionLoginAuthentication]
+    permission_classes = [permissions.IsAuthenticated, IsPerson]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, name: str, version: int):
+        found = model_version_get(name=name, version=version)
+        return Response(source_attributes(model_card(found), found.spec))

@@ -47,7 +47,8 @@ from models_registry.bundle_rules import (  # noqa: F401 (BundleError is the mod
     RANDOMISATION_ROWS,
     BundleError,
 )
-from models_registry.bundle_spec import number, parse_features, parse_spec
+from models_registry.bundle_spec import number, parse_features, parse_spec, parse_subgroups
+from models_registry.bundle_subgroups import check_subgroup_columns
 from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 
@@ -66,6 +67,8 @@ class Bundle:
     # metrics.performance of the model (and of the challenger) on the reference set.
     metrics: dict = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
+    # bundle.yaml subgroups, normalised (bundle_spec.parse_subgroups); unit and shift come on top.
+    subgroups: list[dict] = field(default_factory=list)
 
     @property
     def booster(self):
@@ -156,6 +159,7 @@ def _read_directory(root: Path) -> Bundle:
     files["bundle.yaml"] = (root / "bundle.yaml").read_bytes()
     spec = parse_spec(files["bundle.yaml"])
     features = parse_features(spec["features"])
+    declared_subgroups = parse_subgroups(spec.get("subgroups"), features)
 
     model_path = spec["model"]["path"]
     files[model_path] = _read_file(root, model_path, "model")
@@ -208,6 +212,7 @@ def _read_directory(root: Path) -> Bundle:
     check_frame(background, background_path, features=features, input_names=input_names)
     check_frame(reference, reference_path, features=features, input_names=input_names)
     check_reference(reference, reference_path, label)
+    check_subgroup_columns(reference, reference_path, declared_subgroups)
     if not model.handles_missing:
         for frame, frame_name in ((background, background_path), (reference, reference_path)):
             missing = [c for c in input_names if frame[c].isna().any()]
@@ -271,6 +276,7 @@ def _read_directory(root: Path) -> Bundle:
         checks=checks,
         metrics=performance,
         gate=gate,
+        subgroups=declared_subgroups,
     )
 
 

@@ -16,6 +16,8 @@ from models_registry.bundle_rules import (
     NAME_PATTERN,
     BundleError,
 )
+from models_registry.source_attributes import BUNDLE_KEYS as BUNDLE_ATTRIBUTES
+from models_registry.source_attributes import COMPUTED as COMPUTED_ATTRIBUTES
 
 
 def require(mapping: dict, key: str, where: str) -> object:
@@ -89,6 +91,11 @@ def parse_spec(raw: bytes) -> dict:
     features = require(spec, "features", "")
     if not isinstance(features, list):
         raise BundleError("bundle.yaml features must be a list.")
+    for key in ("intended_use", "known_failure_modes"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise BundleError(f"bundle.yaml {key} must be text.")
+    _check_texts(spec.get("warnings"), "warnings")
+    check_source_attributes(spec.get("source_attributes"))
     return spec
 
 
@@ -111,6 +118,33 @@ def _expected(item: dict, where: str, kind: str, value_range) -> list[float] | N
             f"[{value_range[0]:g}, {value_range[1]:g}]."
         )
     return [float(expected[0]), float(expected[1])]
+
+
+def _check_texts(value: object, where: str) -> None:
+    """None, text, or a list of text."""
+    if value is None or isinstance(value, str):
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise BundleError(f"bundle.yaml {where} must be text or a list of text.")
+
+
+def check_source_attributes(raw: object) -> None:
+    """bundle.yaml `source_attributes` (HTI-1, see models_registry.source_attributes)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise BundleError("bundle.yaml source_attributes must be a mapping, e.g. {developer: ...}.")
+    for key, value in raw.items():
+        if key in COMPUTED_ATTRIBUTES:
+            raise BundleError(
+                f"bundle.yaml source_attributes.{key} is computed by the registry"
+                + (" (give the top-level intended_use)." if key == "intended_use" else "; remove it.")
+            )
+        if key not in BUNDLE_ATTRIBUTES:
+            raise BundleError(
+                f"bundle.yaml source_attributes has an unknown key '{key}'; the README lists the HTI-1 keys."
+            )
+        _check_texts(value, f"source_attributes.{key}")
 
 
 def parse_features(raw: list) -> list[dict]:
@@ -176,3 +210,86 @@ def parse_features(raw: list) -> list[dict]:
     if not features:
         raise BundleError("bundle.yaml features is empty.")
     return features
+
+
+SUBGROUP_KEYS = ("column", "label", "protected", "bands", "values")
+# Unit and shift are always reported per subgroup; a bundle need not (and may not) declare them.
+ALWAYS_SUBGROUPS = ("unit", "shift")
+
+
+def parse_subgroups(raw: object, features: list[dict]) -> list[dict]:
+    """bundle.yaml `subgroups` (CONTRACT.md section 1), normalised: a list of {column, label,
+    protected, bands, values, model_input}. Absent means none beyond unit and shift."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BundleError("bundle.yaml subgroups must be a list, e.g. [{column: age, label: Age}].")
+    by_name = {f["name"]: f for f in features}
+    out: list[dict] = []
+    for position, item in enumerate(raw):
+        where = f"subgroups #{position + 1}"
+        if not isinstance(item, dict):
+            raise BundleError(f"bundle.yaml {where} must be a mapping {{column, label, protected}}.")
+        unknown = sorted(set(map(str, item)) - set(SUBGROUP_KEYS))
+        if unknown:
+            raise BundleError(
+                f"bundle.yaml {where} has an unknown key '{unknown[0]}'; expected {', '.join(SUBGROUP_KEYS)}."
+            )
+        column = item.get("column")
+        if not isinstance(column, str) or not FEATURE_NAME_PATTERN.match(column):
+            raise BundleError(f"bundle.yaml {where} column must be a column name of reference.parquet.")
+        where = f"subgroup '{column}'"
+        if column in ALWAYS_SUBGROUPS:
+            raise BundleError(f"bundle.yaml {where}: unit and shift are always subgroups; remove it.")
+        if any(s["column"] == column for s in out):
+            raise BundleError(f"bundle.yaml {where} is declared twice.")
+        label = item.get("label", by_name.get(column, {}).get("label", column))
+        if not isinstance(label, str) or not label.strip():
+            raise BundleError(f"bundle.yaml {where} label must be text.")
+        protected = item.get("protected", False)
+        if not isinstance(protected, bool):
+            raise BundleError(f"bundle.yaml {where} protected must be true or false.")
+        out.append(
+            {
+                "column": column,
+                "label": label.strip(),
+                "protected": protected,
+                "bands": _bands(item.get("bands"), where, by_name.get(column)),
+                "values": _value_labels(item.get("values"), where),
+                "model_input": bool(by_name.get(column, {}).get("decision_time", False)),
+            }
+        )
+    return out
+
+
+def _bands(bands: object, where: str, feature: dict | None) -> list[float] | None:
+    if bands is None:
+        return None
+    if not (
+        isinstance(bands, list)
+        and bands
+        and all(number(b) for b in bands)
+        and all(a < b for a, b in zip(bands[:-1], bands[1:], strict=False))
+    ):
+        raise BundleError(f"bundle.yaml {where} bands must be increasing numbers, e.g. [18, 45, 65, 80].")
+    if feature is not None and feature["kind"] != "numeric":
+        raise BundleError(f"bundle.yaml {where} has bands, but feature '{feature['name']}' is not numeric.")
+    return [float(b) for b in bands]
+
+
+def _value_labels(values: object, where: str) -> dict[str, str] | None:
+    """Optional {stored value: label}, e.g. {0: male, 1: female} for a 0/1 column."""
+    if values is None:
+        return None
+    if (
+        not isinstance(values, dict)
+        or not values
+        or not all(
+            isinstance(k, str | int) and not isinstance(k, bool) and isinstance(v, str) and v.strip()
+            for k, v in values.items()
+        )
+    ):
+        raise BundleError(
+            f"bundle.yaml {where} values must map each stored value to a label, e.g. {{0: male}}."
+        )
+    return {str(k): v.strip() for k, v in values.items()}

@@ -48,6 +48,9 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     # The promotion gate's figures (checks.promotion_gate), computed at registration.
     gate = models.JSONField(default=dict, blank=True)
+    # Per-subgroup figures on the reference set (bundle_subgroups.subgroup_report): unit, shift and
+    # bundle.yaml `subgroups`, with intervals and disparity flags. {} for versions registered before.
+    subgroups = models.JSONField(default=dict, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -12,4 +12,6 @@ urlpatterns = [
         views.card_charts_json,
         name="model-card-charts",
     ),
+    path("models/<slug:name>/versions/<int:version>/facts/", views.facts_page, name="model-facts"),
+    path("models/<slug:name>/versions/<int:version>/facts.pdf", views.facts_pdf, name="model-facts-pdf"),
 ]

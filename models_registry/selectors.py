@@ -12,6 +12,7 @@ from django.http import Http404
 from common.timestamps import iso_utc
 from engine import treeshap as core
 from models_registry.bundle_checks import load_challenger
+from models_registry.card_subgroups import protected_characteristics, subgroup_tables
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 from models_registry.serving import ArtifactTampered, _artifact_bytes
 
@@ -26,6 +27,9 @@ CHECK_TITLES = {
     "model_randomisation": "Explanations depend on what the model learned (randomised-leaves sanity check)",
     "background_documentation": "SHAP background documented and like the reference set",
     "challenger": "Challenger scores the reference set",
+    "subgroup_disparity": (
+        "Subgroups: calibration in the large, AUROC interval below the overall one, alert-rate ratio"
+    ),
 }
 DIFF_METRICS = ("auroc", "auprc", "brier", "ece")
 FEATURE_FIELDS = (
@@ -196,6 +200,7 @@ def model_card(version: ModelVersion) -> dict:
         Promotion.objects.filter(version=version).select_related("user").order_by("promoted_at", "id")
     )
     alerts = model_metrics.get("alerts_per_100", {})
+    features = [_feature(f) for f in version.features.all()]
     return {
         "name": version.registered_model.name,
         "version": version.version,
@@ -224,7 +229,10 @@ def model_card(version: ModelVersion) -> dict:
             },
         },
         "background": {"size": version.background_size, "description": version.background_description},
-        "features": [_feature(f) for f in version.features.all()],
+        "features": features,
+        "protected_characteristics": protected_characteristics(spec, features),
+        "subgroups": version.subgroups or {},
+        "subgroup_tables": subgroup_tables(version.subgroups),
         "tiers": {
             tier: {"threshold": threshold, "alerts_per_100": alerts.get(tier)}
             for tier, threshold in (("high", version.tier_high), ("medium", version.tier_medium))

@@ -121,6 +121,7 @@ def _version_create(*, registered: RegisteredModel, bundle: Bundle, user) -> Mod
         checks=bundle.checks,
         metrics=bundle.metrics,
         gate=bundle.gate,
+        subgroups={"status": "pending"},
         registered_by=user,
     )
     ModelFeature.objects.bulk_create(

@@ -9,4 +9,9 @@ urlpatterns = [
     path(
         "models/<slug:name>/versions/<int:version>/card/", api.ModelCardApi.as_view(), name="api-model-card"
     ),
+    path(
+        "models/<slug:name>/versions/<int:version>/source-attributes/",
+        api.SourceAttributesApi.as_view(),
+        name="api-source-attributes",
+    ),
 ]

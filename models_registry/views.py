@@ -1,9 +1,12 @@
-"""Registry pages: the model list and each version's model card (no patient data: any logged-in role)."""
+"""Registry pages: the model list, each version's model card and its Model Facts label (no patient
+data: any logged-in role)."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from models_registry.facts import model_facts
+from models_registry.facts_pdf import model_facts_pdf
 from models_registry.selectors import model_card, model_card_charts_cached, model_list, model_version_get
 
 
@@ -21,3 +24,20 @@ def card_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
 @login_required
 def card_charts_json(request: HttpRequest, name: str, version: int) -> JsonResponse:
     return JsonResponse(model_card_charts_cached(model_version_get(name=name, version=version)))
+
+
+@login_required
+def facts_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    found = model_version_get(name=name, version=version)
+    facts = model_facts(model_card(found), found.spec)
+    return render(request, "models_registry/model_facts.html", {"facts": facts})
+
+
+@login_required
+def facts_pdf(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    found = model_version_get(name=name, version=version)
+    response = HttpResponse(
+        model_facts_pdf(model_facts(model_card(found), found.spec)), content_type="application/pdf"
+    )
+    response["Content-Disposition"] = f'inline; filename="model-facts-{name}-v{version}.pdf"'
+    return response

@@ -41,3 +41,17 @@ def monitoring_refresh() -> int:
         monitoring_summary_task.delay(comparison.as_json())
     log.info("monitoring: queued %d summaries", len(comparisons))
     return len(comparisons)
+
+
+@shared_task(**RETRY, soft_time_limit=900, time_limit=960)
+def monitoring_subgroups_task(comparison: dict) -> str:
+    """Compute and cache one comparison's subgroup view (a bootstrap per subgroup: minutes)."""
+    from .subgroups import subgroups_compute
+
+    parsed = services.Comparison.from_json(comparison)
+    key = f"{parsed.cache_key}:subgroups"
+    try:
+        subgroups_compute(comparison=parsed)
+    finally:
+        cache.delete(f"{key}:queued")
+    return key

@@ -9,5 +9,6 @@ urlpatterns = [
     path("data/prediction/", views.prediction_data, name="monitoring-prediction"),
     path("data/performance/", views.performance_data, name="monitoring-performance"),
     path("data/burden/", views.burden_data, name="monitoring-burden"),
+    path("data/subgroups/", views.subgroups_data, name="monitoring-subgroups"),
     path("refresh/", views.refresh, name="monitoring-refresh"),
 ]

@@ -22,6 +22,7 @@ from sightline.api_errors import error_body
 
 from .selectors import Slice
 from .services import Comparison, default_window, summary_invalidate, summary_request
+from .subgroups import calibration_points, subgroups_request
 
 MAX_WINDOW_DAYS = 400
 POLL_SECONDS = 2
@@ -197,6 +198,24 @@ def performance_data(request: HttpRequest, summary: dict) -> dict:
 @summary_json
 def burden_data(request: HttpRequest, summary: dict) -> dict:
     return summary["burden"]
+
+
+@require_GET
+@admin_json
+def subgroups_data(request: HttpRequest) -> JsonResponse:
+    """Per subgroup of the window and slice: figures once outcomes arrive, CBPE before (marked as an
+    estimate), alert burden and overrides; flags; rows sorted by disparity; the calibration chart's
+    points (mean risk against observed rate, or expected rate before outcomes)."""
+    try:
+        comparison = comparison_from(request.GET)
+    except BadParameter as exc:
+        return _error(400, "invalid", f"{exc.field}: {exc}", exc.field)
+    view = subgroups_request(comparison=comparison)
+    if view is None:
+        response = JsonResponse({"status": "computing", "retry_after": POLL_SECONDS}, status=202)
+        response["Retry-After"] = str(POLL_SECONDS)
+        return response
+    return JsonResponse({**view, "calibration": calibration_points(view)})
 
 
 @require_POST

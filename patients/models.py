@@ -20,6 +20,14 @@ class Patient(models.Model):
     bed = models.CharField(max_length=50, blank=True)
     # True for the RHC demo cohort, whose names, beds and timestamps are simulated.
     simulated = models.BooleanField(default=False)
+    # Demographics, when the scoring service or the FHIR Bundle gives them (CONTRACT section 2): for
+    # subgroup monitoring only, never shown on the worklist, pseudonymised in exports. The latest
+    # given value is kept; a score without them leaves them as they were.
+    sex = models.CharField(max_length=10, blank=True)  # FHIR administrative-gender code
+    birth_date = models.DateField(null=True, blank=True)
+    age = models.PositiveSmallIntegerField(null=True, blank=True)  # when no birth date is given
+    race = models.CharField(max_length=100, blank=True)  # a code (CDC race) or text
+    ethnicity = models.CharField(max_length=100, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -197,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "explanations.tasks.explanation_sweep",
         "schedule": envint("EXPLANATION_SWEEP_SECONDS", 60),
     },
+    # Per-subgroup figures of versions still without them (models_registry.subgroups).
+    "sweep-subgroup-figures": {
+        "task": "models_registry.tasks.subgroups_sweep",
+        "schedule": envint("SUBGROUP_SWEEP_SECONDS", 300),
+    },
     # Recompute the monitoring dashboard's default views (monitoring.services.default_comparisons).
     "refresh-monitoring-summaries": {
         "task": "monitoring.tasks.monitoring_refresh",
@@ -225,6 +230,21 @@ COHORT_SAMPLE_SIZE = envint("COHORT_SAMPLE_SIZE", 200)
 # A running cohort job in which no chunk started or finished for this long is re-dispatched by the
 # sweep (its messages were lost); keep it above the task time limit.
 COHORT_STALL_SECONDS = envint("COHORT_STALL_SECONDS", 600)
+# Per-subgroup figures at registration (issue #18): bootstrap resamples of fairlearn's MetricFrame,
+# the floor under which a subgroup is "too few to judge", and the disparity flags' margins
+# (calibration in the large, in probability points; the four-fifths rule for alert rates).
+SUBGROUP_BOOTSTRAP_RESAMPLES = envint("SUBGROUP_BOOTSTRAP_RESAMPLES", 200)
+# A worker computes them right after registration (and the sweep catches up); the test suite turns
+# this off so that its workers only run the tasks a test is about.
+SUBGROUP_FIGURES_QUEUED = envbool("SUBGROUP_FIGURES_QUEUED", "True")
+SUBGROUP_MIN_SIZE = envint("SUBGROUP_MIN_SIZE", 50)
+SUBGROUP_MIN_EVENTS = envint("SUBGROUP_MIN_EVENTS", 10)
+SUBGROUP_CALIBRATION_MARGIN = float(env("SUBGROUP_CALIBRATION_MARGIN", "0.05"))
+SUBGROUP_ALERT_RATIO_FLOOR = float(env("SUBGROUP_ALERT_RATIO_FLOOR", "0.8"))
+# The monitoring page's subgroup view: bootstrap resamples per window (computed by a task, cached).
+SUBGROUP_MONITORING_RESAMPLES = envint("SUBGROUP_MONITORING_RESAMPLES", 100)
+# A worker computing them for longer than this is taken for dead and the sweep queues them again.
+SUBGROUP_STUCK_SECONDS = envint("SUBGROUP_STUCK_SECONDS", 3600)
 # An explanation pending or running longer than this is re-queued by the sweep.
 EXPLANATION_STUCK_SECONDS = envint("EXPLANATION_STUCK_SECONDS", 300)
 

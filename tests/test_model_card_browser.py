@@ -49,9 +49,13 @@ def test_admin_opens_the_model_card_and_its_charts_render(browser, live_server, 
         auroc_row = gate_rows.filter(has_text="AUROC")
         assert str(registered.gate["criteria"][0]["model"]) in auroc_row.inner_text()
 
-        checks = page.locator("#checks-list li")
-        assert checks.count() == 7  # the six checks and the SHAP engine proof
-        assert all(text.startswith("pass") for text in checks.all_inner_texts())
+        checks = page.locator("#checks-list > li")
+        assert checks.count() == 8  # the six checks, the SHAP engine proof and the subgroup figures
+        texts = checks.all_inner_texts()
+        subgroup = [t for t in texts if "Subgroup disparity" in t]
+        assert all(text.startswith("pass") for text in texts if text not in subgroup)
+        # The subgroup figures are a worker's job (not queued in tests): the card says so.
+        assert len(subgroup) == 1 and subgroup[0].startswith("pending — Subgroup disparity")
         assert "Spearman" in page.locator("#checks-list").inner_text()
         page.screenshot(path=str(ARTIFACTS / "model_card.png"), full_page=True)
         assert errors == []

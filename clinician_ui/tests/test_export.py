@@ -339,3 +339,28 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_escaped(
         io.BytesIO(b"".join(charlie_client.get(URL, {**params, "format": "parquet"}).streaming_content))
     )
     assert frame.iloc[0]["comment"] == comment and frame.iloc[0]["unit"] == "=MICU"
+
+
+def test_demographics_are_pseudonymised_like_the_patient_id(charlie_client, actions, settings):
+    from datetime import date
+
+    from clinician_ui.exports import demographic_pseudonym
+    from patients.models import Patient
+
+    micu = actions["micu"].patient
+    Patient.objects.filter(pk=micu.pk).update(sex="female", birth_date=date(1950, 3, 5), race="2054-5")
+    frame = read_csv(charlie_client.get(URL, {"from": "2026-11-01", "to": "2026-11-30", "format": "csv"}))
+    rows = frame[frame["patient_pseudonym"] == patient_pseudonym(micu.external_id)]
+    assert len(rows) >= 1
+    scored = actions["micu"].scored_at.date()
+    age = scored.year - 1950 - ((scored.month, scored.day) < (3, 5))
+    for _, row in rows.iterrows():
+        assert row["patient_sex"] == demographic_pseudonym("sex", "female")
+        assert row["patient_age"] == demographic_pseudonym("age", age)
+        assert row["patient_race"] == demographic_pseudonym("race", "2054-5") != "2054-5"
+        assert row["patient_ethnicity"] == ""  # not recorded
+    body = frame.to_csv()
+    assert "female" not in body and "2054-5" not in body and "1950" not in body
+    others = frame[frame["patient_pseudonym"] != patient_pseudonym(micu.external_id)]
+    assert set(others["patient_sex"]) == {""}
+    assert demographic_pseudonym("sex", "female", key="another key") != demographic_pseudonym("sex", "female")

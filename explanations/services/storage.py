@@ -20,6 +20,7 @@ from rest_framework import status
 
 from engine.tiers import raises_alert
 from explanations.models import Explanation
+from explanations.payloads import DEMOGRAPHICS
 from patients.models import Alert, Encounter, Patient, Prediction
 from sightline.api_errors import ApiError
 
@@ -60,8 +61,17 @@ def _latest_items(items: list[Item]) -> dict[str, Item]:
 
 
 def _patient_fields(item: Item) -> dict:
+    """Name, unit and bed, and each demographic the score gives (one it leaves out is kept)."""
     data = item.data["patient"]
-    return {"display_name": data["display_name"], "unit": data["unit"], "bed": data["bed"]}
+    fields = {"display_name": data["display_name"], "unit": data["unit"], "bed": data["bed"]}
+    for key in DEMOGRAPHICS:
+        if data.get(key) is not None:
+            fields[key] = data[key]
+    if data.get("birth_date") is not None:
+        fields["age"] = None  # a birth date supersedes an age given earlier
+    elif data.get("age") is not None:
+        fields["birth_date"] = None
+    return fields
 
 
 def _patients(items: list[Item], simulated: bool) -> dict[str, Patient]:

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from interop.models import PractitionerMapping, RegisteredEhr
+from interop.tests.test_fhir import fhir_bundle  # noqa: F401 (a fixture, shared by the FHIR test modules)
 from models_registry.models import ModelVersion
 from tests.fixtures.fake_ehr import FakeEhr
 

@@ -1,0 +1,375 @@
+"""Per-subgroup model performance, calibration and alert burden (issue #18).
+
+Everything here works on plain arrays aligned by position: ``y_true`` (0/1), ``risk`` (probabilities),
+``groups`` (one label per patient, see :func:`assign_groups`) and tier thresholds such as
+``{"high": 0.5, "medium": 0.25}``. A patient is alerted at tier ``t`` when ``risk >= thresholds[t]``, so
+the figures for ``"medium"`` count every medium-or-high patient (the "alert" level).
+
+Results are JSON-able dicts of one shape, shared by :func:`subgroup_metrics` and the monitoring functions
+``subgroup_burden`` and ``subgroup_cbpe``::
+
+    {"kind": ..., "thresholds": {...}, "overall": ENTRY, "groups": {label: ENTRY}, "disparity": {...}}
+
+where ENTRY is ``{"too_few": False, "n": 812, "events": 97, "metrics": {"auroc": {"value": 0.81,
+"ci_low": 0.77, "ci_high": 0.85}, ...}}`` or, for a group under the size/event floor, only
+``{"too_few": True, "n": 31, "events": 2}``. Undefined figures are ``None``; never NaN.
+The label-free monitoring figures (:func:`~engine.subgroup_flags.subgroup_burden`,
+:func:`~engine.subgroup_flags.subgroup_cbpe`), the flags and the disparity sort live in
+:mod:`engine.subgroup_flags`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from fairlearn.metrics import MetricFrame, equalized_odds_difference
+from scipy.optimize import brentq
+from scipy.special import expit, logit
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+NOT_RECORDED = "not recorded"
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """How to split patients: ``column`` of the patient table, display ``label``, whether it is a
+    ``protected`` characteristic, numeric ``bands`` (cut points) or ``value_labels`` for categories."""
+
+    column: str
+    label: str
+    protected: bool = False
+    bands: list[float] | None = None
+    value_labels: dict[Any, str] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "label": self.label, "protected": self.protected}
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def band_labels(bands: Sequence[float]) -> list[str]:
+    """Labels for ``bands=[18, 45, 65, 80]``: ``["<18", "18-44", "45-64", "65-79", "80+"]``.
+
+    Each band includes its lower edge (45 falls in "45-64"). With non-integer cut points a band reads
+    "2.5 to <4"."""
+    cuts = list(bands)
+    integer = all(float(c).is_integer() for c in cuts)
+    labels = [f"<{_fmt(cuts[0])}"]
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        labels.append(f"{_fmt(lo)}-{_fmt(hi - 1)}" if integer else f"{_fmt(lo)} to <{_fmt(hi)}")
+    labels.append(f"{_fmt(cuts[-1])}+")
+    return labels
+
+
+def _value_text(value: Any, value_labels: Mapping[Any, str] | None) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return NOT_RECORDED
+    if value_labels and value in value_labels:
+        return value_labels[value]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a 0/1 column that picked up NaN is float; keep "0"/"1"
+        if value_labels and value in value_labels:
+            return value_labels[value]
+    return str(value)
+
+
+def assign_groups(values: pd.Series, spec: Subgroup) -> pd.Series:
+    """Group label per patient (same index as ``values``), as an ordered categorical.
+
+    Numeric columns with ``spec.bands`` are cut into bands (lower edge inclusive); other columns use
+    ``spec.value_labels[value]`` or the value as text (floats that are whole numbers lose ".0").
+    Missing values become ``"not recorded"``, ordered last."""
+    values = pd.Series(values)
+    if spec.bands:
+        cuts = sorted(float(b) for b in spec.bands)
+        labels = band_labels(cuts)
+        numeric = pd.to_numeric(values, errors="coerce")
+        idx = np.searchsorted(cuts, numeric.to_numpy(dtype=float), side="right")
+        out = [NOT_RECORDED if np.isnan(v) else labels[i] for v, i in zip(numeric, idx, strict=True)]
+        order = labels
+    else:
+        out = [_value_text(v, spec.value_labels) for v in values]
+        order = sorted({o for o in out if o != NOT_RECORDED})
+    order = [*order, NOT_RECORDED] if NOT_RECORDED in out else order
+    return pd.Series(
+        pd.Categorical(out, categories=order, ordered=True), index=values.index, name=spec.column
+    )
+
+
+def _num(x: Any) -> float | None:
+    """Plain float, or None for missing/NaN/inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _two_classes(y: np.ndarray) -> bool:
+    return 0 < y.sum() < len(y)
+
+
+def expected_calibration_error(y_true: Any, risk: Any, n_bins: int = 10) -> float:
+    """ECE: 10 equal-width bins on [0, 1]; sum over bins of (bin share) * |mean risk - event rate|."""
+    y, p = np.asarray(y_true, dtype=float), np.asarray(risk, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, p, n_bins) - np.bincount(bins, y, n_bins))  # sums per bin
+    return float(gap.sum() / counts.sum())
+
+
+def calibration_intercept(y_true: Any, risk: Any) -> float:
+    """Calibration-in-the-large: ``a`` in logit P(y=1) = a + logit(risk) (slope fixed at 1, i.e. an
+    offset logistic regression), solved exactly by root-finding the score equation. 0 is ideal;
+    positive means the model under-predicts. NaN when only one class is present."""
+    y, x = np.asarray(y_true, dtype=float), logit(np.clip(np.asarray(risk, dtype=float), _EPS, 1 - _EPS))
+    if not _two_classes(y):
+        return float("nan")
+    return float(brentq(lambda a: float(np.sum(y - expit(a + x))), -30.0, 30.0))
+
+
+def calibration_slope(y_true: Any, risk: Any, max_iter: int = 50) -> float:
+    """Calibration slope: ``b`` in the unpenalised logistic regression logit P(y=1) = a + b*logit(risk),
+    fitted by damped Newton-Raphson (the maximum-likelihood fit statsmodels Logit would give).
+    1 is ideal; < 1 means risks too extreme.
+    NaN when only one class is present or the fit does not converge."""
+    y, x = np.asarray(y_true, dtype=float), logit(np.clip(np.asarray(risk, dtype=float), _EPS, 1 - _EPS))
+    if not _two_classes(y):
+        return float("nan")
+    design = np.column_stack([np.ones_like(x), x])
+
+    def loglik(b: np.ndarray) -> float:
+        eta = design @ b
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+    beta = np.array([float(logit(y.mean())), 0.0])
+    ll = loglik(beta)
+    for _ in range(max_iter):
+        mu = expit(design @ beta)
+        hess = design.T @ (design * (mu * (1 - mu))[:, None])
+        try:
+            step = np.linalg.solve(hess, design.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return float("nan")
+        for _halving in range(30):  # damped Newton: halve until the (concave) log-likelihood rises
+            new_ll = loglik(beta + step)
+            if new_ll >= ll - 1e-12:
+                break
+            step = step / 2
+        beta, ll = beta + step, new_ll
+        if np.max(np.abs(step)) < 1e-8:
+            return float(beta[1]) if abs(beta[1]) < 1e3 else float("nan")
+    return float("nan")
+
+
+def _safe(func: Any) -> Any:
+    """Call ``func`` on numpy arrays (scikit-learn validates Series much more slowly); NaN if undefined."""
+
+    def wrapped(y: Any, p: Any) -> float:
+        try:
+            return float(func(np.asarray(y, dtype=int), np.asarray(p, dtype=float)))
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return float("nan")
+
+    return wrapped
+
+
+def _metric_functions(thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """Metric callables (y_true, risk) for MetricFrame, keyed by the names used in results."""
+    funcs: dict[str, Any] = {
+        "auroc": lambda y, p: roc_auc_score(y, p) if _two_classes(y) else np.nan,
+        "auprc": lambda y, p: average_precision_score(y, p) if y.sum() > 0 else np.nan,
+        "brier": lambda y, p: brier_score_loss(y, p, labels=[0, 1]),
+        "ece": expected_calibration_error,
+        "calibration_in_large": lambda y, p: np.mean(p) - np.mean(y),
+        "calibration_intercept": calibration_intercept,
+        "calibration_slope": calibration_slope,
+    }
+    for tier, t in thresholds.items():
+        funcs[f"sensitivity_{tier}"] = lambda y, p, t=t: recall_score(
+            y, (p >= t).astype(int), zero_division=np.nan
+        )
+        funcs[f"ppv_{tier}"] = lambda y, p, t=t: precision_score(
+            y, (p >= t).astype(int), zero_division=np.nan
+        )
+        funcs[f"alerts_per_100_{tier}"] = lambda y, p, t=t: 100.0 * np.mean(p >= t)
+    return {k: _safe(f) for k, f in funcs.items()}
+
+
+def _order(groups: pd.Series) -> list[str]:
+    present = set(groups.astype(str))
+    cats = [str(c) for c in groups.cat.categories] if isinstance(groups.dtype, pd.CategoricalDtype) else []
+    return [c for c in cats if c in present] + sorted(present - set(cats))
+
+
+def _prepare(risk: Any, groups: Any, y_true: Any = None) -> tuple[np.ndarray, pd.Series, np.ndarray | None]:
+    p = np.asarray(risk, dtype=float)
+    g = pd.Series(groups).reset_index(drop=True)
+    if len(g) != len(p):
+        raise ValueError(f"risk has {len(p)} rows but groups has {len(g)}")
+    if np.isnan(p).any():
+        raise ValueError("risk contains missing values")
+    if y_true is None:
+        return p, g, None
+    y = np.asarray(y_true, dtype=float)
+    if len(y) != len(p):
+        raise ValueError(f"risk has {len(p)} rows but y_true has {len(y)}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y_true must be 0/1 for every row; drop rows whose outcome is not known yet")
+    return p, g, y.astype(int)
+
+
+def _alert_ratio(entries: Mapping[str, dict], thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """Per tier: min/max of alerts-per-100 over groups not marked too_few, naming both groups."""
+    out: dict[str, Any] = {}
+    for tier in thresholds:
+        rates = {
+            g: e["metrics"][f"alerts_per_100_{tier}"]["value"]
+            for g, e in entries.items()
+            if not e["too_few"] and e["metrics"][f"alerts_per_100_{tier}"]["value"] is not None
+        }
+        if len(rates) < 2:
+            out[tier] = {"ratio": None, "lowest": None, "highest": None, "groups_compared": sorted(rates)}
+            continue
+        lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
+        ratio = rates[lo] / rates[hi] if rates[hi] > 0 else None
+        out[tier] = {
+            "ratio": _num(ratio),
+            "lowest": lo,
+            "lowest_alerts_per_100": rates[lo],
+            "highest": hi,
+            "highest_alerts_per_100": rates[hi],
+            "groups_compared": list(rates),
+        }
+    return out
+
+
+def subgroup_metrics(
+    y_true: Any,
+    risk: Any,
+    groups: Any,
+    thresholds: Mapping[str, float],
+    *,
+    n_boot: int = 200,
+    random_state: int = 0,
+    min_size: int = 50,
+    min_events: int = 10,
+    shap: Any = None,
+    feature_names: Sequence[str] | None = None,
+    spec: Subgroup | None = None,
+) -> dict[str, Any]:
+    """Discrimination, calibration and tier performance per subgroup and overall, with bootstrap 95%
+    intervals, plus cross-group disparity.
+
+    Figures come from one fairlearn ``MetricFrame`` over scikit-learn metrics (``roc_auc_score``,
+    ``average_precision_score``, ``brier_score_loss``, ``recall_score``, ``precision_score``) and the
+    calibration functions above; intervals are its percentile bootstrap (2.5%, 97.5%) of ``n_boot``
+    resamples of all rows (group sizes vary between resamples; resamples where a figure is undefined
+    are skipped). Groups with ``n < min_size`` or ``events < min_events`` are reported as too_few.
+    ``disparity`` holds, per tier, fairlearn's ``equalized_odds_difference`` (worst of TPR and FPR
+    gaps between groups) and the alert-rate ratio, both over groups that are not too_few.
+    With ``shap`` (n x features) each reported entry also gets ``mean_abs_shap`` by feature."""
+    if y_true is None:
+        raise ValueError("subgroup_metrics needs outcomes; use subgroup_burden / subgroup_cbpe before then")
+    p, g, y = _prepare(risk, groups, y_true)
+    order = _order(g)
+    g = g.astype(str).to_numpy()
+    with (
+        warnings.catch_warnings(),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
+        warnings.simplefilter("ignore")
+        mf = MetricFrame(
+            metrics=_metric_functions(thresholds),
+            y_true=y,
+            y_pred=p,
+            sensitive_features=pd.Series(g, name="group"),
+            n_boot=n_boot,
+            ci_quantiles=[0.025, 0.975],
+            random_state=random_state,
+        )
+    by_group, (lo_g, hi_g) = mf.by_group, mf.by_group_ci
+    lo_o, hi_o = mf.overall_ci
+    if shap is not None:
+        shap = np.abs(np.asarray(shap, dtype=float))
+        feature_names = list(feature_names or [f"feature_{i}" for i in range(shap.shape[1])])
+
+    floor = (min_size, min_events)
+    overall = _entry(np.ones(len(p), bool), (mf.overall, lo_o, hi_o), p, y, shap, feature_names, floor)
+    entries = {
+        k: _entry(g == k, (by_group.loc[k], lo_g.loc[k], hi_g.loc[k]), p, y, shap, feature_names, floor)
+        for k in order
+    }
+    big = np.isin(g, [k for k, e in entries.items() if not e["too_few"]])
+    eod = _equalized_odds(y[big], p[big], g[big], thresholds)
+    return {
+        "kind": "performance",
+        "subgroup": spec.as_dict() if spec else None,
+        "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "settings": {
+            "n_boot": n_boot,
+            "random_state": random_state,
+            "min_size": min_size,
+            "min_events": min_events,
+        },
+        "overall": overall,
+        "groups": entries,
+        "disparity": {
+            "equalized_odds_difference": eod,
+            "alert_rate_ratio": _alert_ratio(entries, thresholds),
+        },
+    }
+
+
+def _entry(
+    mask: np.ndarray,
+    figures: tuple[pd.Series, pd.Series, pd.Series],
+    p: np.ndarray,
+    y: np.ndarray,
+    shap: np.ndarray | None,
+    feature_names: list[str] | None,
+    floor: tuple[int, int],
+) -> dict[str, Any]:
+    """One group's (or the overall) ENTRY: too_few under the size/event floor, else its figures with
+    their intervals (MetricFrame's values, lower and upper quantiles) and mean |SHAP| by feature."""
+    n, events = int(mask.sum()), int(y[mask].sum())
+    if n < floor[0] or events < floor[1]:
+        return {"too_few": True, "n": n, "events": events}
+    values, lows, highs = figures
+    metrics = {"mean_risk": {"value": float(p[mask].mean())}, "event_rate": {"value": float(y[mask].mean())}}
+    for m in values.index:
+        metrics[m] = {"value": _num(values[m]), "ci_low": _num(lows[m]), "ci_high": _num(highs[m])}
+    out: dict[str, Any] = {"too_few": False, "n": n, "events": events, "metrics": metrics}
+    if shap is not None:
+        out["mean_abs_shap"] = dict(zip(feature_names, map(float, shap[mask].mean(axis=0)), strict=True))
+    return out
+
+
+def _equalized_odds(
+    y: np.ndarray, p: np.ndarray, g: np.ndarray, thresholds: Mapping[str, float]
+) -> dict[str, float | None]:
+    """fairlearn's equalized_odds_difference per tier over the given rows; None with under 2 groups."""
+    eod: dict[str, float | None] = {}
+    for tier, t in thresholds.items():
+        eod[tier] = None
+        if len(set(g)) >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                eod[tier] = _num(equalized_odds_difference(y, p >= t, sensitive_features=g))
+    return eod

@@ -1,0 +1,176 @@
+"""Subgroup monitoring (issue 18): a miscalibration injected into one subgroup of one unit is flagged
+there and nowhere else, and every figure equals fairlearn / scikit-learn on the same rows."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from fairlearn.metrics import MetricFrame
+from sklearn.metrics import roc_auc_score
+
+from monitoring.selectors import Slice
+from monitoring.subgroups import subgroup_window
+from patients.models import Alert, Encounter, Outcome, Patient, Prediction
+from tests.fixtures.factories import model_version_create
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = START + timedelta(days=7)
+UNITS = ("CCU", "MICU", "NEURO-ICU", "RESP-ICU")
+AGES = (30, 50, 70, 85)  # one patient age in each band: 18-44, 45-64, 65-79, 80+
+PER_CELL = 24  # true risks 0.30..0.70 sum to 12: each cell's events equal its expected events
+UNDER_PREDICTED = 0.16  # MICU patients aged 80+: the model's risk is 0.16 below the truth
+
+
+def _systematic_outcomes(true_risk: np.ndarray) -> np.ndarray:
+    """Outcomes whose count over any run of the cell follows its cumulative risk (no sampling noise)."""
+    cumulative = np.floor(np.cumsum(true_risk) + 0.5)
+    return np.diff(np.r_[0.0, cumulative]).astype(bool)
+
+
+@pytest.fixture
+def ward(db):
+    return ward_create()
+
+
+def ward_create():
+    """4 units x 2 sexes x 4 age bands x 2 races, 24 encounters each, calibrated everywhere except
+    MICU's 80+ (risk 0.16 too low). Scores spread over the day, so both shifts hold every cell."""
+    version = model_version_create()
+    rng = np.random.default_rng(3)
+    cells = [
+        (u, s, a, r) for u in UNITS for s in ("female", "male") for a in AGES for r in ("2106-3", "2054-5")
+    ]
+    patients, rows = [], []
+    for cell in cells:
+        unit, sex, age, race = cell
+        true_risk = rng.permutation(np.linspace(0.3, 0.7, PER_CELL))
+        risk = true_risk - (UNDER_PREDICTED if (unit, age) == ("MICU", 85) else 0.0)
+        for i, (p, died) in enumerate(zip(risk, _systematic_outcomes(true_risk), strict=True)):
+            n = len(patients)
+            patients.append(Patient(external_id=f"S-{n}", unit=unit, sex=sex, age=age, race=race))
+            rows.append((n, float(p), bool(died), START + timedelta(hours=1 + (i * 7) % 160)))
+    Patient.objects.bulk_create(patients)
+    by_id = {p.external_id: p for p in Patient.objects.all()}
+    encounters = Encounter.objects.bulk_create(
+        [Encounter(external_id=f"E-{n}", patient=by_id[f"S-{n}"]) for n, *_ in rows]
+    )
+    predictions = Prediction.objects.bulk_create(
+        [
+            Prediction(
+                registered_model=version.registered_model, model_version=version, external_id=f"r/{n}",
+                patient=by_id[f"S-{n}"], encounter=encounters[n], unit=by_id[f"S-{n}"].unit, bed="1",
+                scored_at=at, risk=risk, margin=math.log(risk / (1 - risk)), tier=version.tier_for(risk),
+                features={}, payload_sha256="0" * 64,
+            )
+            for n, risk, _, at in rows
+        ]
+    )  # fmt: skip
+    Outcome.objects.bulk_create([Outcome(encounter=encounters[n], outcome=died) for n, _, died, _ in rows])
+    Alert.objects.bulk_create(
+        [
+            Alert(prediction=p, patient=p.patient, unit=p.unit, tier=p.tier, risk=p.risk)
+            for p in predictions
+            if p.tier != "low"
+        ]
+    )
+    return version
+
+
+def _calibration_flags(result: dict) -> set[tuple[str, str]]:
+    return {(f["subgroup"], f["group"]) for f in result["flags"] if f["kind"] == "calibration_in_large"}
+
+
+def test_injected_miscalibration_is_flagged_in_its_unit_and_subgroup_only(ward):
+    micu = subgroup_window(version=ward, start=START, end=END, where=Slice("unit", "MICU"), n_boot=10)
+    assert _calibration_flags(micu) == {("Age", "80+")}
+    flag = next(f for f in micu["flags"] if f["kind"] == "calibration_in_large")
+    assert flag["difference"] == pytest.approx(-UNDER_PREDICTED, abs=0.01)
+    assert "In 80+ the model under-predicts" in flag["message"]
+    for where in [Slice("overall"), *(Slice("unit", u) for u in UNITS if u != "MICU"), Slice("shift", "day")]:
+        assert (
+            _calibration_flags(subgroup_window(version=ward, start=START, end=END, where=where, n_boot=10))
+            == set()
+        ), where
+    assert micu["sorted"][0]["group"] == "80+" and micu["sorted"][0]["subgroup"] == "Age"
+
+
+def test_every_figure_equals_fairlearn_and_sklearn_on_the_same_rows(ward):
+    result = subgroup_window(version=ward, start=START, end=END, where=Slice("unit", "MICU"), n_boot=10)
+    rows = Prediction.objects.filter(unit="MICU").select_related("patient", "encounter__outcome")
+    risk = np.array([p.risk for p in rows])
+    died = np.array([p.encounter.outcome.outcome for p in rows], dtype=int)
+    sex = np.array([p.patient.sex for p in rows])
+    assert (result["encounters"], result["with_outcome"]) == (len(rows), len(rows))
+
+    by_sex = next(r for r in result["subgroups"] if r["subgroup"]["column"] == "sex")
+    frame = MetricFrame(metrics=roc_auc_score, y_true=died, y_pred=risk, sensitive_features=sex)
+    for group, auroc in frame.by_group.items():
+        entry = by_sex["performance"]["groups"][group]
+        assert entry["metrics"]["auroc"]["value"] == pytest.approx(auroc, abs=1e-12)
+        mask = sex == group
+        assert (entry["n"], entry["events"]) == (int(mask.sum()), int(died[mask].sum()))
+        estimate = by_sex["estimate"]["groups"][group]["metrics"]
+        assert estimate["expected_event_rate"] == {
+            "value": pytest.approx(risk[mask].mean()),
+            "estimate": True,
+        }
+        burden = by_sex["burden"]["groups"][group]["metrics"]
+        assert burden["alerts_per_100_medium"]["value"] == pytest.approx(100 * np.mean(risk[mask] >= 0.25))
+    assert by_sex["estimate"]["estimate"] is True
+
+
+def test_override_rate_by_reason_per_subgroup(ward, charlie):
+    from patients.models import AlertAction
+
+    alerts = list(Alert.objects.filter(unit="CCU").select_related("patient").order_by("pk"))
+    women = [a for a in alerts if a.patient.sex == "female"]
+    # As clinician_ui.services.alert_action_record stores them (monitoring may not import it).
+    AlertAction.objects.bulk_create(
+        AlertAction(alert=alert, user=charlie, role="admin", action="dismiss", reason="already_aware",
+                    shown_at=START, seconds_to_decision=30.0, idempotency_key=f"k{alert.pk}")
+        for alert in women[:10]
+    )  # fmt: skip
+    result = subgroup_window(version=ward, start=START, end=END, where=Slice("unit", "CCU"), n_boot=10)
+    by_sex = next(r for r in result["subgroups"] if r["subgroup"]["column"] == "sex")["burden"]["groups"]
+    female, male = by_sex["female"]["actions"], by_sex["male"]["actions"]
+    assert female["alerts_with_actions"] == len(women)
+    assert female["override_rate"] == pytest.approx(10 / len(women))
+    assert female["override_rate_by_reason"] == {"already_aware": pytest.approx(10 / len(women))}
+    assert male["override_rate"] == 0.0 and male["share_by_action"]["none"] == 1.0
+
+
+def test_subgroup_json_for_admins_only_with_the_chart_data(
+    ward, charlie_client, alice_client, client, settings
+):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.SUBGROUP_MONITORING_RESAMPLES = 10
+    query = {"version": ward.pk, "from": START.isoformat(), "to": END.isoformat(), "slice": "unit:MICU"}
+    assert client.get("/monitoring/data/subgroups/", query).status_code == 401
+    assert alice_client.get("/monitoring/data/subgroups/", query).status_code == 403
+
+    response = charlie_client.get("/monitoring/data/subgroups/", query)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [t["subgroup"] for t in body["calibration"]] == [
+        "Unit",
+        "Shift",
+        "Sex",
+        "Age",
+        "Race",
+        "Ethnicity",
+    ]
+    age = next(t for t in body["calibration"] if t["subgroup"] == "Age")
+    old = next(p for p in age["points"] if p["group"] == "80+")
+    assert age["estimate"] is False and old["rate"] - old["mean_risk"] == pytest.approx(
+        UNDER_PREDICTED, abs=0.01
+    )
+    assert old["low"] < old["rate"] < old["high"]
+    ethnicity = next(t for t in body["calibration"] if t["subgroup"] == "Ethnicity")
+    assert [p["group"] for p in ethnicity["points"]] == ["not recorded"]  # none was posted
+    assert any(f["kind"] == "calibration_in_large" and f["group"] == "80+" for f in body["flags"])
+    page = charlie_client.get("/monitoring/").content.decode()
+    assert 'id="subgroups-section"' in page and "monitoring/subgroups.js" in page
