@@ -9,11 +9,11 @@ patient).
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from django.db import transaction
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from clinician_ui.selectors import score_detail_get
 from clinician_ui.services import alert_view_record
@@ -51,6 +51,26 @@ def _error(exc: CdsError | EhrAuthError) -> JsonResponse:
     return response
 
 
+def _only(method: str):
+    """Like require_GET / require_POST, but the refusal is the section-7 JSON body (405 with Allow)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if request.method != method:
+                response = JsonResponse(
+                    CdsError(405, "method_not_allowed", f"Use {method} at this address.").as_error_body(),
+                    status=405,
+                )
+                response["Allow"] = method
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
 def _body(request: HttpRequest):
     if request.content_type != "application/json":
         raise CdsError(415, "unsupported_media_type", "Send the request as application/json.")
@@ -66,7 +86,7 @@ def _audit(request: HttpRequest, caller: CdsCaller, *, action: str, user, hook_u
     access.audit_view(request, action=action, note=note, **rows)
 
 
-@require_GET
+@_only("GET")
 def discovery(request: HttpRequest) -> JsonResponse:
     """Public, as CDS Hooks discovery is: it names the services and their prefetch, no patient data."""
     return JsonResponse(cds_discovery.discovery())
@@ -131,7 +151,7 @@ def _card_record(caller: CdsCaller, hook: HookRequest, user, service_id: str, pr
 
 
 @csrf_exempt
-@require_POST
+@_only("POST")
 def service_call(request: HttpRequest, service_id: str) -> JsonResponse:
     try:
         base = _base(request)
@@ -152,7 +172,7 @@ def service_call(request: HttpRequest, service_id: str) -> JsonResponse:
 
 
 @csrf_exempt
-@require_POST
+@_only("POST")
 def feedback(request: HttpRequest, service_id: str) -> JsonResponse:
     try:
         base = _base(request)

@@ -181,6 +181,10 @@ EXPECTATIONS: dict[str, Expect] = {
     "model-list": Expect({**HTML_PAGE, **person(200)}),
     "model-card": Expect({**HTML_PAGE, **person(200)}),
     "model-card-charts": Expect({**HTML_PAGE, **person(200)}),
+    # The Model Facts label (HTML and PDF) and the HTI-1 source attributes: any signed-in person.
+    "model-facts": Expect({**HTML_PAGE, **person(200)}),
+    "model-facts-pdf": Expect({**HTML_PAGE, **person(200)}),
+    "api-source-attributes": Expect({**PERSON_API, **person(200)}),
     # A cohort recompute job's progress page (admins only, like monitoring).
     "job-progress": Expect({**HTML_PAGE, **person(403, charlie=200)}),
     "job-resume": Expect(
@@ -195,6 +199,7 @@ EXPECTATIONS: dict[str, Expect] = {
     "monitoring-prediction": Expect(MONITORING_JSON),
     "monitoring-performance": Expect(MONITORING_JSON),
     "monitoring-burden": Expect(MONITORING_JSON),
+    "monitoring-subgroups": Expect(MONITORING_JSON),
     "monitoring-refresh": Expect(
         {role: 405 for role in ROLES},
         post={"anonymous": 401, "service": 401, **person(403, charlie={200, 202, 400})},

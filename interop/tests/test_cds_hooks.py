@@ -47,6 +47,18 @@ def test_discovery_without_production_model_is_empty(client, ui_model_version):
     assert client.get("/cds-services").json() == {"services": []}
 
 
+def test_a_wrong_method_is_a_json_405_naming_the_right_one(client, production_version):
+    for method, path, allowed in (
+        ("get", f"/cds-services/{SERVICE}", "POST"),
+        ("get", f"/cds-services/{SERVICE}/feedback", "POST"),
+        ("post", "/cds-services", "GET"),
+    ):
+        response = getattr(client, method)(path)
+        assert response.status_code == 405 and response["Allow"] == allowed, path
+        assert response.json()["error"] == "method_not_allowed", path
+        assert SeenJti.objects.count() == 0
+
+
 def test_high_risk_card_numbers_equal_the_alert_page(cds, mapped, high, alice_client):
     response = cds.call(SERVICE, hook_body(high.patient.external_id))
     assert response.status_code == 200, response.content
