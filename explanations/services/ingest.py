@@ -78,6 +78,12 @@ def _replays_answer(items: list[Item]) -> None:
 # --- storage -----------------------------------------------------------------------------------
 
 
+def _after_commit(explanation_ids: list[int], version_ids: set[int]) -> None:
+    """Once the chunk is stored: queue its explanations, and tell whoever listens which versions scored."""
+    explanations_enqueue(explanation_ids)
+    predictions_stored.send(None, version_ids=version_ids)
+
+
 def _chunk_commit(chunk: list[Item], *, source: str, simulated: bool) -> None:
     """Store a chunk in one transaction; its explanations are queued once it commits.
 
@@ -93,9 +99,8 @@ def _chunk_commit(chunk: list[Item], *, source: str, simulated: bool) -> None:
                 stored = storage.chunk_store(todo, source=source, simulated=simulated)
                 if stored.explanation_ids:
                     ids = stored.explanation_ids
-                    transaction.on_commit(lambda ids=ids: explanations_enqueue(ids))
                     versions = {p.model_version_id for p in stored.predictions.values()}
-                    transaction.on_commit(lambda v=versions: predictions_stored.send(None, version_ids=v))
+                    transaction.on_commit(lambda ids=ids, v=versions: _after_commit(ids, v))
         except (IntegrityError, storage.Raced) as exc:
             if attempt == CHUNK_ATTEMPTS:
                 raise
