@@ -199,6 +199,18 @@ def _payload_value(f: FeatureDef, encoded: float) -> object:
     return float(encoded)
 
 
+def _demographics(row) -> dict:
+    """The patient's sex (FHIR administrative gender), age and race as the RHC study recorded them."""
+    out: dict = {}
+    if not pd.isna(row.sex_female):
+        out["sex"] = "female" if row.sex_female == 1 else "male"
+    if not pd.isna(row.age):
+        out["age"] = int(row.age)
+    if isinstance(row.race, str) and row.race not in ("", "nan"):
+        out["race"] = row.race
+    return out
+
+
 def scoring_payloads(
     *,
     model_name: str,
@@ -256,6 +268,8 @@ def scoring_payloads(
             "display_name": f"Simulated patient {pid:04d}",
             "unit": row.unit,
             "bed": str(1 + int(_unit_interval("bed", pid) * 24)),
+            # Real RHC values, for subgroup monitoring (never shown on the worklist).
+            **_demographics(row),
         }
         payload["encounter_id"] = f"RHC-E-{pid:04d}"
         payload["scored_at"] = _iso(scored_at)

@@ -97,3 +97,16 @@ def test_scoring_payloads_encode_to_the_scoring_split(model_version):
 
     np.testing.assert_array_equal(rows, scoring[model.feature_names].to_numpy(dtype=np.float64))
     assert ((model.predict_risk(rows) > 0) & (model.predict_risk(rows) < 1)).all()
+
+
+def test_demo_payloads_carry_the_study_s_sex_age_and_race_for_subgroup_monitoring():
+    from demo.rhc import scoring_payloads
+
+    payloads = list(scoring_payloads(model_name="icu-mortality-30d", limit=40))
+    races = set()
+    for payload in payloads:
+        patient, features = payload["patient"], payload["features"]
+        assert patient["sex"] == ("female" if features["sex_female"]["value"] == 1 else "male")
+        assert patient["age"] == int(features["age"]["value"])
+        races.add(patient["race"])
+    assert races <= {"white", "black", "other"} and len(races) > 1

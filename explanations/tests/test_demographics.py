@@ -18,6 +18,8 @@ def _micu(prediction_payload, **patient) -> dict:
         i for i in range(prediction_payload.count) if prediction_payload(i)["patient"]["unit"] == "MICU"
     )
     body = prediction_payload(index)
+    for key in ("sex", "birth_date", "age", "race", "ethnicity"):  # the demo sends the RHC study's
+        body["patient"].pop(key, None)
     body["patient"].update(patient)
     return body
 
