@@ -1,11 +1,18 @@
 """What monitoring does when ingest announces new scores (explanations.signals.predictions_stored)."""
 
+import contextlib
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from sightline.celery import app
 
 from .services import CACHE_PREFIX
+
+log = logging.getLogger(__name__)
 
 
 def summaries_refresh_on_scores(sender, *, version_ids, **kwargs) -> None:
@@ -19,5 +26,12 @@ def summaries_refresh_on_scores(sender, *, version_ids, **kwargs) -> None:
 
     debounce = int(settings.MONITORING_REFRESH_DEBOUNCE_SECONDS)
     for version_id in sorted(version_ids):
-        if cache.add(f"{CACHE_PREFIX}:refresh-scheduled:{version_id}", 1, timeout=debounce):
-            monitoring_version_refresh.apply_async((version_id,), countdown=debounce)
+        key = f"{CACHE_PREFIX}:refresh-scheduled:{version_id}"
+        try:
+            if cache.add(key, 1, timeout=debounce):
+                monitoring_version_refresh.apply_async((version_id,), countdown=debounce)
+        except (BrokerError, RedisError, ConnectionError, OSError) as exc:
+            # The scores are stored and acknowledged; the periodic refresh recomputes the summaries.
+            log.warning("monitoring refresh of version %s not scheduled: %s", version_id, exc)
+            with contextlib.suppress(RedisError, ConnectionError, OSError):
+                cache.delete(key)  # the next scores try again
