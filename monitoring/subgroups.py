@@ -29,14 +29,7 @@ from models_registry.models import ModelVersion
 from patients.models import AlertAction
 
 from .selectors import Slice, hospital_time_zone, predictions_in
-
-# The demographic subgroups a window is split by (the payload's patient fields), after unit and shift.
-DEMOGRAPHIC_SUBGROUPS = (
-    Subgroup("sex", "Sex", protected=True),
-    Subgroup("age", "Age", protected=True, bands=[18, 45, 65, 80]),
-    Subgroup("race", "Race", protected=True),
-    Subgroup("ethnicity", "Ethnicity", protected=True),
-)
+from .subgroup_specs import Monitored, group_value, monitored_subgroups
 
 
 def _age(born, age, scored_at: datetime) -> float:
@@ -46,9 +39,12 @@ def _age(born, age, scored_at: datetime) -> float:
     return float(age) if age is not None else np.nan
 
 
-def window_encounters(version: ModelVersion, start: datetime, end: datetime, where: Slice) -> pd.DataFrame:
+def window_encounters(
+    version: ModelVersion, start: datetime, end: datetime, where: Slice, feature_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """One row per encounter (its latest score in the window): risk, outcome (NaN until known), unit,
-    shift, the patient's demographics, and its alert's latest action and reason (if alerted)."""
+    shift, the patient's demographics, its alert's latest action and reason (if alerted), and the
+    posted value of each of `feature_columns` (model inputs a declared subgroup splits by)."""
     latest_action = AlertAction.objects.filter(alert=OuterRef("alert__id")).order_by("-acted_at", "-id")
     rows = (
         predictions_in(version, start, end, where)
@@ -66,6 +62,7 @@ def window_encounters(version: ModelVersion, start: datetime, end: datetime, whe
             "patient__race",
             "patient__ethnicity",
             "alert__id",
+            *(f"features__{name}__value" for name in feature_columns),
         )
         .annotate(
             action=Subquery(latest_action.values("action")[:1]),
@@ -75,7 +72,8 @@ def window_encounters(version: ModelVersion, start: datetime, end: datetime, whe
     zone = hospital_time_zone()
     out, seen = [], None
     for row in rows.iterator(chunk_size=5000):
-        encounter, risk, outcome, unit, scored, sex, born, age, race, ethnicity, alert, action, reason = row
+        encounter, risk, outcome, unit, scored, sex, born, age, race, ethnicity, alert, *posted = row
+        posted, (action, reason) = posted[: len(feature_columns)], posted[len(feature_columns) :]
         if encounter == seen:
             continue  # an earlier score of the same encounter
         seen = encounter
@@ -92,14 +90,29 @@ def window_encounters(version: ModelVersion, start: datetime, end: datetime, whe
                 "alerted": alert is not None,
                 "action": (action or "none") if alert is not None else None,
                 "reason": reason,
+                **{f"feature:{name}": value for name, value in zip(feature_columns, posted, strict=True)},
             }
         )
-    return pd.DataFrame(out, columns=["risk", "outcome", "unit", "shift", "sex", "age", "race", "ethnicity",
-                                      "alerted", "action", "reason"])  # fmt: skip
+    columns = [
+        "risk",
+        "outcome",
+        "unit",
+        "shift",
+        "sex",
+        "age",
+        "race",
+        "ethnicity",
+        "alerted",
+        "action",
+        "reason",
+    ]
+    return pd.DataFrame(out, columns=[*columns, *(f"feature:{name}" for name in feature_columns)])
 
 
-def _one(frame: pd.DataFrame, spec: Subgroup, tiers: dict[str, float], n_boot: int) -> dict:
-    groups = assign_groups(frame[spec.column], spec)
+def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -> dict:
+    spec = monitored.spec
+    column = f"feature:{spec.column}" if monitored.source == "feature" else spec.column
+    groups = assign_groups(frame[column].map(lambda v: group_value(v, spec)), spec)
     risk = frame["risk"].to_numpy(dtype=np.float64)
     known = frame["outcome"].notna().to_numpy()
     alerted = frame["alerted"].to_numpy(dtype=bool)
@@ -143,9 +156,15 @@ def subgroup_window(
 ) -> dict:
     """The subgroup view of one window and slice: per subgroup the three results above, every flag,
     and one table of (subgroup, group, metric) rows sorted by the size of the disparity."""
-    frame = window_encounters(version, start, end, where)
+    monitored, unseen = monitored_subgroups(version)
+    inputs = tuple(m.spec.column for m in monitored if m.source == "feature")
+    frame = window_encounters(version, start, end, where, feature_columns=inputs)
     tiers = {"high": version.tier_high, "medium": version.tier_medium}
-    specs = [Subgroup("unit", "Unit"), Subgroup("shift", "Shift"), *DEMOGRAPHIC_SUBGROUPS]
+    specs = [
+        Monitored(Subgroup("unit", "Unit"), "patient"),
+        Monitored(Subgroup("shift", "Shift"), "patient"),
+        *monitored,
+    ]
     n_boot = settings.SUBGROUP_MONITORING_RESAMPLES if n_boot is None else n_boot
     reports = [_one(frame, spec, tiers, n_boot) for spec in specs] if len(frame) else []
     rows = sorted(
@@ -161,6 +180,7 @@ def subgroup_window(
         "subgroups": reports,
         "flags": [f for report in reports for f in report["flags"]],
         "sorted": rows,
+        "not_monitored": unseen,
     }
 
 

@@ -174,3 +174,52 @@ def test_subgroup_json_for_admins_only_with_the_chart_data(
     assert any(f["kind"] == "calibration_in_large" and f["group"] == "80+" for f in body["flags"])
     page = charlie_client.get("/monitoring/").content.decode()
     assert 'id="subgroups-section"' in page and "monitoring/subgroups.js" in page
+
+
+def test_the_bundle_s_declared_subgroups_split_the_window_like_the_card(db):
+    """CONTRACT section 1: declared subgroups are reported in monitoring too. A declared model input
+    reads each score's posted value (yes/no sent as JSON booleans or 0/1) with the bundle's labels and
+    bands; a column monitoring cannot see is listed with the reason; a demographic the bundle already
+    covers by label is not reported twice."""
+    version = model_version_create()
+    version.spec = {
+        **version.spec,
+        "subgroups": [
+            {
+                "column": "ventilated",
+                "label": "Ventilation",
+                "values": {0: "not ventilated", 1: "ventilated"},
+            },
+            {"column": "age", "label": "Age", "bands": [50, 75], "protected": True},
+            {"column": "insurance", "label": "Insurance"},
+        ],
+    }
+    version.save(update_fields=["spec"])
+    posted = [True, 1, False, 0, None] * 12
+    for n, value in enumerate(posted):
+        patient = Patient.objects.create(external_id=f"V-{n}", unit="MICU", sex="female")
+        encounter = Encounter.objects.create(external_id=f"VE-{n}", patient=patient)
+        risk = 0.2 + (n % 5) / 10
+        Prediction.objects.create(
+            registered_model=version.registered_model, model_version=version, external_id=f"v/{n}",
+            patient=patient, encounter=encounter, unit="MICU", bed="1", scored_at=START + timedelta(hours=n),
+            risk=risk, margin=math.log(risk / (1 - risk)), tier=version.tier_for(risk),
+            payload_sha256="0" * 64, features={"ventilated": {"value": value}, "age": {"value": 40 + n}},
+        )  # fmt: skip
+
+    result = subgroup_window(version=version, start=START, end=END, where=Slice.parse("overall"), n_boot=0)
+
+    by_label = {r["subgroup"]["label"]: r for r in result["subgroups"]}
+    assert list(by_label) == ["Unit", "Shift", "Ventilation", "Age", "Sex", "Race", "Ethnicity"]
+    assert by_label["Ventilation"]["group_order"] == ["not ventilated", "ventilated", "not recorded"]
+    counts = {g: e["n"] for g, e in by_label["Ventilation"]["estimate"]["groups"].items()}
+    assert counts == {"ventilated": 24, "not ventilated": 24, "not recorded": 12}
+    assert by_label["Age"]["group_order"] == ["<50", "50-74", "75+"]  # the bundle's bands, not the default
+    assert result["not_monitored"] == [
+        {
+            "column": "insurance",
+            "label": "Insurance",
+            "reason": "not a model input and not a patient field of the scoring payloads "
+            "(sex, age, race, ethnicity)",
+        }
+    ]

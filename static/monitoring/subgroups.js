@@ -45,7 +45,8 @@
   function render(v) {
     var withOutcomes = v.with_outcome > 0;
     status.textContent = v.encounters + " encounters in the window, " + v.with_outcome + " with their outcome. " +
-      (withOutcomes ? "Figures on the encounters whose outcome is known." : "No outcome yet: figures are CBPE estimates (they assume the model is calibrated).");
+      (withOutcomes ? "Figures on the encounters whose outcome is known." : "No outcome yet: figures are CBPE estimates (they assume the model is calibrated).") +
+      (v.not_monitored || []).map(function (u) { return " " + u.label + " (declared in the bundle) is not monitored: " + u.reason + "."; }).join("");
     var flags = document.getElementById("subgroup-flags");
     flags.textContent = "";
     v.flags.forEach(function (f) { var li = document.createElement("li"); li.textContent = f.message; flags.appendChild(li); });
