@@ -136,6 +136,17 @@ DATABASES = {
         conn_max_age=envint("DB_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default serves the web process and in-process tasks at once. A deferred
+    # transaction that reads and then writes cannot wait for a concurrent one (SQLite answers
+    # "database is locked" at once, which the API would answer 503): take the write lock when the
+    # transaction begins, wait up to SQLITE_BUSY_TIMEOUT_SECONDS for it, and let readers read
+    # while a writer writes (WAL).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": envint("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
