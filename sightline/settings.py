@@ -332,6 +332,8 @@ API_BODY_LIMITS = {
     "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
     "/cds-services/": envint("API_BODY_LIMIT_CDS", 4 * 1024 * 1024),
 }
+# What a model bundle .zip may unpack to (the declared sizes and the bytes really written alike).
+MODEL_BUNDLE_MAX_UNPACKED_BYTES = envint("MODEL_BUNDLE_MAX_UNPACKED_BYTES", 256 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
 # A prediction scored further ahead of this server's clock is refused (clock fault).
