@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "csp",
     # Ordered bottom layer first (see the import-linter contract in pyproject.toml).
     "common",
     "accounts",
@@ -107,6 +108,7 @@ MIDDLEWARE = [
     "explanations.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "sightline.urls"
@@ -352,6 +354,35 @@ if PRODUCTION:
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
 SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp): scripts, styles, images, fonts and fetches from this
+# origin only; no inline script, no eval, no plugins, no <base>. Plotly (served from our static
+# files) makes two <style> elements itself: an empty one it fills through the CSSOM, and the map
+# library's stylesheet; the policy allows exactly those two contents by hash (the hash of the
+# second changes with the plotly pin: tests/test_csp_browser.py fails until it is updated here).
+# FRAME_ANCESTORS (env CSP_FRAME_ANCESTORS, comma-separated origins) may frame Sightline, e.g. an
+# EHR that embeds the SMART app; by default none may, like X-Frame-Options: DENY (which browsers
+# ignore once frame-ancestors names an origin).
+FRAME_ANCESTORS = [o.strip() for o in (env("CSP_FRAME_ANCESTORS", "") or "").split(",") if o.strip()]
+_PLOTLY_STYLE_HASHES = [
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # an empty <style>
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # plotly.js 4.1.1's maplibre-gl css
+]
+_CSP_DIRECTIVES = {
+    "default-src": ["'none'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", *_PLOTLY_STYLE_HASHES],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
+    "object-src": ["'none'"],
+    "frame-ancestors": FRAME_ANCESTORS or ["'none'"],
+}
+if env("CSP_REPORT_URI"):
+    _CSP_DIRECTIVES["report-uri"] = [env("CSP_REPORT_URI")]
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
 
 LOGGING = {
     "version": 1,
