@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsPerson, IsServiceToken, MayRunCohortJobs, visible_units
+from accounts.permissions import IsPerson, IsServiceToken, MayRunCohortJobs, ReadsPatientData, visible_units
 from patients.access import audit_view, prediction_for_user
 from patients.models import Prediction
 from sightline.api_errors import ApiError, error_body
@@ -106,7 +106,7 @@ class PredictionBulkIngestApi(APIView):
 
 
 class PredictionExplanationApi(APIView):
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, prediction_id: int) -> Response:
@@ -140,7 +140,7 @@ class PredictionWhatIfApi(APIView):
 
     Answered synchronously; nothing is stored but the audit event."""
 
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request, prediction_id: int) -> Response:
@@ -168,7 +168,7 @@ class CohortApi(APIView):
     """`GET ?model=NAME[&version=V][&unit=MICU][&shift=day|night][&from=YYYY-MM-DD][&to=...]`:
     cohort SHAP importance and a bounded sample, over the units the user may see."""
 
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import ServiceTokenAuthentication, SessionLoginAuthentication
-from accounts.permissions import IsRegistryAdmin
+from accounts.permissions import IsRegistryAdmin, ReadsRegistry
 from models_registry.bundle import BundleError, BundleTooLarge
 from models_registry.selectors import model_card, model_version_get
 from models_registry.services import PromotionRefused, model_register_upload
@@ -128,10 +128,11 @@ def _too_large(size: int, limit: int) -> ApiError:
 
 
 class ModelCardApi(APIView):
-    """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data)."""
+    """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data): a signed-in
+    person, or an admin's API token with the registry scope."""
 
-    authentication_classes = [SessionLoginAuthentication]
-    permission_classes = [permissions.IsAuthenticated]
+    authentication_classes = [ServiceTokenAuthentication, SessionLoginAuthentication]
+    permission_classes = [permissions.IsAuthenticated, ReadsRegistry]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: int):
