@@ -13,23 +13,9 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from sightline.envvars import env, envbool, envint
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    """Read a setting from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
-    file_path = os.environ.get(f"{name}_FILE")
-    if file_path:
-        return Path(file_path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def envbool(name: str, default: str = "False") -> bool:
-    return (env(name, default) or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def envint(name: str, default: int) -> int:
-    return int(env(name, str(default)))
 
 
 DEBUG = envbool("DEBUG", "False")
@@ -104,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Idle and absolute session limits (accounts.sessions).
+    "accounts.sessions.SessionTimeoutMiddleware",
     # A database outage answers the API 503 JSON, not an HTML 500.
     "explanations.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -358,34 +346,8 @@ if PRODUCTION:
     }
 SESSION_COOKIE_HTTPONLY = True
 
-# Content-Security-Policy (django-csp): scripts, styles, images, fonts and fetches from this
-# origin only; no inline script, no eval, no plugins, no <base>. Plotly (served from our static
-# files) makes two <style> elements itself: an empty one it fills through the CSSOM, and the map
-# library's stylesheet; the policy allows exactly those two contents by hash (the hash of the
-# second changes with the plotly pin: tests/test_csp_browser.py fails until it is updated here).
-# FRAME_ANCESTORS (env CSP_FRAME_ANCESTORS, comma-separated origins) may frame Sightline, e.g. an
-# EHR that embeds the SMART app; by default none may, like X-Frame-Options: DENY (which browsers
-# ignore once frame-ancestors names an origin).
-FRAME_ANCESTORS = [o.strip() for o in (env("CSP_FRAME_ANCESTORS", "") or "").split(",") if o.strip()]
-_PLOTLY_STYLE_HASHES = [
-    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # an empty <style>
-    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # plotly.js 4.1.1's maplibre-gl css
-]
-_CSP_DIRECTIVES = {
-    "default-src": ["'none'"],
-    "script-src": ["'self'"],
-    "style-src": ["'self'", *_PLOTLY_STYLE_HASHES],
-    "img-src": ["'self'", "data:"],
-    "font-src": ["'self'"],
-    "connect-src": ["'self'"],
-    "form-action": ["'self'"],
-    "base-uri": ["'none'"],
-    "object-src": ["'none'"],
-    "frame-ancestors": FRAME_ANCESTORS or ["'none'"],
-}
-if env("CSP_REPORT_URI"):
-    _CSP_DIRECTIVES["report-uri"] = [env("CSP_REPORT_URI")]
-CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
+# Content-Security-Policy, sessions (idle and absolute limits): sightline/settings_security.py.
+from sightline.settings_security import *  # noqa: E402, F403
 
 LOGGING = {
     "version": 1,

@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.sessions import session_status
 from clinician_ui.login_throttle import admin_login
 
 urlpatterns = [
     # Before the admin's own login/, so that it is throttled like the app's.
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
+    path("session/", session_status, name="session-status"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("explanations.urls")),
     path("api/v1/", include("models_registry.urls")),
