@@ -1,11 +1,14 @@
 """The one guard for patient rows. Every view and API endpoint that shows patient data goes
-through here, and every view of a patient is recorded here (audit_view).
+through here, and every view of a patient is recorded here (audit_view; a list or a query's
+answer, with every patient it showed, by audit_list).
 
 Which units a user sees is decided in accounts.permissions.visible_units: a clinician sees the
 units on their profile; an admin and an auditor see every unit; anyone else, including a
 scoring-service token, sees no patient. Objects outside a user's units answer 404, not 403, so
 their existence is not disclosed.
 """
+
+from collections.abc import Iterable
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -86,4 +89,29 @@ def audit_view(
         action=action,
         path=path[:500],
         ip=client_ip(request),
+    )
+
+
+def audit_list(
+    request: HttpRequest,
+    *,
+    action: str,
+    patients: Iterable[Patient | str],
+    rows: int,
+    note: str = "",
+) -> AuditEvent:
+    """Record that request.user saw a list or a query's answer: which patients (external ids, every
+    one of them, in `patients`), and over how many rows (`rows`; `note`, e.g. "100 of 675 rows" or
+    the query, kept after the path)."""
+    ids = sorted({p if isinstance(p, str) else p.external_id for p in patients})
+    path = request.get_full_path()
+    if note:
+        path = f"{path} [{note}]"
+    return AuditEvent.objects.create(
+        user=request.user if getattr(request.user, "is_authenticated", False) else None,
+        action=action,
+        path=path[:500],
+        ip=client_ip(request),
+        patients=ids,
+        rows=rows,
     )
