@@ -8,8 +8,11 @@ scoring-service token, sees no patient. Objects outside a user's units answer 40
 their existence is not disclosed.
 """
 
+import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
@@ -65,8 +68,34 @@ def alert_for_user(user, alert_id: int) -> Alert:
         raise Http404("No such alert.") from None
 
 
+@lru_cache(maxsize=8)
+def _trusted_networks(proxies: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _address(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: REMOTE_ADDR, or behind a trusted proxy (settings.TRUSTED_PROXIES) the
+    right-most address of settings.CLIENT_IP_HEADER that is not a trusted proxy itself."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = _trusted_networks(tuple(getattr(settings, "TRUSTED_PROXIES", ()) or ()))
+    remote_address = _address(remote or "")
+    if not trusted or remote_address is None or not any(remote_address in n for n in trusted):
+        return remote
+    header = "HTTP_" + settings.CLIENT_IP_HEADER.upper().replace("-", "_")
+    for hop in reversed((request.META.get(header) or "").split(",")):
+        address = _address(hop)
+        if address is None:
+            return remote  # a hop that is not an address: trust nothing further left
+        if not any(address in n for n in trusted):
+            return str(address)
+    return remote
 
 
 def audit_view(

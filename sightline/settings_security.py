@@ -41,3 +41,10 @@ SESSION_IDLE_WARNING_SECONDS = envint("SESSION_IDLE_WARNING_SECONDS", 2 * 60)
 SESSION_ABSOLUTE_SECONDS = envint("SESSION_ABSOLUTE_SECONDS", 12 * 3600)
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# The client's address (audit records, login throttling): REMOTE_ADDR, unless the request came
+# from one of TRUSTED_PROXIES (addresses or networks, e.g. the compose file's nginx), in which case
+# the right-most address in CLIENT_IP_HEADER that is not itself a trusted proxy. Unset: no proxy
+# is trusted and forwarded headers are ignored (a client could write them).
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES")
+CLIENT_IP_HEADER = env("CLIENT_IP_HEADER", "X-Forwarded-For")
