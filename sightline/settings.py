@@ -144,9 +144,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# Login throttling (clinician_ui.login_throttle): failures per username, per address, and the window.
+# Login throttling by backoff (clinician_ui.login_throttle): free failures per username and per
+# address, the first wait, the longest waits, and how long a count is remembered.
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_IP_LIMIT = envint("LOGIN_FAILURE_IP_LIMIT", 20)
+LOGIN_BACKOFF_SECONDS = envint("LOGIN_BACKOFF_SECONDS", 1)
+LOGIN_BACKOFF_MAX_SECONDS = envint("LOGIN_BACKOFF_MAX_SECONDS", 300)
+LOGIN_BACKOFF_IP_MAX_SECONDS = envint("LOGIN_BACKOFF_IP_MAX_SECONDS", 30)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 # Personal API tokens (create_api_token): how long one lasts unless --expires says, and at most.
 API_TOKEN_DEFAULT_DAYS = envint("API_TOKEN_DEFAULT_DAYS", 90)
