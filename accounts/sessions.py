@@ -12,7 +12,8 @@ screen left open still times out. GET /session/ tells the page's timer how long 
 import time
 
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import SESSION_KEY, logout
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -76,13 +77,24 @@ def _counts_as_activity(request: HttpRequest, now: float) -> bool:
     return stale and not is_background(request)
 
 
+def _signed_in(request: HttpRequest) -> bool:
+    """A session user, without touching the database for a request with no session cookie (a
+    token's API call); with the database down, the view answers (503 JSON on the API), not this."""
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        return False
+    try:
+        return SESSION_KEY in request.session
+    except (OperationalError, InterfaceError):
+        return False
+
+
 class SessionTimeoutMiddleware:
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest):
         now = time.time()
-        if request.user.is_authenticated and LOGIN_AT in request.session:
+        if _signed_in(request) and LOGIN_AT in request.session:
             ended = _ended(request.session, now)
             if ended is not None:
                 logout(request)
@@ -93,12 +105,11 @@ class SessionTimeoutMiddleware:
             elif _counts_as_activity(request, now):
                 request.session[ACTIVE_AT] = now
         response = self.get_response(request)
-        # A session signed in before these limits existed: its clocks start now.
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and LOGIN_AT not in request.session:
+        # A session signed in before these limits existed: its clocks start now. (A token's call
+        # has no session to time.)
+        if _signed_in(request) and LOGIN_AT not in request.session:
             request.session[LOGIN_AT] = now
             request.session[ACTIVE_AT] = now
-            request.session.pop(ENDED, None)
         return response
 
 

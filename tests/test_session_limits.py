@@ -98,3 +98,9 @@ def test_session_status_tells_the_page_what_is_left(alice, settings):
     # Asked without the background header ("Stay signed in"): activity, the idle clock restarts.
     assert client.get("/session/").json()["idle"] >= 20 * 60 - 2
     assert Client().get("/session/").status_code == 401
+
+
+def test_a_token_call_has_no_session_to_time(service_client):
+    response = service_client.get("/api/v1/predictions/1/explanation/")
+    assert response.status_code == 403
+    assert "sessionid" not in response.cookies
