@@ -7,6 +7,7 @@ from drf_spectacular.authentication import SessionScheme
 from rest_framework import authentication, exceptions
 
 from .models import ServiceToken
+from .permissions import TOKEN_SCOPES_ATTR
 from .principals import ServicePrincipal
 from .tokens import api_token_authenticate, hash_key
 
@@ -28,7 +29,9 @@ class ServiceTokenAuthentication(authentication.TokenAuthentication):
             # person, never as a service.
             api_token = api_token_authenticate(key_hash=hash_key(key))
             if api_token is None:
-                raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+                raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
+            # The token's scopes bound what its user may do in this request (accounts.permissions).
+            setattr(api_token.user, TOKEN_SCOPES_ATTR, tuple(api_token.scopes))
             return api_token.user, api_token
         ServiceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return ServicePrincipal(token=token), token

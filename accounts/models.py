@@ -44,7 +44,8 @@ class ServiceToken(models.Model):
 
 class ApiToken(models.Model):
     """A personal API token of an admin (`Authorization: Token <key>`), e.g. for a training job's
-    `POST /api/v1/models/`. Authenticates as its user; only the key's sha256 is stored."""
+    `POST /api/v1/models/`. Authenticates as its user, within its scopes (accounts.permissions),
+    until it expires, is revoked, or its user's role changes; only the key's sha256 is stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
     name = models.CharField(max_length=100, blank=True)
@@ -54,6 +55,12 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    # What the token may be used for (accounts.permissions.API_TOKEN_SCOPES).
+    scopes = models.JSONField(default=list)
+    # The role its user had when it was issued: a token of a user whose role changed is void.
+    issued_role = models.CharField(max_length=12, blank=True, default="")
+    expires_at = models.DateTimeField(null=True)
+    revoked_reason = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         db_table = "models_registry_apitoken"

@@ -7,6 +7,12 @@ log but acts on nothing. A scoring service (ServicePrincipal) is authenticated b
 may post predictions and outcomes and read nothing.
 
 Which patient rows a user sees is patients.access's job; it asks visible_units() here.
+
+A person may also call the API with a personal API token (accounts.tokens). The token carries
+scopes and is worth no more than they say: `registry` (model upload, model cards, cohort jobs) and
+`patient-data` (reading patients' scores and explanations). A request made with a token lacking
+`patient-data` sees no unit at all, whatever its user's role. A token is worth something only
+while its user still holds the role it was issued under (may_use_api_token).
 """
 
 from rest_framework import permissions
@@ -15,6 +21,23 @@ from .models import Profile
 from .principals import ServicePrincipal
 
 Role = Profile.Role
+
+SCOPE_REGISTRY = "registry"
+SCOPE_PATIENT_DATA = "patient-data"
+API_TOKEN_SCOPES = (SCOPE_REGISTRY, SCOPE_PATIENT_DATA)
+# Set on request.user by token authentication (accounts.auth): the scopes of the token used.
+TOKEN_SCOPES_ATTR = "api_token_scopes"  # noqa: S105 (an attribute name, not a secret)
+
+
+def token_scopes(user) -> tuple[str, ...] | None:
+    """The scopes of the API token this request came with, or None for a session (no token)."""
+    scopes = getattr(user, TOKEN_SCOPES_ATTR, None)
+    return None if scopes is None else tuple(scopes)
+
+
+def _scope_allows(user, scope: str) -> bool:
+    scopes = token_scopes(user)
+    return scopes is None or scope in scopes
 
 
 def user_role(user) -> str | None:
@@ -42,6 +65,8 @@ def is_admin(user) -> bool:
 
 def visible_units(user) -> list[str] | None:
     """The unit codes the user may see; None means every unit, [] means none."""
+    if not _scope_allows(user, SCOPE_PATIENT_DATA):
+        return []
     role = user_role(user)
     if role in (Role.ADMIN, Role.AUDITOR):
         return None
@@ -62,17 +87,17 @@ def may_read_audit(user) -> bool:
 
 def may_manage_registry(user) -> bool:
     """Register, promote (and override the gate), and retire model versions."""
-    return is_admin(user)
+    return is_admin(user) and _scope_allows(user, SCOPE_REGISTRY)
 
 
 def may_view_monitoring(user) -> bool:
     """The drift, performance and alert-burden dashboards and their JSON."""
-    return is_admin(user)
+    return is_admin(user) and _scope_allows(user, SCOPE_REGISTRY)
 
 
 def may_run_cohort_jobs(user) -> bool:
     """Start a cohort recompute and read its progress, on the page and over the API alike."""
-    return is_admin(user)
+    return is_admin(user) and _scope_allows(user, SCOPE_REGISTRY)
 
 
 def may_act_through_ehr(user) -> bool:
@@ -89,6 +114,22 @@ def may_hold_api_token(user) -> bool:
     return bool(getattr(user, "is_active", False)) and is_admin(user)
 
 
+def may_use_api_token(user, *, issued_role: str) -> bool:
+    """A token is honoured only while its user may hold one and still has the role it was issued
+    under: a demoted or promoted user's tokens stop working (and are revoked)."""
+    return may_hold_api_token(user) and user_role(user) == issued_role
+
+
+def may_read_patient_data(user) -> bool:
+    """A person, by session or with a token that has the patient-data scope."""
+    return is_person(user) and _scope_allows(user, SCOPE_PATIENT_DATA)
+
+
+def may_read_registry(user) -> bool:
+    """Model cards: any signed-in person; with a token, one that has the registry scope."""
+    return is_person(user) and _scope_allows(user, SCOPE_REGISTRY)
+
+
 class IsPerson(permissions.BasePermission):
     """DRF: a signed-in person; a scoring-service token sees no patient data."""
 
@@ -96,6 +137,30 @@ class IsPerson(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return is_person(request.user)
+
+
+class ReadsPatientData(permissions.BasePermission):
+    """DRF: patients' scores and explanations; a token needs the patient-data scope."""
+
+    message = "Patient data needs a signed-in user; a scoring-service token may only post."
+
+    def has_permission(self, request, view) -> bool:
+        if is_person(request.user) and not may_read_patient_data(request.user):
+            self.message = (
+                f"This API token lacks the '{SCOPE_PATIENT_DATA}' scope (create_api_token --scope)."
+            )
+        return may_read_patient_data(request.user)
+
+
+class ReadsRegistry(permissions.BasePermission):
+    """DRF: model cards; a token needs the registry scope."""
+
+    message = "Model cards are for signed-in users."
+
+    def has_permission(self, request, view) -> bool:
+        if is_person(request.user) and not may_read_registry(request.user):
+            self.message = f"This API token lacks the '{SCOPE_REGISTRY}' scope (create_api_token --scope)."
+        return may_read_registry(request.user)
 
 
 class IsServiceToken(permissions.BasePermission):
@@ -109,6 +174,8 @@ class IsRegistryAdmin(permissions.BasePermission):
     message = "Only an admin may register models."
 
     def has_permission(self, request, view) -> bool:
+        if is_admin(request.user) and not may_manage_registry(request.user):
+            self.message = f"This API token lacks the '{SCOPE_REGISTRY}' scope (create_api_token --scope)."
         return may_manage_registry(request.user)
 
 
@@ -116,4 +183,6 @@ class MayRunCohortJobs(permissions.BasePermission):
     message = "Cohort recompute jobs are for admins."
 
     def has_permission(self, request, view) -> bool:
+        if is_admin(request.user) and not may_run_cohort_jobs(request.user):
+            self.message = f"This API token lacks the '{SCOPE_REGISTRY}' scope (create_api_token --scope)."
         return may_run_cohort_jobs(request.user)

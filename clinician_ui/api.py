@@ -93,7 +93,7 @@ class AlertActionCreateApi(APIView):
         request=AlertActionInput,
         responses={201: AlertActionOutput, 200: AlertActionOutput},
         description="Record a clinician's action on an alert. Append-only; a repeated idempotency_key "
-        "returns the first action (200).",
+        "returns the first action (200); the same key with another action, reason or comment is 409.",
     )
     def post(self, request, alert_id: int) -> Response:
         alert = access.alert_for_user(request.user, alert_id)

@@ -1,10 +1,11 @@
 """Reads of the audit log for auditors and admins: who saw which patient, when, through what."""
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from patients.models import AuditEvent
 
@@ -12,6 +13,8 @@ PAGE_SIZE = 50
 # What the app writes; the search takes any action, these are offered as suggestions.
 KNOWN_ACTIONS = (
     "view_worklist",
+    "worklist_json",
+    "api_cohort",
     "view_alert",
     "view_prediction",
     "expand_low_tier",
@@ -57,7 +60,9 @@ def audit_events_search(*, query: AuditQuery) -> QuerySet[AuditEvent]:
     if query.user:
         events = events.filter(user__username__iexact=query.user)
     if query.patient:
-        events = events.filter(patient__external_id=query.patient)
+        # A record of that patient's own page, or of a list or query that showed them.
+        listed = json.dumps(query.patient)
+        events = events.filter(Q(patient__external_id=query.patient) | Q(patients__icontains=listed))
     if query.action:
         events = events.filter(action=query.action)
     if query.date_from:

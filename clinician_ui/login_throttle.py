@@ -1,16 +1,23 @@
-"""Login throttling: repeated failed logins lock the username (and, at a higher count, the address)
-for a window. Counts live in the Django cache (Redis in production), so every web process shares them.
+"""Login throttling by backoff, never a hard lock: after a few failures, each further attempt for
+that username (or from that address) must wait, twice as long after each failure, up to a cap.
+Counts live in the Django cache (Redis in production), so every web process shares them.
 
-- LOGIN_FAILURE_LIMIT failures for one username within LOGIN_FAILURE_WINDOW_SECONDS lock that
-  username; LOGIN_FAILURE_IP_LIMIT failures from one address lock the address. The address limit is
-  higher because a ward workstation (or a hospital's NAT) is shared by many staff.
-- While locked, a login attempt is refused before any password is checked, and does not extend
-  the lock: the window runs from the first failure counted.
+- LOGIN_FAILURE_LIMIT failures for one username are free; the next attempt waits
+  LOGIN_BACKOFF_SECONDS, then twice that after each further failure, at most
+  LOGIN_BACKOFF_MAX_SECONDS (300). An address gets LOGIN_FAILURE_IP_LIMIT free failures and waits
+  at most LOGIN_BACKOFF_IP_MAX_SECONDS (30): a ward workstation (or a hospital's NAT) is shared,
+  so a guesser there may slow a colleague's login by seconds, never stop it. The address is the
+  client's (patients.access.client_ip: behind a trusted proxy, the forwarded one).
+- An attempt made before its wait is over is refused (429, Retry-After) before any password is
+  checked, and is not counted. The count of a key is forgotten LOGIN_FAILURE_WINDOW_SECONDS after
+  its last failure.
 - A successful login clears its username's count. Not its address's: an attacker holding one
   account must not be able to reset the count of an address they are guessing passwords from.
 """
 
 import hashlib
+import math
+import time
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -19,10 +26,14 @@ from django.http import HttpRequest, HttpResponse
 
 from patients.access import client_ip
 
-LOCKED_MESSAGE = (
-    "Too many failed login attempts. Logging in is paused for {minutes} minutes; "
-    "ask your unit's Sightline administrator if you cannot wait."
+WAIT_MESSAGE = (
+    "Too many failed login attempts. Wait {seconds} seconds before trying again; ask your unit's "
+    "Sightline administrator if you cannot log in."
 )
+
+
+def _now() -> float:
+    return time.time()
 
 
 def _key(kind: str, value: str) -> str:
@@ -30,31 +41,57 @@ def _key(kind: str, value: str) -> str:
     return f"login-failures:{kind}:{digest}"
 
 
-def _keys(*, username: str, ip: str | None) -> list[tuple[str, int]]:
-    keys = [(_key("user", username.strip().lower()), settings.LOGIN_FAILURE_LIMIT)]
+def _keys(*, username: str, ip: str | None) -> list[tuple[str, int, int]]:
+    """(cache key, free failures, longest wait) for the username and the address."""
+    keys = [
+        (
+            _key("user", username.strip().lower()),
+            settings.LOGIN_FAILURE_LIMIT,
+            settings.LOGIN_BACKOFF_MAX_SECONDS,
+        )
+    ]
     if ip:
-        keys.append((_key("ip", ip), settings.LOGIN_FAILURE_IP_LIMIT))
+        keys.append((_key("ip", ip), settings.LOGIN_FAILURE_IP_LIMIT, settings.LOGIN_BACKOFF_IP_MAX_SECONDS))
     return keys
 
 
-def login_locked(*, username: str, ip: str | None) -> bool:
-    counts = cache.get_many([key for key, _ in _keys(username=username, ip=ip)])
-    return any(counts.get(key, 0) >= limit for key, limit in _keys(username=username, ip=ip))
+def _delay(failures: int, free: int, longest: int) -> float:
+    if failures < free:
+        return 0.0
+    return min(float(longest), settings.LOGIN_BACKOFF_SECONDS * 2.0 ** (failures - free))
+
+
+def login_wait(*, username: str, ip: str | None) -> int:
+    """Whole seconds before this username, from this address, may try again (0: now)."""
+    keys = _keys(username=username, ip=ip)
+    states = cache.get_many([key for key, _, _ in keys])
+    now = _now()
+    waits = [
+        states[key]["last"] + _delay(states[key]["n"], free, longest) - now
+        for key, free, longest in keys
+        if key in states
+    ]
+    longest_wait = max(waits, default=0.0)
+    return math.ceil(longest_wait) if longest_wait > 0 else 0
 
 
 def login_failure_record(*, username: str, ip: str | None) -> None:
-    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    for key, _ in _keys(username=username, ip=ip):
-        # add() starts the window on the first failure; incr() never moves it.
-        cache.add(key, 0, timeout=window)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr: this failure starts a new window
-            cache.set(key, 1, timeout=window)
+    now = _now()
+    for key, _, _ in _keys(username=username, ip=ip):
+        state = cache.get(key) or {"n": 0}
+        cache.set(key, {"n": state["n"] + 1, "last": now}, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
 def login_success_record(*, username: str) -> None:
     cache.delete(_key("user", username.strip().lower()))
+
+
+def _refused(request: HttpRequest, context: dict, seconds: int) -> HttpResponse:
+    from django.shortcuts import render
+
+    response = render(request, "registration/login.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 class ThrottledLoginView(auth_views.LoginView):
@@ -62,12 +99,11 @@ class ThrottledLoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        username = request.POST.get("username", "")
-        if login_locked(username=username, ip=client_ip(request)):
+        seconds = login_wait(username=request.POST.get("username", ""), ip=client_ip(request))
+        if seconds:
             form = self.get_form_class()(request=request)  # unbound: the password is not checked
-            minutes = max(1, settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
-            context = self.get_context_data(form=form, locked=LOCKED_MESSAGE.format(minutes=minutes))
-            return self.render_to_response(context, status=429)
+            context = self.get_context_data(form=form, locked=WAIT_MESSAGE.format(seconds=seconds))
+            return _refused(request, context, seconds)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
@@ -84,15 +120,14 @@ def admin_login(request: HttpRequest) -> HttpResponse:
     front of the admin's): one throttle, whichever door is tried."""
     from django.contrib import admin
     from django.contrib.auth.forms import AuthenticationForm
-    from django.shortcuts import render
 
     if request.method != "POST":
         return admin.site.login(request)
     username, ip = request.POST.get("username", ""), client_ip(request)
-    if login_locked(username=username, ip=ip):
-        minutes = max(1, settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
-        context = {"form": AuthenticationForm(request), "locked": LOCKED_MESSAGE.format(minutes=minutes)}
-        return render(request, "registration/login.html", context, status=429)
+    seconds = login_wait(username=username, ip=ip)
+    if seconds:
+        context = {"form": AuthenticationForm(request), "locked": WAIT_MESSAGE.format(seconds=seconds)}
+        return _refused(request, context, seconds)
     response = admin.site.login(request)
     if response.status_code == 302 and request.user.is_authenticated:
         login_success_record(username=request.user.get_username())

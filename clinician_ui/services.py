@@ -4,9 +4,11 @@ import uuid
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework import status
 
 from accounts import permissions
 from patients.models import Alert, AlertAction, AlertView
+from sightline.api_errors import ApiError
 
 # The action a clinician took decides the alert's state; a later action supersedes an earlier one.
 _STATE_AFTER = {
@@ -21,6 +23,18 @@ def alert_view_record(*, alert: Alert, user) -> AlertView:
     """When this user first saw this alert: the start of their time to decision. Later views keep it."""
     view, _ = AlertView.objects.get_or_create(alert=alert, user=user)
     return view
+
+
+def _key_conflict(existing: AlertAction) -> ApiError:
+    return ApiError(
+        code="idempotency_conflict",
+        detail=(
+            f"This idempotency_key already recorded a {existing.action} ({existing.reason}) on this alert; "
+            "a different action needs a new key."
+        ),
+        status_code=status.HTTP_409_CONFLICT,
+        fields={"idempotency_key": ["Already used with a different action, reason or comment."]},
+    )
 
 
 def alert_action_record(
@@ -38,11 +52,13 @@ def alert_action_record(
 
     The caller has validated `action` and `reason` and checked access. With an idempotency key
     that this user already used on this alert, nothing is written and the first action is
-    returned (created=False): a double click is one action. Without a key every call is a new
-    action. seconds_to_decision counts from when the alert was first shown to this user; a user
-    who acts without ever having been shown it (an API client) starts the clock now. `decided_at`
-    is when the decision was made if the caller knows it (CDS Hooks feedback's outcomeTimestamp);
-    else now. `channel` says where it was made (the EHR's card, or Sightline itself).
+    returned (created=False): a double click is one action. The same key with another action,
+    reason or comment is a 409 (ApiError idempotency_conflict) and writes nothing. Without a key
+    every call is a new action. seconds_to_decision counts from when the alert was first shown
+    to this user; a user who acts without ever having been shown it (an API client) starts the
+    clock now. `decided_at` is when the decision was made if the caller knows it (CDS Hooks
+    feedback's outcomeTimestamp); else now. `channel` says where it was made (the EHR's card, or
+    Sightline itself).
     """
     with transaction.atomic():
         # Serialises concurrent actions on one alert, so two identical clicks cannot both insert.
@@ -52,6 +68,8 @@ def alert_action_record(
                 alert=locked, user=user, idempotency_key=idempotency_key
             ).first()
             if existing is not None:
+                if (existing.action, existing.reason, existing.comment) != (action, reason, comment):
+                    raise _key_conflict(existing)
                 return existing, False
         view = alert_view_record(alert=locked, user=user)
         now = decided_at or timezone.now()

@@ -59,7 +59,7 @@ def _page_url(request: HttpRequest, **changes) -> str:
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
     data = worklist_get(user=request.user, **_worklist_filters(request))
-    access.audit_view(request, action="view_worklist")
+    _audit_worklist(request, data, action="view_worklist")
     alert_rows, low_rows = worklist_rows(data)
     poll = worklist_poll(data=data, alert_rows=alert_rows, low_rows=low_rows, client_versions=[])
     pages = {
@@ -81,6 +81,19 @@ def worklist(request: HttpRequest) -> HttpResponse:
     return render(request, "clinician_ui/worklist.html", context)
 
 
+def _audit_worklist(request: HttpRequest, data, *, action: str) -> None:
+    """One record per worklist answer: every patient of its pages, and how many rows of how many."""
+    shown = [row.patient for row in (*data.alerts, *data.low)]
+    access.audit_list(
+        request,
+        action=action,
+        patients=shown,
+        rows=len(shown),
+        note=f"alerts {len(data.alerts)} of {data.alerts_page.total}, low {len(data.low)} of "
+        f"{data.low_page.total}",
+    )
+
+
 def _client_versions(request: HttpRequest) -> list[str]:
     """The list versions the page says it holds (If-None-Match), unquoted."""
     etags = parse_etags(request.headers.get("If-None-Match", ""))
@@ -94,8 +107,8 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
     304 when the page's list (If-None-Match) is current, else the rows in order, those the page
     holds unchanged by key alone (worklist_poll).
 
-    Not audited per poll: the page load that started the polling is (view_worklist), and a
-    record every 15 s per open screen would bury the patient-level records auditors read."""
+    Every answer with rows is audited with the patients it lists (a 304 carries no patient data,
+    so an unchanged list polled every 15 s writes nothing)."""
     data = worklist_get(user=request.user, **_worklist_filters(request))
     alert_rows, low_rows = worklist_rows(data)
     poll = worklist_poll(
@@ -104,6 +117,7 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
     if poll.unchanged:
         response = HttpResponseNotModified()
     else:
+        _audit_worklist(request, data, action="worklist_json")
         response = JsonResponse(
             {
                 "version": poll.version,

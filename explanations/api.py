@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsPerson, IsServiceToken, MayRunCohortJobs, visible_units
-from patients.access import audit_view, prediction_for_user
+from accounts.permissions import IsPerson, IsServiceToken, MayRunCohortJobs, ReadsPatientData, visible_units
+from patients.access import audit_list, audit_view, prediction_for_user, predictions_for_user
 from patients.models import Prediction
 from sightline.api_errors import ApiError, error_body
 from sightline.parsers import StrictJSONParser
@@ -106,7 +106,7 @@ class PredictionBulkIngestApi(APIView):
 
 
 class PredictionExplanationApi(APIView):
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, prediction_id: int) -> Response:
@@ -140,7 +140,7 @@ class PredictionWhatIfApi(APIView):
 
     Answered synchronously; nothing is stored but the audit event."""
 
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request, prediction_id: int) -> Response:
@@ -168,7 +168,7 @@ class CohortApi(APIView):
     """`GET ?model=NAME[&version=V][&unit=MICU][&shift=day|night][&from=YYYY-MM-DD][&to=...]`:
     cohort SHAP importance and a bounded sample, over the units the user may see."""
 
-    permission_classes = [IsPerson]
+    permission_classes = [ReadsPatientData]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
@@ -180,12 +180,20 @@ class CohortApi(APIView):
         units = [query["unit"]] if query.get("unit") else allowed
         if allowed is not None and units is not None:
             units = [u for u in units if u in allowed]
-        return Response(
-            selectors.cohort_summary(
-                version=version,
-                units=units,
-                shift=query.get("shift"),
-                day_from=query.get("from"),
-                day_to=query.get("to"),
-            )
+        summary = selectors.cohort_summary(
+            version=version,
+            units=units,
+            shift=query.get("shift"),
+            day_from=query.get("from"),
+            day_to=query.get("to"),
         )
+        # Per-prediction values and SHAP: which patients, and the query over how many explanations.
+        sampled = predictions_for_user(request.user).filter(pk__in=summary["sample"]["prediction_ids"])
+        audit_list(
+            request,
+            action="api_cohort",
+            patients=sampled.values_list("patient__external_id", flat=True),
+            rows=summary["sample"]["n"],
+            note=f"sample {summary['sample']['n']} of {summary['explanations']} explanations",
+        )
+        return Response(summary)

@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsServiceToken, is_service
+from accounts.permissions import SCOPE_PATIENT_DATA, IsServiceToken, is_service, may_read_patient_data
 from explanations.services import prediction_ingest
 from patients import access
 from sightline.api_errors import ApiError
@@ -76,6 +76,12 @@ class RiskAssessmentView(FhirView):
                 403,
                 "forbidden",
                 "Scoring-service tokens post predictions; they do not read patients' records.",
+            )
+        if not may_read_patient_data(request.user):
+            raise fhir_resources.FhirError(
+                403,
+                "forbidden",
+                f"This API token lacks the '{SCOPE_PATIENT_DATA}' scope (create_api_token --scope).",
             )
         prediction = access.prediction_for_user(request.user, pk)
         access.audit_view(request._request, action="fhir_risk_assessment", prediction=prediction)

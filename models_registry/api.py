@@ -12,14 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import ServiceTokenAuthentication, SessionLoginAuthentication
-from accounts.permissions import IsPerson, IsRegistryAdmin
-from models_registry.bundle import BundleError
+from accounts.permissions import IsPerson, IsRegistryAdmin, ReadsRegistry
+from models_registry.bundle import BundleError, BundleTooLarge
 from models_registry.facts import source_attributes
 from models_registry.selectors import model_card, model_version_get
 from models_registry.services import PromotionRefused, model_register_upload
 from sightline.api_errors import ApiError
 
-# Largest bundle zip accepted over the API (the unpacked bundle may hold up to 1 GiB).
+# Largest bundle zip accepted over the API (what it may unpack to: MODEL_BUNDLE_MAX_UNPACKED_BYTES).
 DEFAULT_UPLOAD_MAX_BYTES = 512 * 1024 * 1024
 
 
@@ -87,6 +87,13 @@ class ModelUploadApi(APIView):
             version, created = model_register_upload(
                 upload=upload, promote=promote, user=request.user, override_reason=override_reason
             )
+        except BundleTooLarge as exc:
+            raise ApiError(
+                code="payload_too_large",
+                detail=f"{exc} Nothing was registered.",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                fields={"bundle": [str(exc)]},
+            ) from exc
         except BundleError as exc:
             raise ApiError(code="invalid_bundle", detail=str(exc), fields={"bundle": [str(exc)]}) from exc
         except PromotionRefused as exc:
@@ -122,10 +129,11 @@ def _too_large(size: int, limit: int) -> ApiError:
 
 
 class ModelCardApi(APIView):
-    """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data)."""
+    """GET /api/v1/models/{name}/versions/{v}/card/ — the model card (no patient data): a signed-in
+    person, or an admin's API token with the registry scope."""
 
-    authentication_classes = [SessionLoginAuthentication]
-    permission_classes = [permissions.IsAuthenticated]
+    authentication_classes = [ServiceTokenAuthentication, SessionLoginAuthentication]
+    permission_classes = [permissions.IsAuthenticated, ReadsRegistry]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: int):

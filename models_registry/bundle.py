@@ -15,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import zipfile
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +48,7 @@ from models_registry.bundle_rules import (  # noqa: F401 (BundleError is the mod
 )
 from models_registry.bundle_spec import number, parse_features, parse_spec, parse_subgroups
 from models_registry.bundle_subgroups import check_subgroup_columns
+from models_registry.bundle_zip import BundleTooLarge, extract_zip  # noqa: F401 (the module's API)
 from models_registry.formats import MODEL_FORMATS, ModelFormatError, TreeModel, load_model
 
 
@@ -94,8 +94,11 @@ def bundle_digest(artifacts: dict[str, str]) -> str:
     return sha256_bytes(text.encode())
 
 
-def read_bundle(path: Path | str) -> Bundle:
-    """Read and verify a bundle directory or .zip; raise BundleError naming the first problem."""
+def read_bundle(path: Path | str, *, max_unpacked_bytes: int = MAX_UNCOMPRESSED_BYTES) -> Bundle:
+    """Read and verify a bundle directory or .zip; raise BundleError naming the first problem.
+
+    A .zip may unpack to at most `max_unpacked_bytes` (BundleTooLarge) and hold only bundle.yaml
+    and the files it names (bundle_zip)."""
     path = Path(path)
     if not path.exists():
         raise BundleError(f"Bundle not found: {path}.")
@@ -103,42 +106,8 @@ def read_bundle(path: Path | str) -> Bundle:
         return _read_directory(path)
     if zipfile.is_zipfile(path):
         with tempfile.TemporaryDirectory(prefix="sightline-bundle-") as tmp:
-            return _read_directory(_extract_zip(path, Path(tmp)))
+            return _read_directory(extract_zip(path, Path(tmp), max_unpacked_bytes=max_unpacked_bytes))
     raise BundleError(f"{path.name} is neither a bundle directory nor a .zip file.")
-
-
-def _extract_zip(path: Path, target: Path) -> Path:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{path.name} is not a readable zip file: {exc}.") from exc
-    with archive:
-        members = archive.infolist()
-        total = 0
-        for member in members:
-            name = member.filename
-            parts = PurePosixPath(name.replace("\\", "/")).parts
-            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise BundleError(f"Zip member '{name}' has a path outside the bundle folder.")
-            if (member.external_attr >> 16) & 0o170000 == 0o120000:
-                raise BundleError(f"Zip member '{name}' is a symbolic link; bundles hold plain files only.")
-            total += member.file_size
-        if total > MAX_UNCOMPRESSED_BYTES:
-            raise BundleError(
-                f"{path.name} unpacks to {total:,} bytes, more than the 1 GiB a bundle may hold."
-            )
-        try:
-            archive.extractall(target)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            # A member whose CRC or compressed data is damaged.
-            raise BundleError(f"{path.name} is a damaged zip file: {exc}.") from exc
-    if (target / "bundle.yaml").is_file():
-        return target
-    # A zip of the bundle folder itself: bundle/bundle.yaml.
-    candidates = [p.parent for p in target.glob("*/bundle.yaml")]
-    if len(candidates) == 1:
-        return candidates[0]
-    raise BundleError(f"{path.name} has no bundle.yaml at its top level or in a single top-level folder.")
 
 
 def _read_file(root: Path, relative: str, what: str) -> bytes:

@@ -9,7 +9,9 @@ EXPECTED_RISK_TOLERANCE = 1e-5
 ADDITIVITY_SAMPLE = 200
 ADDITIVITY_SEED = 0
 RANDOMISATION_ROWS = 100
-MAX_UNCOMPRESSED_BYTES = 1024**3
+# What a bundle .zip may unpack to unless the caller says otherwise
+# (settings.MODEL_BUNDLE_MAX_UNPACKED_BYTES).
+MAX_UNCOMPRESSED_BYTES = 256 * 1024**2
 # bundle.yaml describes a bundle in a few kilobytes; anything near this is not a description.
 MAX_SPEC_BYTES = 256 * 1024
 CHALLENGER_TRUSTED_TYPES = (

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.permissions import may_manage_registry
 from models_registry.bundle import Bundle, read_bundle, sha256_bytes
+from models_registry.bundle_rules import MAX_UNCOMPRESSED_BYTES
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 from models_registry.signals import version_registered
 
@@ -54,6 +55,10 @@ def _artifact_store(*, data: bytes, sha256: str) -> Path:
     return target
 
 
+def _max_unpacked_bytes() -> int:
+    return int(getattr(settings, "MODEL_BUNDLE_MAX_UNPACKED_BYTES", MAX_UNCOMPRESSED_BYTES))
+
+
 def model_register_upload(
     *, upload, promote: bool = False, user=None, override_reason: str | None = None
 ) -> tuple[ModelVersion, bool]:
@@ -78,7 +83,7 @@ def model_register(
     bundle fails a check. With promote=True, raises PromotionRefused and stores nothing when the
     promotion gate fails and no admin override (user + override_reason) is given.
     """
-    bundle = read_bundle(path)
+    bundle = read_bundle(path, max_unpacked_bytes=_max_unpacked_bytes())
     # Files first, outside the transaction: content-addressed, so a rolled-back registration
     # leaves at most an unreferenced file that a later identical registration reuses.
     for name, data in bundle.files.items():

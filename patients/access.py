@@ -1,5 +1,6 @@
 """The one guard for patient rows. Every view and API endpoint that shows patient data goes
-through here, and every view of a patient is recorded here (audit_view).
+through here, and every view of a patient is recorded here (audit_view; a list or a query's
+answer, with every patient it showed, by audit_list).
 
 Which units a user sees is decided in accounts.permissions.visible_units: a clinician sees the
 units on their profile; an admin and an auditor see every unit; anyone else, including a
@@ -7,6 +8,11 @@ scoring-service token, sees no patient. Objects outside a user's units answer 40
 their existence is not disclosed.
 """
 
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
@@ -62,8 +68,34 @@ def alert_for_user(user, alert_id: int) -> Alert:
         raise Http404("No such alert.") from None
 
 
+@lru_cache(maxsize=8)
+def _trusted_networks(proxies: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _address(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: REMOTE_ADDR, or behind a trusted proxy (settings.TRUSTED_PROXIES) the
+    right-most address of settings.CLIENT_IP_HEADER that is not a trusted proxy itself."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = _trusted_networks(tuple(getattr(settings, "TRUSTED_PROXIES", ()) or ()))
+    remote_address = _address(remote or "")
+    if not trusted or remote_address is None or not any(remote_address in n for n in trusted):
+        return remote
+    header = "HTTP_" + settings.CLIENT_IP_HEADER.upper().replace("-", "_")
+    for hop in reversed((request.META.get(header) or "").split(",")):
+        address = _address(hop)
+        if address is None:
+            return remote  # a hop that is not an address: trust nothing further left
+        if not any(address in n for n in trusted):
+            return str(address)
+    return remote
 
 
 def audit_view(
@@ -86,4 +118,29 @@ def audit_view(
         action=action,
         path=path[:500],
         ip=client_ip(request),
+    )
+
+
+def audit_list(
+    request: HttpRequest,
+    *,
+    action: str,
+    patients: Iterable[Patient | str],
+    rows: int,
+    note: str = "",
+) -> AuditEvent:
+    """Record that request.user saw a list or a query's answer: which patients (external ids, every
+    one of them, in `patients`), and over how many rows (`rows`; `note`, e.g. "100 of 675 rows" or
+    the query, kept after the path)."""
+    ids = sorted({p if isinstance(p, str) else p.external_id for p in patients})
+    path = request.get_full_path()
+    if note:
+        path = f"{path} [{note}]"
+    return AuditEvent.objects.create(
+        user=request.user if getattr(request.user, "is_authenticated", False) else None,
+        action=action,
+        path=path[:500],
+        ip=client_ip(request),
+        patients=ids,
+        rows=rows,
     )

@@ -42,12 +42,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
             shown = [self.audited_patient(obj) for obj in changelist.result_list]
-            ids = sorted({patient.external_id for patient in shown if patient is not None})
-            access.audit_view(
+            access.audit_list(
                 request,
                 action=f"admin_list_{self.model._meta.model_name}"[:50],
-                note=f"{len(changelist.result_list)} of {changelist.result_count} rows"
-                + (f"; patients {', '.join(ids)}" if ids else ""),
+                patients=[patient for patient in shown if patient is not None],
+                rows=len(changelist.result_list),
+                note=f"{len(changelist.result_list)} of {changelist.result_count} rows",
             )
         return response
 

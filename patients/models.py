@@ -256,6 +256,10 @@ class AuditEvent(AppendOnlyModel):
     path = models.CharField(max_length=500)
     ip = models.GenericIPAddressField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A list or a query (a worklist page, a cohort summary): the external ids of the patients it
+    # showed, and how many rows it covered (patients.access.audit_list).
+    patients = models.JSONField(default=list, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "clinician_ui_auditevent"

@@ -14,23 +14,9 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from sightline.envvars import env, envbool, envint
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    """Read a setting from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
-    file_path = os.environ.get(f"{name}_FILE")
-    if file_path:
-        return Path(file_path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def envbool(name: str, default: str = "False") -> bool:
-    return (env(name, default) or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def envint(name: str, default: int) -> int:
-    return int(env(name, str(default)))
 
 
 DEBUG = envbool("DEBUG", "False")
@@ -83,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's assets, served from our own static files (no CDN).
     "drf_spectacular_sidecar",
+    "csp",
     # Ordered bottom layer first (see the import-linter contract in pyproject.toml).
     "common",
     "accounts",
@@ -106,10 +93,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Idle and absolute session limits (accounts.sessions).
+    "accounts.sessions.SessionTimeoutMiddleware",
     # A database outage answers the API 503 JSON, not an HTML 500.
     "explanations.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "sightline.urls"
@@ -139,6 +129,17 @@ DATABASES = {
         conn_max_age=envint("DB_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default serves the web process and in-process tasks at once. A deferred
+    # transaction that reads and then writes cannot wait for a concurrent one (SQLite answers
+    # "database is locked" at once, which the API would answer 503): take the write lock when the
+    # transaction begins, wait up to SQLITE_BUSY_TIMEOUT_SECONDS for it, and let readers read
+    # while a writer writes (WAL).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": envint("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -146,10 +147,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# Login throttling (clinician_ui.login_throttle): failures per username, per address, and the window.
+# Login throttling by backoff (clinician_ui.login_throttle): free failures per username and per
+# address, the first wait, the longest waits, and how long a count is remembered.
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_IP_LIMIT = envint("LOGIN_FAILURE_IP_LIMIT", 20)
+LOGIN_BACKOFF_SECONDS = envint("LOGIN_BACKOFF_SECONDS", 1)
+LOGIN_BACKOFF_MAX_SECONDS = envint("LOGIN_BACKOFF_MAX_SECONDS", 300)
+LOGIN_BACKOFF_IP_MAX_SECONDS = envint("LOGIN_BACKOFF_IP_MAX_SECONDS", 30)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# Personal API tokens (create_api_token): how long one lasts unless --expires says, and at most.
+API_TOKEN_DEFAULT_DAYS = envint("API_TOKEN_DEFAULT_DAYS", 90)
+API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
 LOGIN_REDIRECT_URL = "worklist"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -349,6 +357,8 @@ API_BODY_LIMITS = {
     "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
     "/cds-services/": envint("API_BODY_LIMIT_CDS", 4 * 1024 * 1024),
 }
+# What a model bundle .zip may unpack to (the declared sizes and the bytes really written alike).
+MODEL_BUNDLE_MAX_UNPACKED_BYTES = envint("MODEL_BUNDLE_MAX_UNPACKED_BYTES", 256 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
 # A prediction scored further ahead of this server's clock is refused (clock fault).
@@ -367,6 +377,9 @@ if PRODUCTION:
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
 SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy, sessions (idle and absolute limits): sightline/settings_security.py.
+from sightline.settings_security import *  # noqa: E402, F403
 
 LOGGING = {
     "version": 1,

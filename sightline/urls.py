@@ -3,12 +3,14 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts.sessions import session_status
 from clinician_ui.login_throttle import admin_login
 
 urlpatterns = [
     # Before the admin's own login/, so that it is throttled like the app's.
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
+    path("session/", session_status, name="session-status"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The browsable API documentation (Swagger UI; its script is a file, not inline), for people
     # signed in; the schema itself stays public, as the contract it documents is.

@@ -197,7 +197,7 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
         page.evaluate("window.__notReloaded = true")
         # Nothing changed yet: the polls answer 304, and the page keeps its rows.
         page.wait_for_function(
-            "document.querySelector('#worklist').hasAttribute('data-last-poll')", timeout=5_000
+            "() => document.querySelector('#worklist').hasAttribute('data-last-poll')", timeout=5_000
         )
         assert [poll.status for poll in polls] == [304] * len(polls) and polls
         list_version = page.get_attribute("#worklist", "data-version")
@@ -222,9 +222,11 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
         # A new high alert lands above everything, and another row's state changes.
         new = prediction_create(model_version=version, unit="MICU", risk=0.97)
         Alert.objects.filter(pk=ward["medium"].alert.pk).update(state=Alert.State.ACKNOWLEDGED)
-        page.wait_for_function("document.querySelectorAll('#alerts-body tr').length === 27", timeout=10_000)
         page.wait_for_function(
-            "document.querySelector('#alerts-body tr').textContent.indexOf('97%') !== -1", timeout=5_000
+            "() => document.querySelectorAll('#alerts-body tr').length === 27", timeout=10_000
+        )
+        page.wait_for_function(
+            "() => document.querySelector('#alerts-body tr').textContent.indexOf('97%') !== -1", timeout=5_000
         )
 
         assert page.evaluate("window.__notReloaded") is True
@@ -358,7 +360,7 @@ def test_script_in_patient_name_or_comment_never_runs(browser, live_server, ward
         first_poll = page.get_attribute("#worklist", "data-last-poll")
         Alert.objects.filter(pk=evil.alert.pk).update(state=Alert.State.ACKNOWLEDGED)
         page.wait_for_function(
-            "document.querySelector('#alerts-body').textContent.indexOf('Acknowledged') !== -1"
+            "() => document.querySelector('#alerts-body').textContent.indexOf('Acknowledged') !== -1"
             " && document.querySelector('#worklist').getAttribute('data-last-poll') !== "
             + json.dumps(first_poll),
             timeout=10_000,

@@ -17,16 +17,31 @@ from clinician_ui import login_throttle
 from tests.fixtures.people import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKED_TEXT = b"Too many failed login attempts"
+WAIT_TEXT = b"Too many failed login attempts"
+
+
+class Clock:
+    """login_throttle's clock, moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture(autouse=True)
-def clean_counts(settings):
+def clock(settings, monkeypatch) -> Clock:
     settings.LOGIN_FAILURE_LIMIT = 5
     settings.LOGIN_FAILURE_IP_LIMIT = 20
+    settings.LOGIN_BACKOFF_SECONDS = 1
+    settings.LOGIN_BACKOFF_MAX_SECONDS = 300
+    settings.LOGIN_BACKOFF_IP_MAX_SECONDS = 30
     settings.LOGIN_FAILURE_WINDOW_SECONDS = 900
     cache.clear()
-    yield
+    clock = Clock()
+    monkeypatch.setattr(login_throttle, "_now", clock)
+    yield clock
     cache.clear()
 
 
@@ -40,33 +55,45 @@ def fail(n: int, **kwargs) -> list[int]:
 
 
 @pytest.mark.django_db
-def test_five_failures_lock_the_username_and_no_password_is_checked(alice):
+def test_after_five_failures_the_next_attempt_waits_and_no_password_is_checked(alice, clock):
     assert fail(5) == [200] * 5  # the form again, "did not match"
     with mock.patch.object(auth_forms, "authenticate", wraps=auth_forms.authenticate) as authenticate:
-        response, client = attempt(PASSWORD)  # the right password, but locked
+        response, client = attempt(PASSWORD)  # the right password, too soon
         assert authenticate.call_count == 0
     assert response.status_code == 429
-    assert LOCKED_TEXT in response.content
-    assert b"15 minutes" in response.content
+    assert response["Retry-After"] == "1"
+    assert WAIT_TEXT in response.content and b"Wait 1 seconds" in response.content
     assert "_auth_user_id" not in client.session
-    # From another address too: the lock is the username's.
+    # From another address too: the wait is the username's.
     assert attempt(PASSWORD, ip="10.0.0.2")[0].status_code == 429
+    # A second later the right password logs in: a delay, never a lock.
+    clock.now += 1
+    assert attempt(PASSWORD)[0].status_code == 302
 
 
 @pytest.mark.django_db
-def test_the_lock_ends_with_the_window(alice):
+def test_the_wait_doubles_with_each_failure_up_to_its_cap(alice, clock, settings):
+    settings.LOGIN_BACKOFF_MAX_SECONDS = 8
     fail(5)
-    assert attempt(PASSWORD)[0].status_code == 429
-    # The counts are cache entries that expire with the window (15 minutes from the first failure).
-    keys = [login_throttle._key("user", "alice"), login_throttle._key("ip", "10.0.0.1")]
+    waits = []
+    for _ in range(6):
+        response = attempt("wrong-password")[0]
+        waits.append(int(response["Retry-After"]))
+        clock.now += waits[-1]
+        assert attempt("wrong-password")[0].status_code == 200  # allowed, and counted
+    assert waits == [1, 2, 4, 8, 8, 8]
+
+
+@pytest.mark.django_db
+def test_counts_are_forgotten_a_window_after_the_last_failure(alice, clock):
+    fail(5)
+    key = login_throttle._key("user", "alice")
     client = cache._cache.get_client(None, write=False)
-    for key in keys:
-        assert 890 <= client.ttl(cache.make_and_validate_key(key)) <= 900
-    # Let the window end now rather than in 15 minutes.
-    for key in keys:
-        assert cache.touch(key, 1)
+    assert 890 <= client.ttl(cache.make_and_validate_key(key)) <= 900
+    assert cache.touch(key, 1) and cache.touch(login_throttle._key("ip", "10.0.0.1"), 1)
     time.sleep(1.2)
-    assert attempt(PASSWORD)[0].status_code == 302
+    assert cache.get(key) is None
+    assert fail(5) == [200] * 5  # five free failures again
 
 
 @pytest.mark.django_db
@@ -85,14 +112,28 @@ def test_usernames_are_counted_separately_and_case_insensitively(alice, bob):
 
 
 @pytest.mark.django_db
-def test_many_failures_from_one_address_lock_the_address(alice, bob, settings):
+def test_fifty_failed_usernames_from_one_address_only_slow_a_colleague(alice, bob, clock):
+    """The finding as tried: 50 failed usernames from one address locked out a correct login for
+    15 minutes. Now the address waits at most LOGIN_BACKOFF_IP_MAX_SECONDS."""
+    for i in range(50):
+        attempt("wrong-password", username=f"guess{i}")
+        clock.now += 31  # the guesser waits out the address's backoff each time
+    response = attempt(PASSWORD, username="bob")[0]
+    if response.status_code == 429:
+        assert int(response["Retry-After"]) <= 30
+        clock.now += int(response["Retry-After"])
+        response = attempt(PASSWORD, username="bob")[0]
+    assert response.status_code == 302
+
+
+@pytest.mark.django_db
+def test_many_failures_from_one_address_make_it_wait(alice, bob, settings):
     settings.LOGIN_FAILURE_IP_LIMIT = 8  # 20 by default; fewer here to keep the test quick
     # Four failures on each of two usernames: neither reaches its limit, the address does.
     for name in ("u1", "u2"):
         assert fail(4, username=name) == [200] * 4
     response = attempt(PASSWORD, username="bob")[0]
-    assert response.status_code == 429
-    assert LOCKED_TEXT in response.content
+    assert response.status_code == 429 and WAIT_TEXT in response.content
     assert attempt(PASSWORD, username="bob", ip="10.9.9.9")[0].status_code == 302
 
 

@@ -74,7 +74,7 @@ def test_admin_finds_the_shifted_feature_first_and_its_overlay(browser, live_ser
         page.goto(live_server.url + "/monitoring/")
         # The default view (the last 7 days, nothing scored) settles before we ask for ours.
         page.wait_for_function(
-            "!document.getElementById('monitoring-results').hidden"
+            "() => !document.getElementById('monitoring-results').hidden"
             " || document.getElementById('monitoring-status').textContent !== 'Loading…'",
             timeout=20_000,
         )
@@ -88,7 +88,9 @@ def test_admin_finds_the_shifted_feature_first_and_its_overlay(browser, live_ser
 
         meta = page.locator("#monitoring-meta")
         page.wait_for_function(
-            "document.getElementById('monitoring-meta').textContent.includes('unit:" + SHIFTED_UNIT + "')",
+            "() => document.getElementById('monitoring-meta').textContent.includes('unit:"
+            + SHIFTED_UNIT
+            + "')",
             timeout=30_000,
         )
         assert f"{micu} current scores against {micu}" in meta.inner_text()
@@ -108,13 +110,13 @@ def test_admin_finds_the_shifted_feature_first_and_its_overlay(browser, live_ser
         page.wait_for_selector("#feature-figure.js-plotly-plot .barlayer .trace", timeout=20_000)
         rows.nth(1).click()
         page.wait_for_function(
-            "document.querySelector('#feature-figure .gtitle')"
+            "() => document.querySelector('#feature-figure .gtitle')"
             " && !document.querySelector('#feature-figure .gtitle').textContent.startsWith('Sodium')",
             timeout=20_000,
         )
         first.click()
         page.wait_for_function(
-            "document.querySelector('#feature-figure .gtitle')"
+            "() => document.querySelector('#feature-figure .gtitle')"
             " && document.querySelector('#feature-figure .gtitle').textContent.startsWith('Sodium')",
             timeout=20_000,
         )

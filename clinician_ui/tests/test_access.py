@@ -117,11 +117,13 @@ def test_every_view_writes_an_audit_row_with_user_patient_and_path(alice, alice_
         assert event.ip == "127.0.0.1"
     alice_client.get(reverse("worklist") + "?tier=high")
     event = AuditEvent.objects.order_by("-id").first()
-    assert (event.user, event.action, event.path, event.patient) == (
+    # A list: no single patient, but every patient it showed and how many rows.
+    assert (event.user, event.action, event.path, event.patient, event.patients) == (
         alice,
         "view_worklist",
-        "/?tier=high",
+        "/?tier=high [alerts 1 of 1, low 0 of 0]",
         None,
+        [micu_alert.patient.external_id],
     )
 
 

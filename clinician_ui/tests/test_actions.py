@@ -157,3 +157,21 @@ def test_session_post_without_csrf_token_is_refused(alice, alert):
     assert response.status_code == 403
     assert "CSRF" in response.json()["detail"]
     assert AlertAction.objects.count() == 0
+
+
+def test_same_idempotency_key_with_another_action_is_a_conflict(alice_client, alert):
+    first = post(alice_client, alert, action="dismiss", reason="data_error", idempotency_key="click-2")
+    second = post(alice_client, alert, action="escalate", reason="senior_review", idempotency_key="click-2")
+    assert first.status_code == 201
+    assert second.status_code == 409
+    body = second.json()
+    assert body["error"] == "idempotency_conflict"
+    assert "idempotency_key" in body["fields"]
+    # Nothing of the second post is stored, and the alert keeps the state of the first.
+    assert list(AlertAction.objects.values_list("action", flat=True)) == ["dismiss"]
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.ACTIONED
+    third = post(
+        alice_client, alert, action="dismiss", reason="data_error", comment="x", idempotency_key="click-2"
+    )
+    assert third.status_code == 409

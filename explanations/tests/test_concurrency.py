@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from rest_framework.test import APIClient
 
 from explanations.services import ingest, prediction_ingest
 from patients.models import Encounter, Patient, Prediction
@@ -86,3 +87,41 @@ def test_one_new_encounter_for_two_new_patients_at_once_is_one_conflict(monkeypa
     assert Prediction.objects.count() == 1
     assert list(Patient.objects.values_list("pk", flat=True)) == [winner.prediction.patient_id]
     assert Encounter.objects.get().patient_id == winner.prediction.patient_id
+
+
+def test_two_posts_of_different_bodies_at_once_are_201_and_409_never_503(
+    monkeypatch, prediction_payload, service_token
+):
+    """Through the API, each thread on its own database connection (issue 15)."""
+    barrier = threading.Barrier(2, timeout=30)
+    original = ingest.score
+
+    def score_then_wait(items):
+        original(items)
+        barrier.wait()
+
+    monkeypatch.setattr(ingest, "score", score_then_wait)
+    other = prediction_payload(0)
+    other["patient"]["bed"] = "bed-changed"
+    answers: list = [None, None]
+
+    def run(index: int, payload: dict) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {service_token}")
+        try:
+            answers[index] = client.post("/api/v1/predictions/", payload, format="json")
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(i, p)) for i, p in enumerate([prediction_payload(0), other])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    conflict = next(a for a in answers if a.status_code == 409).json()
+    assert conflict["error"] == "idempotency_conflict" and "external_id" in conflict["fields"]
+    assert Prediction.objects.count() == 1

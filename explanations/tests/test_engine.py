@@ -436,3 +436,19 @@ def test_recompute_cohort_command_runs_the_job_and_reports_progress(explained_co
     out = StringIO()
     call_command("recompute_cohort", "--resume", str(job.pk), stdout=out)
     assert "0 chunk(s) dispatched" in out.getvalue()
+
+
+def test_the_cohort_api_audits_which_patients_its_sample_showed(explained_cohort, bob, bob_client):
+    """Issue 15, finding 4: per-prediction values and SHAP were returned with no audit record."""
+    from patients.models import AuditEvent, Prediction
+
+    name = explained_cohort.registered_model.name
+    body = bob_client.get(f"/api/v1/cohort/?model={name}").json()
+
+    event = AuditEvent.objects.get(action="api_cohort")
+    shown = Prediction.objects.filter(pk__in=body["sample"]["prediction_ids"])
+    assert body["sample"]["n"] > 0
+    assert event.user == bob and event.rows == body["sample"]["n"]
+    assert event.patients == sorted(set(shown.values_list("patient__external_id", flat=True)))
+    assert f"sample {body['sample']['n']} of {body['explanations']} explanations" in event.path
+    assert f"model={name}" in event.path

@@ -73,7 +73,7 @@ def test_revoked_and_unknown_tokens_are_401_json(db, model_store, demo_bundle_di
         assert response.status_code == 401
         assert response.json() == {
             "error": "not_authenticated",
-            "detail": "Invalid or revoked token.",
+            "detail": "Invalid, expired or revoked token.",
             "fields": {},
         }
     assert RegisteredModel.objects.count() == 0
@@ -86,7 +86,9 @@ def test_a_token_whose_admin_lost_the_role_cannot_upload(db, model_store, demo_b
 
     response = _token_client(key).post(URL, {"bundle": _zip(demo_bundle_dir)})
 
-    assert (response.status_code, response.json()["error"]) == (403, "permission_denied")
+    # The role changed: the token is revoked (issue 15), not merely refused.
+    assert (response.status_code, response.json()["error"]) == (401, "not_authenticated")
+    assert ApiToken.objects.get().is_active is False
     assert RegisteredModel.objects.count() == 0
 
 

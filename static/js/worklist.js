@@ -212,7 +212,8 @@
     if (inFlight) { return; }
     if (document.hidden) { schedule(); return; }
     inFlight = true;
-    var headers = {"Accept": "application/json"};
+    // A background refresh: it does not keep an idle session alive (accounts.sessions).
+    var headers = {"Accept": "application/json", "X-Sightline-Background": "1"};
     if (version) { headers["If-None-Match"] = '"' + version + '"'; }
     // no-store: the version is this page's own, the browser's cache must not answer for it.
     fetch(url, {credentials: "same-origin", cache: "no-store", headers: headers})

@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Profile
+from accounts.permissions import user_role
+from accounts.tokens import api_tokens_revoke
 
 
 def parse_units(raw: str) -> list[str]:
@@ -62,6 +64,7 @@ class Command(BaseCommand):
             created = user is None
             if created:
                 user = User(username=username)
+            previous_role = None if created else user_role(user)
             user.is_staff = role == Profile.Role.ADMIN
             user.is_active = True
             user.set_password(password)
@@ -71,6 +74,10 @@ class Command(BaseCommand):
             if units is not None:
                 profile.units = parse_units(units)
             profile.save()
+            user.profile = profile  # the role just saved, not one read before
+            revoked = 0
+            if previous_role is not None and previous_role != user_role(user):
+                revoked = api_tokens_revoke(user=user, reason=f"role changed from {previous_role} to {role}")
 
         if role == Profile.Role.CLINICIAN and not profile.units:
             self.stderr.write(
@@ -81,6 +88,8 @@ class Command(BaseCommand):
         shown_units = ", ".join(profile.units) if role == Profile.Role.CLINICIAN else "all units"
         verb = "Created" if created else "Updated"
         self.stdout.write(self.style.SUCCESS(f"{verb} {username}: role {role}, {shown_units}."))
+        if revoked:
+            self.stdout.write(f"Revoked {revoked} API token(s) of {username}: the role changed.")
 
     def _password(self, env_var: str | None, user) -> str:
         if env_var:

@@ -40,7 +40,8 @@
   }
 
   function poll() {
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    // A background refresh: it does not keep an idle session alive (accounts.sessions).
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json", "X-Sightline-Background": "1" } })
       .then(function (response) {
         if (!response.ok) {
           // 401/403/404: refreshing again will not help; say so and stop.
