@@ -1,0 +1,30 @@
+"""Error pages a person sees are styled and say what to do next; the favicon is ours (no 404)."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_not_found_and_forbidden_pages_are_styled_and_helpful(alice_client):
+    missing = alice_client.get("/no-such-page/")
+    assert missing.status_code == 404
+    html = missing.content.decode()
+    assert "<h1>Nothing here</h1>" in html and "outside your units" in html
+    assert 'href="/static/css/sightline.css"' in html and 'href="/"' in html
+
+    forbidden = alice_client.get("/monitoring/")
+    assert forbidden.status_code == 403
+    assert "<h1>Not for your role</h1>" in forbidden.content.decode()
+
+
+def test_server_error_page_needs_nothing_but_static_files(alice):
+    from django.template.loader import render_to_string
+
+    html = render_to_string("500.html")
+    assert "<h1>Something went wrong</h1>" in html and "Nothing was changed" in html
+
+
+def test_the_favicon_is_served(alice_client):
+    page = alice_client.get("/").content.decode()
+    assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in page
+    assert alice_client.get("/static/favicon.svg").status_code == 200
