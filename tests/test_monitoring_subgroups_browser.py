@@ -32,7 +32,8 @@ def test_admin_sees_the_flagged_subgroup_and_its_calibration(
         page.click("#monitoring-form button[type=submit]")
         page.wait_for_selector("#subgroup-calibration-figure .scatterlayer .trace", timeout=120_000)
         page.wait_for_function(
-            "document.querySelector('#subgroup-flags').innerText.includes('In 80+ the model under-predicts')",
+            "() => document.querySelector('#subgroup-flags').innerText"
+            ".includes('In 80+ the model under-predicts')",
             timeout=120_000,
         )
         assert page.locator("#subgroup-table tbody tr").count() > 0

@@ -60,8 +60,15 @@
     return Array.prototype.filter.call(container.children, function (el) { return el.hasAttribute("data-key"); });
   }
 
-  // The first row whose top is on screen: the clinician's place.
+  // The clinician's place: the focused row if it is on screen (rows above or between may change
+  // height), else the first row whose top is on screen.
   function anchorOf(containers) {
+    var active = document.activeElement;
+    var focused = active && active.closest ? active.closest("[data-key]") : null;
+    if (focused) {
+      var box = focused.getBoundingClientRect();
+      if (box.top >= 0 && box.top < window.innerHeight) { return {key: focused.getAttribute("data-key"), top: box.top}; }
+    }
     for (var c = 0; c < containers.length; c++) {
       var rows = rowsOf(containers[c]);
       for (var i = 0; i < rows.length; i++) {
