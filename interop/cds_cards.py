@@ -80,6 +80,8 @@ def _quality_flags(detail: ScoreDetail) -> list[str]:
         flags.append("Unusual patient: " + (uncertainty.ood_note or "far from the reference patients."))
     if uncertainty is not None and uncertainty.not_measured:
         flags.append("Key inputs not measured: " + ", ".join(uncertainty.not_measured) + ".")
+    # Values read as impossible or as recording artefacts, as the alert page flags them (engine.quality).
+    flags += [f"Check the source: {flag['label']} {flag['text']}." for flag in detail.quality_flags]
     not_measured = [r.label for r in detail.rows if not r.measured]
     if not_measured and (uncertainty is None or not uncertainty.not_measured):
         flags.append("Not measured (never imputed): " + ", ".join(not_measured) + ".")

@@ -220,3 +220,22 @@ def test_an_oversized_call_is_413_json_and_stores_nothing(cds, mapped, high, set
     response = cds.call(SERVICE, body)
     assert (response.status_code, response.json()["error"]) == (413, "payload_too_large")
     assert SeenJti.objects.count() == 0 and CdsCard.objects.count() == 0
+
+
+def test_the_card_flags_the_values_the_alert_page_flags(cds, mapped, production_version, alice_client):
+    """A recorded zero the alert page asks to check is in the card's detail too (engine.quality)."""
+    production_version.spec = {
+        **production_version.spec,
+        "features": [{"name": "map", "kind": "numeric", "range": [10, 200], "expected": [20, 200]}],
+    }
+    production_version.save(update_fields=["spec"])
+    prediction = prediction_create(model_version=production_version, unit="MICU", risk=0.71)
+    features = {**prediction.features, "map": {**prediction.features["map"], "value": 10}}
+    type(prediction).objects.filter(pk=prediction.pk).update(features=features)
+    engine_results_set(prediction)
+
+    (card,) = cds.call(SERVICE, hook_body(prediction.patient.external_id)).json()["cards"]
+
+    text = "10 mmHg is at the edge of the accepted 10–200 mmHg: check the source"
+    assert f"Check the source: Mean arterial pressure {text}." in card["detail"]
+    assert text in alice_client.get(f"/alerts/{prediction.alert.pk}/").content.decode()
