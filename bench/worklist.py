@@ -127,7 +127,7 @@ def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -
             f"INSERT INTO {Alert._meta.db_table} "  # noqa: S608 - table names from the models
             "(prediction_id, patient_id, unit, tier, risk, state, created_at) "
             "SELECT id, patient_id, unit, tier, risk, CASE WHEN id % 3 = 0 THEN 'new' WHEN id % 3 = 1 "
-            f"THEN 'acknowledged' ELSE 'actioned' END, scored_at + interval '1 minute' FROM {table} "
+            f"THEN 'acknowledged' ELSE 'accepted' END, scored_at + interval '1 minute' FROM {table} "
             "WHERE tier IN ('medium', 'high')"
         )
         print(f"  alerts: {cursor.rowcount:,} ({time.perf_counter() - started:.0f} s)", flush=True)

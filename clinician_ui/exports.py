@@ -25,9 +25,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from common.timestamps import iso_utc
 from explanations.models import Explanation
 from models_registry.models import ModelFeature
+from patients.actions import reason_label
 from patients.models import AlertAction
-
-from .selectors import reason_label
 
 FORMATS = ("csv", "parquet")
 PSEUDONYM_LENGTH = 16  # hex characters: 64 bits of the HMAC

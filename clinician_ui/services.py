@@ -7,16 +7,9 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts import permissions
+from engine.decisions import state_after
 from patients.models import Alert, AlertAction, AlertView
 from sightline.api_errors import ApiError
-
-# The action a clinician took decides the alert's state; a later action supersedes an earlier one.
-_STATE_AFTER = {
-    AlertAction.Action.ACKNOWLEDGE: Alert.State.ACKNOWLEDGED,
-    AlertAction.Action.ACCEPT: Alert.State.ACTIONED,
-    AlertAction.Action.DISMISS: Alert.State.ACTIONED,
-    AlertAction.Action.ESCALATE: Alert.State.ACTIONED,
-}
 
 
 def alert_view_record(*, alert: Alert, user) -> AlertView:
@@ -85,6 +78,6 @@ def alert_action_record(
             idempotency_key=idempotency_key or uuid.uuid4().hex,
             channel=channel,
         )
-        Alert.objects.filter(pk=locked.pk).update(state=_STATE_AFTER[action])
-    alert.state = _STATE_AFTER[action]
+        Alert.objects.filter(pk=locked.pk).update(state=state_after(action))
+    alert.state = state_after(action)
     return record, True

@@ -14,10 +14,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from clinician_ui.selectors import ScoreDetail, action_reasons, model_card_path
+from clinician_ui.selectors import ScoreDetail, model_card_path
 from clinician_ui.templatetags.sightline import percent
 from common.timestamps import iso_utc
 from engine.tiers import Tier
+from patients.actions import action_reasons
 
 SUMMARY_MAX = 139  # CDS Hooks 2.0: "<140 characters"
 INDICATOR = {Tier.HIGH.value: "critical", Tier.MEDIUM.value: "warning", Tier.LOW.value: "info"}

@@ -21,9 +21,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts import permissions
-from clinician_ui.selectors import action_reasons
 from clinician_ui.services import alert_action_record
 from patients import access
+from patients.actions import action_reasons
 from patients.models import AlertAction
 
 from .cds_cards import override_reason_system

@@ -27,6 +27,7 @@ from engine import burden, drift, performance
 from engine.tiers import TIER_NAMES_MILDEST_FIRST
 from models_registry.models import ModelVersion
 from models_registry.serving import serving_model
+from patients.actions import reason_labels
 from patients.models import Prediction
 
 from . import selectors, windows
@@ -312,7 +313,10 @@ def summary_compute(*, comparison: Comparison) -> dict:
             "attribution": _attribution_drift(ref, cur_shap, cur_shap_n, names),
             "prediction": _prediction_drift(ref, current, risk_edges, version, bucket),
             "performance": _performance_windows(current, profile["calibrator"]),
-            "burden": burden.alert_burden(current.patient_days, groups, seconds),
+            "burden": {
+                **burden.alert_burden(current.patient_days, groups, seconds),
+                "reason_labels": reason_labels("dismiss"),
+            },
             "computed_at": timezone.now().isoformat(),
             "seconds": round(time.perf_counter() - started, 3),
         }

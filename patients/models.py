@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from common.models import AppendOnlyModel
+from engine.decisions import STATE_LABELS
 from engine.tiers import TIERS, Tier
 from models_registry.models import ModelVersion, RegisteredModel
 
@@ -168,9 +169,12 @@ class Alert(models.Model):
     """A prediction at medium or high tier, put in front of the clinicians of its unit."""
 
     class State(models.TextChoices):
-        NEW = "new"
-        ACKNOWLEDGED = "acknowledged"
-        ACTIONED = "actioned"
+        # engine.decisions: the one vocabulary of pages, monitoring and exports.
+        NEW = "new", STATE_LABELS["new"]
+        ACKNOWLEDGED = "acknowledged", STATE_LABELS["acknowledged"]
+        ACCEPTED = "accepted", STATE_LABELS["accepted"]
+        ESCALATED = "escalated", STATE_LABELS["escalated"]
+        DISMISSED = "dismissed", STATE_LABELS["dismissed"]
 
     prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="alert")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="alerts")

@@ -81,8 +81,8 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, ch
         page.dblclick("#action-form button[type=submit]")
         page.wait_for_selector("#action-status:has-text('Recorded')")
         assert "Not clinically relevant for this patient" in page.locator("#action-list").inner_text()
-        assert page.locator("#alert-state").inner_text() == "Actioned"
-        assert page.locator(".risk-box .state").inner_text() == "Actioned"
+        assert page.locator("#alert-state").inner_text() == "Dismissed"
+        assert page.locator(".risk-box .state").inner_text() == "Dismissed"
         assert AlertAction.objects.filter(alert=ward["high"].alert).count() == 1
         record = AlertAction.objects.get(alert=ward["high"].alert)
         assert (record.user.username, record.action, record.reason) == (
@@ -91,7 +91,7 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, ch
             "not_clinically_relevant",
         )
         assert record.seconds_to_decision > 0
-        assert Alert.objects.get(pk=ward["high"].alert.pk).state == Alert.State.ACTIONED
+        assert Alert.objects.get(pk=ward["high"].alert.pk).state == Alert.State.DISMISSED
         page.screenshot(path=str(ARTIFACTS / "alert_dismissed.png"), full_page=True)
 
         # After a reload the action is in the server-rendered list.

@@ -157,3 +157,57 @@ def test_moving_models_to_accounts_and_patients_keeps_every_row_key_and_guarante
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Alert.objects.create(prediction_id=999_999, patient_id=patient.pk, unit="MICU", tier="high", risk=0.9)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_actioned_alerts_get_the_state_of_their_latest_action(migrator):
+    """patients 0005: "actioned" splits into accepted, escalated and dismissed by each alert's latest
+    action (an earlier action never decides); new and acknowledged alerts keep their state."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = migrator.apply_initial_migration([("patients", "0004_audit_event_patients_rows")]).apps
+    User = old.get_model("auth", "User")
+    nurse = User.objects.create(username="nurse", password="!")
+    model = old.get_model("models_registry", "RegisteredModel").objects.create(name="sepsis", horizon_hours=6)
+    version = old.get_model("models_registry", "ModelVersion").objects.create(
+        registered_model=model, version=1, status="production", model_format="xgboost", spec={},
+        tier_high=0.5, tier_medium=0.25, artifacts={}, bundle_sha256="c" * 64, background_size=10,
+        reference_size=10,
+    )  # fmt: skip
+    Patient, Prediction = old.get_model("patients", "Patient"), old.get_model("patients", "Prediction")
+    Alert, Action = old.get_model("patients", "Alert"), old.get_model("patients", "AlertAction")
+    Encounter = old.get_model("patients", "Encounter")
+    now = timezone.now()
+    expected = {}
+    cases = {
+        "accepted": ("actioned", ["dismiss", "accept"]),
+        "escalated": ("actioned", ["escalate"]),
+        "dismissed": ("actioned", ["acknowledge", "accept", "dismiss"]),
+        "acknowledged": ("acknowledged", ["acknowledge"]),
+        "new": ("new", []),
+    }
+    for n, (want, (stored, actions)) in enumerate(cases.items()):
+        patient = Patient.objects.create(external_id=f"p-{n}", unit="MICU")
+        encounter = Encounter.objects.create(external_id=f"e-{n}", patient=patient)
+        prediction = Prediction.objects.create(
+            registered_model=model, model_version=version, external_id=f"s-{n}", patient=patient,
+            encounter=encounter, unit="MICU", scored_at=now, risk=0.7, margin=0.85, tier="high",
+            features={}, payload_sha256="d" * 64,
+        )  # fmt: skip
+        alert = Alert.objects.create(
+            prediction=prediction, patient=patient, unit="MICU", tier="high", risk=0.7
+        )
+        Alert.objects.filter(pk=alert.pk).update(state=stored)
+        for k, action in enumerate(actions):
+            record = Action.objects.create(
+                alert=alert, user=nurse, role="clinician", action=action, reason="r", shown_at=now,
+                seconds_to_decision=1.0, idempotency_key=f"k-{n}-{k}",
+            )  # fmt: skip
+            Action.objects.filter(pk=record.pk).update(acted_at=now + timedelta(minutes=k))
+        expected[alert.pk] = want
+
+    new = migrator.apply_tested_migration([("patients", "0005_alert_states_distinct")]).apps
+    states = dict(new.get_model("patients", "Alert").objects.values_list("pk", "state"))
+    assert states == expected

@@ -2,16 +2,16 @@
 score's page: explanation, feature table, earlier scores, actions). Every read starts from
 patients.access; the views add nothing but rendering."""
 
+from patients.actions import action_reasons, reason_label
+
 from .score import (
     FeatureRow,
     ScoreDetail,
-    action_reasons,
     alert_actions,
     explanation_figure,
     format_age,
     format_value,
     model_card_path,
-    reason_label,
     safe_url,
     score_detail_get,
     score_page_get,

@@ -6,8 +6,6 @@ The prediction is read through patients.access by the view; the earlier scores s
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.conf import settings
-
 from engine.probability import probability_points, sigmoid
 from engine.quality import quality_flags
 from explanations.models import Explanation
@@ -323,14 +321,3 @@ def explanation_figure(detail: ScoreDetail, *, top: int = 12) -> dict:
 
 def alert_actions(alert: Alert) -> list[AlertAction]:
     return list(alert.actions.select_related("user").order_by("acted_at", "id"))
-
-
-def action_reasons() -> dict[str, list[dict[str, str]]]:
-    return settings.ALERT_ACTION_REASONS
-
-
-def reason_label(action: str, code: str) -> str:
-    for reason in action_reasons().get(action, []):
-        if reason["code"] == code:
-            return reason["label"]
-    return code

@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 
 from accounts import permissions
 from engine.headline import shown_percent
+from patients.actions import reason_label
 
 register = template.Library()
 
@@ -88,8 +89,6 @@ def user_units(user) -> str:
 @register.filter
 def action_reason_label(record) -> str:
     """The label a clinician picked, from settings.ALERT_ACTION_REASONS; the code if since removed."""
-    from clinician_ui.selectors import reason_label
-
     return reason_label(record.action, record.reason)
 
 

@@ -30,7 +30,7 @@ def test_dismiss_with_reason_is_recorded(alice, alice_client, alert):
     assert body["reason_label"] == "Already aware, plan in place"
     assert body["user"] == "alice"
     assert body["role"] == "clinician"
-    assert body["alert_state"] == "actioned"
+    assert body["alert_state"] == "dismissed"
     record = AlertAction.objects.get()
     assert (record.alert, record.user, record.comment) == (alert, alice, "Seen on rounds.")
 
@@ -82,7 +82,7 @@ def test_state_follows_the_latest_action(alice_client, alert):
     assert alert.state == Alert.State.ACKNOWLEDGED
     post(alice_client, alert, action="escalate", reason="outreach_team")
     alert.refresh_from_db()
-    assert alert.state == Alert.State.ACTIONED
+    assert alert.state == Alert.State.ESCALATED
     assert list(alert.actions.values_list("action", flat=True)) == ["acknowledge", "escalate"]
 
 
@@ -170,7 +170,7 @@ def test_same_idempotency_key_with_another_action_is_a_conflict(alice_client, al
     # Nothing of the second post is stored, and the alert keeps the state of the first.
     assert list(AlertAction.objects.values_list("action", flat=True)) == ["dismiss"]
     alert.refresh_from_db()
-    assert alert.state == Alert.State.ACTIONED
+    assert alert.state == Alert.State.DISMISSED
     third = post(
         alice_client, alert, action="dismiss", reason="data_error", comment="x", idempotency_key="click-2"
     )

@@ -191,7 +191,7 @@ def test_an_unknown_or_forgotten_version_gets_every_row_in_full(alice_client, wa
     version = page_version(alice_client)
     assert poll(alice_client, "0" * 32).json()["base"] is None
     cache.delete(f"worklist-list:{version}")
-    Alert.objects.filter(pk=ward[0][0].alert.pk).update(state=Alert.State.ACTIONED)
+    Alert.objects.filter(pk=ward[0][0].alert.pk).update(state=Alert.State.ACCEPTED)
     body = poll(alice_client, version).json()
     assert body["base"] is None
     assert len(full(body["alerts"])) == 3 and len(full(body["low"])) == 2

@@ -189,7 +189,7 @@ def test_accepted_feedback_is_an_accept(cds, mapped, high):
     action = AlertAction.objects.get()
     assert (action.action, action.reason, action.channel) == ("accept", "accepted_in_ehr", "ehr")
     high.alert.refresh_from_db()
-    assert high.alert.state == "actioned"
+    assert high.alert.state == "accepted"
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def test_a_superuser_cannot_change_or_delete_an_alert_in_the_admin(superuser_cli
     page = superuser_client.get(url)
     assert page.status_code == 200 and b'name="unit"' not in page.content  # shown, not editable
 
-    posted = superuser_client.post(url, {"unit": "MICU", "tier": "low", "risk": "0.01", "state": "actioned"})
+    posted = superuser_client.post(url, {"unit": "MICU", "tier": "low", "risk": "0.01", "state": "dismissed"})
     assert posted.status_code == 403
     deleted = superuser_client.post(f"/admin/patients/alert/{alert.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 403

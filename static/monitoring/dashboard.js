@@ -167,6 +167,8 @@
     });
   }
 
+  var BURDEN_STATES = ["accepted", "escalated", "dismissed", "acknowledged", "new"];
+
   function renderBurden(query) {
     fetchJson(form.dataset.burdenUrl, query).then(function (b) {
       var body = document.querySelector("#burden-table tbody");
@@ -180,13 +182,16 @@
         cell(tr, u.patient_days, "num");
         cell(tr, u.alerts, "num");
         cell(tr, fmt(u.alerts_per_100_patient_days, 1), "num");
-        cell(tr, pct(u.share_acted_on), "num");
-        cell(tr, pct(u.share_overridden), "num");
-        cell(tr, u.share_no_response === undefined ? "" : pct(u.share_no_response), "num");
+        // One column per alert state (engine.decisions), shares rounded so a row adds up to 100%.
+        BURDEN_STATES.forEach(function (state) {
+          var shown = u.percent_by_state ? u.percent_by_state[state].toFixed(1) + "%" : "—";
+          cell(tr, shown + " (" + u.by_state[state] + ")", "num");
+        });
         body.appendChild(tr);
       });
       var reasons = Object.keys(b.overrides_by_reason);
-      Plotly.react("overrides-figure", [{ type: "bar", x: reasons, y: reasons.map(function (k) { return b.overrides_by_reason[k]; }), marker: { color: "#8a5300" } }],
+      var labels = b.reason_labels || {};
+      Plotly.react("overrides-figure", [{ type: "bar", x: reasons.map(function (k) { return labels[k] || k; }), y: reasons.map(function (k) { return b.overrides_by_reason[k]; }), marker: { color: "#8a5300" } }],
         { title: { text: "Overrides (dismissals) by reason" }, margin: { t: 40 } }, PLOT);
       var t = b.time_to_decision;
       Plotly.react("decision-figure", [{ type: "bar", x: t.labels, y: t.counts, marker: { color: "#1f5f99" } }],

@@ -8,7 +8,7 @@
   var status = document.getElementById("subgroups-status");
   var names = {
     auroc: "AUROC", auprc: "AUPRC", brier: "Brier", ece: "ECE", calibration_in_large: "mean risk - event rate",
-    expected_event_rate: "expected event rate", acted_on_share: "share acted on", override_rate: "override rate"
+    expected_event_rate: "expected event rate", acted_on_share: "share accepted or escalated", override_rate: "share dismissed (override rate)"
   };
 
   function label(metric) {
