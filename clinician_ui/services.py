@@ -8,6 +8,7 @@ from rest_framework import status
 
 from accounts import permissions
 from engine.decisions import state_after
+from explanations.services.current import current_lanes_refresh
 from patients.models import Alert, AlertAction, AlertView
 from sightline.api_errors import ApiError
 
@@ -79,5 +80,7 @@ def alert_action_record(
             channel=channel,
         )
         Alert.objects.filter(pk=locked.pk).update(state=state_after(action))
+        # A decided alert moves down the worklist to the decided lane (a later acknowledge moves it back).
+        current_lanes_refresh(alert=locked)
     alert.state = state_after(action)
     return record, True

@@ -47,3 +47,15 @@ def percent_shares(counts: Mapping[str, int], decimals: int = 1) -> dict[str, fl
     for key in sorted(exact, key=lambda k: (floors[k] - exact[k], list(counts).index(k)))[:left]:
         floors[key] += 1
     return {key: n / unit for key, n in floors.items()}
+
+
+# The worklist's lanes, in list order. An alert that still needs a decision comes first (new, or
+# acknowledged: seen, being reviewed); then alerts where the model abstains (no reliable score, so
+# neither their tier nor their number may rank them); then alerts already decided.
+DECIDED_STATES = ("accepted", "escalated", "dismissed")
+LANE_OPEN, LANE_ABSTAINS, LANE_DECIDED = 0, 1, 2
+LANE_LABELS = {
+    LANE_OPEN: "Needs a decision",
+    LANE_ABSTAINS: "Model abstains: review without a score",
+    LANE_DECIDED: "Decided",
+}

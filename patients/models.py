@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from common.models import AppendOnlyModel
-from engine.decisions import STATE_LABELS
+from engine.decisions import LANE_ABSTAINS, LANE_OPEN, STATE_LABELS
 from engine.tiers import TIERS, Tier
 from models_registry.models import ModelVersion, RegisteredModel
 
@@ -106,6 +106,10 @@ TIER_ORDER = models.Case(
     *(models.When(tier=tier.value, then=models.Value(rank)) for rank, tier in enumerate(TIERS[:-1])),
     default=models.Value(len(TIERS) - 1),
 )
+# Within the abstaining lane neither the tier nor the risk ranks an alert (the model calls its own
+# score unreliable there): the newest alert comes first.
+LANE_TIER_ORDER = models.Case(models.When(lane=LANE_ABSTAINS, then=models.Value(0)), default=TIER_ORDER)
+LANE_RISK = models.Case(models.When(lane=LANE_ABSTAINS, then=models.Value(0.0)), default=models.F("risk"))
 
 
 class CurrentScore(models.Model):
@@ -120,7 +124,7 @@ class CurrentScore(models.Model):
     and its alert in the same statement: each list is an index scan of this small table, and only
     a page's rows are joined to their prediction, patient and alert. Only values that never change
     after ingest are copied; the alert's state changes with clinicians' actions and is read from
-    the alert."""
+    the alert, and only the lane it puts the alert in is kept here."""
 
     patient = models.OneToOneField(
         Patient, primary_key=True, on_delete=models.CASCADE, related_name="current_score"
@@ -137,14 +141,18 @@ class CurrentScore(models.Model):
         "Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="current_for"
     )
     alerted_at = models.DateTimeField(null=True, blank=True)
+    # The alert's worklist lane (engine.decisions.lane_of: needs a decision, model abstains,
+    # decided), kept by services.current when the alert's state or its explanation changes.
+    lane = models.PositiveSmallIntegerField(default=LANE_OPEN)
 
     class Meta:
         db_table = "explanations_currentscore"
         indexes = [
-            # The alert list: tier order, risk, newest alert, alert id.
+            # The alert list: lane, tier order, risk, newest alert, alert id.
             models.Index(
-                TIER_ORDER,
-                models.F("risk").desc(),
+                models.F("lane"),
+                LANE_TIER_ORDER,
+                LANE_RISK.desc(),
                 models.F("alerted_at").desc(),
                 models.F("alert"),
                 name="current_alert_order",

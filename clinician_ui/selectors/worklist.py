@@ -12,7 +12,7 @@ from accounts import permissions
 from engine.tiers import TIERS, Tier
 from explanations.models import Explanation
 from patients import access
-from patients.models import TIER_ORDER, Alert, CurrentScore, Patient, Prediction
+from patients.models import LANE_RISK, LANE_TIER_ORDER, Alert, CurrentScore, Patient, Prediction
 
 from ..history import Trend, trends_for_patients
 
@@ -32,8 +32,22 @@ _LOW_FIELDS = (
 # Each list's order on the current scores, the order of its index there (explanations.models), so
 # PostgreSQL reads a page in index order and stops at its end; and the same order on the rows it
 # shows, by their own values (which the current scores copy).
-_ALERT_ORDER = (TIER_ORDER.asc(), F("risk").desc(), F("alerted_at").desc(), F("alert_id").asc())
-_ALERT_ROW_ORDER = (TIER_ORDER.asc(), F("risk").desc(), F("created_at").desc(), F("id").asc())
+# Alerts: by lane first (needs a decision, model abstains, decided; engine.decisions), then tier and
+# risk except in the abstaining lane (newest first there).
+_ALERT_ORDER = (
+    F("lane").asc(),
+    LANE_TIER_ORDER.asc(),
+    LANE_RISK.desc(),
+    F("alerted_at").desc(),
+    F("alert_id").asc(),
+)
+_ALERT_ROW_ORDER = (
+    F("lane").asc(),
+    LANE_TIER_ORDER.asc(),
+    LANE_RISK.desc(),
+    F("created_at").desc(),
+    F("id").asc(),
+)
 _LOW_ORDER = (F("risk").desc(), F("unit").asc(), F("bed").asc(), F("prediction_id").asc())
 _LOW_ROW_ORDER = (F("risk").desc(), F("unit").asc(), F("bed").asc(), F("id").asc())
 
@@ -205,7 +219,7 @@ def worklist_get(
             rows=access.alerts_for_user(user)
             .select_related("prediction", "patient")
             .only(*_ALERT_FIELDS)
-            .annotate(abstains=_abstains("prediction_id"))
+            .annotate(abstains=_abstains("prediction_id"), lane=F("current_for__lane"))
             .order_by(*_ALERT_ROW_ORDER),
             number=_page_number(page),
             size=size,

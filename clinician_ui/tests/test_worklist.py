@@ -290,3 +290,37 @@ def test_every_listed_patient_carries_two_identifiers(alice_client, ui_model_ver
         name_at = html.index(patient.display_name)
         id_at = html.index(f'<span class="patient-id" title="Patient ID">ID {patient.external_id}</span>')
         assert 0 < id_at - name_at < 200  # beside the name
+
+
+def test_lanes_decisions_first_then_abstentions_by_time_then_decided(alice, alice_client, ui_model_version):
+    """An alert still needing a decision comes first; an abstaining one is ranked by neither its tier
+    nor its (unreliable) risk but has a lane of its own, newest first; a decided one (accepted,
+    escalated or dismissed) moves below both, and back up if someone only acknowledges it later."""
+    from clinician_ui.services import alert_action_record
+    from tests.fixtures.factories import engine_results_set
+
+    mv, now = ui_model_version, timezone.now()
+    open_medium = prediction_create(model_version=mv, risk=0.40)
+    dismissed = prediction_create(model_version=mv, risk=0.95)
+    accepted = prediction_create(model_version=mv, risk=0.60)
+    older_abstains = prediction_create(model_version=mv, risk=0.97, scored_at=now - timedelta(hours=3))
+    newer_abstains = prediction_create(model_version=mv, risk=0.30, scored_at=now - timedelta(hours=1))
+    Alert.objects.filter(pk=older_abstains.alert.pk).update(created_at=now - timedelta(hours=3))
+    Alert.objects.filter(pk=newer_abstains.alert.pk).update(created_at=now - timedelta(hours=1))
+    for prediction in (older_abstains, newer_abstains):
+        engine_results_set(prediction, abstain=True, abstain_reason="Out of distribution.")
+    alert_action_record(alert=dismissed.alert, user=alice, action="dismiss", reason="already_aware")
+    alert_action_record(alert=accepted.alert, user=alice, action="accept", reason="treatment_changed")
+
+    order = [a.prediction_id for a in rows(alice_client.get(reverse("worklist")))]
+    assert order == [open_medium.pk, newer_abstains.pk, older_abstains.pk, dismissed.pk, accepted.pk]
+    states = {a.prediction_id: a.get_state_display() for a in rows(alice_client.get(reverse("worklist")))}
+    assert (states[dismissed.pk], states[accepted.pk], states[open_medium.pk]) == (
+        "Dismissed",
+        "Accepted",
+        "New",
+    )
+
+    alert_action_record(alert=dismissed.alert, user=alice, action="acknowledge", reason="reviewing")
+    order = [a.prediction_id for a in rows(alice_client.get(reverse("worklist")))]
+    assert order == [dismissed.pk, open_medium.pk, newer_abstains.pk, older_abstains.pk, accepted.pk]

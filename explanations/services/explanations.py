@@ -19,6 +19,7 @@ from models_registry.serving import ArtifactTampered, serving_model
 from sightline.celery import app
 
 from .cohort import cohort_explanation_add
+from .current import current_lanes_refresh
 from .profiles import ProfileUnavailable, engine_options, stability_explainer, version_profile_loaded
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,9 @@ def explanation_store(explanation: Explanation, names: list[str], result: dict) 
         cohort_explanation_add(
             prediction=explanation.prediction, names=names, values=result["row"], shap=result["shap"]
         )
+        if unc["abstain"]:
+            # An abstaining score leaves the worklist's ranked lane for the abstentions' own.
+            current_lanes_refresh(prediction_ids=[explanation.prediction_id])
     return bool(updated)
 
 
