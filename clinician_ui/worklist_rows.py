@@ -47,7 +47,8 @@ def _alert_fingerprint(alert: Alert, now) -> tuple[tuple, int]:
     return (
         "alert", alert.pk, alert.tier, alert.risk, alert.state, alert.abstains, alert.unit,
         alert.prediction.bed, patient.external_id, patient.display_name, patient.simulated,
-        alert.created_at.isoformat(), _trend_key(alert.trend),
+        alert.created_at.isoformat(), _trend_key(alert.trend), alert.threshold_note,
+        alert.baseline and (alert.baseline.rate, alert.baseline.unit),
     ), fired_minutes  # fmt: skip
 
 
@@ -55,7 +56,8 @@ def _low_fingerprint(prediction: Prediction, now) -> tuple[tuple, None]:
     patient = prediction.patient
     return (
         "low", prediction.pk, prediction.risk, prediction.abstains, prediction.unit, prediction.bed,
-        patient.external_id, patient.display_name, _trend_key(prediction.trend),
+        patient.external_id, patient.display_name, _trend_key(prediction.trend), prediction.threshold_note,
+        prediction.baseline and (prediction.baseline.rate, prediction.baseline.unit),
     ), None  # fmt: skip
 
 

@@ -27,6 +27,16 @@ from sklearn.preprocessing import StandardScaler
 from demo import rhc as demo_rhc
 
 MODEL_NAME = "icu-mortality-30d"
+# Who the reference patients are (shown beside similar patients) and what a simulated score of the
+# demo is made of (shown on every simulated page).
+REFERENCE_DESCRIPTION = (
+    "real (de-identified) patients of the RHC study (1989-1994), not simulated, and not patients of "
+    "this hospital"
+)
+SIMULATION_NOTE = (
+    "timestamps, names and source records are simulated; the clinical values are real RHC study data."
+)
+
 # Share of reference patients at or above each tier's threshold.
 HIGH_TIER_SHARE = 0.15
 MEDIUM_TIER_SHARE = 0.35
@@ -314,7 +324,12 @@ def _bundle_spec(
                 f"unit and shift, seed {seed}"
             ),
         },
-        "reference": {"path": "reference.parquet", "label": demo_rhc.LABEL},
+        "reference": {
+            "path": "reference.parquet",
+            "label": demo_rhc.LABEL,
+            "description": REFERENCE_DESCRIPTION,
+        },
+        "simulation_note": SIMULATION_NOTE,
         "subgroups": SUBGROUPS,
         "intended_use": INTENDED_USE,
         "warnings": WARNINGS,

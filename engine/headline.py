@@ -50,3 +50,19 @@ def horizon_words(hours: int | None) -> str:
         days = hours // 24
         return f"within {days} days"
     return f"within {hours} hour{'s' if hours != 1 else ''}"
+
+
+def threshold_note(risk: float, *, high: float, medium: float) -> str:
+    """Why a risk has its tier when, as printed, it equals a tier threshold: 57.96% shows as 58% like
+    the high threshold 58% but is medium. "" when the printed figures already explain the tier."""
+    shown = shown_percent(risk)
+    for name, threshold in (("high", high), ("medium", medium)):
+        if shown == shown_percent(threshold):
+            above = risk >= threshold
+            # As many decimals as it takes for the printed risk to sit on its side of the threshold.
+            decimals = next(
+                (d for d in (1, 2, 3) if above or round(100 * risk, d) < round(100 * threshold, d)), 4
+            )
+            where = "at or above" if above else "just below"
+            return f"{where} the {name} threshold ({100 * threshold:g}%): {100 * risk:.{decimals}f}%"
+    return ""

@@ -78,6 +78,10 @@ def parse_spec(raw: bytes) -> dict:
     reference = require(spec, "reference", "")
     require(reference, "path", "reference.")
     require(reference, "label", "reference.")
+    if reference.get("description") is not None and not isinstance(reference["description"], str):
+        raise BundleError("bundle.yaml reference.description must be text (who the reference patients are).")
+    if spec.get("simulation_note") is not None and not isinstance(spec["simulation_note"], str):
+        raise BundleError("bundle.yaml simulation_note must be text (what a simulated score is made of).")
     challenger = spec.get("challenger")
     if challenger is not None:
         require(challenger, "path", "challenger.")

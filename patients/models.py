@@ -19,7 +19,7 @@ class Patient(models.Model):
     display_name = models.CharField(max_length=200, blank=True)
     unit = models.CharField(max_length=50, db_index=True)
     bed = models.CharField(max_length=50, blank=True)
-    # True for the RHC demo cohort, whose names, beds and timestamps are simulated.
+    # True for a patient posted as simulated (the demo's: simulated names, beds and timestamps).
     simulated = models.BooleanField(default=False)
     # Demographics, when the scoring service or the FHIR Bundle gives them (CONTRACT section 2): for
     # subgroup monitoring only, never shown on the worklist, pseudonymised in exports. The latest

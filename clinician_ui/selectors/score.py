@@ -6,9 +6,11 @@ The prediction is read through patients.access by the view; the earlier scores s
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from engine.headline import threshold_note
 from engine.probability import probability_points, sigmoid
 from engine.quality import quality_flags
 from explanations.models import Explanation
+from models_registry.baselines import Baseline, unit_baseline, version_baselines
 from models_registry.models import ModelFeature
 from patients.models import Alert, AlertAction, Prediction
 
@@ -88,8 +90,14 @@ class ScoreDetail:
     headline: HeadlinePart | None = None
     # Values read as impossible or as recording artefacts (engine.quality), shown, never hidden.
     quality_flags: list[dict] = field(default_factory=list)
-    # The demo model's reference set is real RHC study patients (its bundle says so).
-    rhc_reference: bool = False
+    # Who the reference patients are, and what a simulated score is made of (bundle.yaml's
+    # reference.description and simulation_note; "" when the bundle is silent).
+    reference_description: str = ""
+    simulation_note: str = ""
+    # What reads the risk honestly: the unit's (or the reference set's) rate of the outcome, and why
+    # the tier when the printed risk equals a printed threshold.
+    baseline: Baseline | None = None
+    threshold_note: str = ""
 
     @property
     def what_if_mutable(self) -> list[FeatureRow]:
@@ -167,6 +175,10 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         status=status,
         background_description=version.background_description,
         simulated=prediction.simulated or prediction.patient.simulated,
+        reference_description=str((version.spec.get("reference") or {}).get("description") or ""),
+        simulation_note=str(version.spec.get("simulation_note") or ""),
+        baseline=unit_baseline(version_baselines(version), prediction.unit),
+        threshold_note=threshold_note(prediction.risk, high=version.tier_high, medium=version.tier_medium),
     )
 
     shap_by_name: dict[str, float] = {}
@@ -201,7 +213,6 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
             uncertainty=detail.uncertainty,
             similar=detail.similar,
         )
-        detail.rhc_reference = "RHC study" in str(version.spec.get("intended_use") or "")
         detail.abstain_reason = explanation.abstain_reason
     stored_flags = explanation.quality_flags if explanation is not None else None
     # Explanations stored before flags were kept get them from the same function.

@@ -3,14 +3,18 @@
 Every queryset starts from patients.access, so a user only ever reads patients of their own
 units; the views add nothing but rendering."""
 
+import time
 from dataclasses import dataclass, field
 
 from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from accounts import permissions
+from engine.headline import threshold_note
 from engine.tiers import TIERS, Tier
 from explanations.models import Explanation
+from models_registry.baselines import unit_baseline, version_baselines
+from models_registry.models import ModelVersion
 from patients import access
 from patients.models import LANE_RISK, LANE_TIER_ORDER, Alert, CurrentScore, Patient, Prediction
 
@@ -22,10 +26,11 @@ WORKLIST_PAGE_SIZE = 100
 # What a row shows and nothing more: the stored feature payloads, hashes and model ids are not read.
 _ALERT_FIELDS = (
     "id", "prediction_id", "patient_id", "unit", "tier", "risk", "state", "created_at",
-    "prediction__bed", "patient__external_id", "patient__display_name", "patient__simulated",
+    "prediction__bed", "prediction__model_version_id", "patient__external_id", "patient__display_name",
+    "patient__simulated",
 )  # fmt: skip
 _LOW_FIELDS = (
-    "id", "patient_id", "unit", "bed", "tier", "risk",
+    "id", "patient_id", "model_version_id", "unit", "bed", "tier", "risk",
     "patient__external_id", "patient__display_name", "patient__simulated",
 )  # fmt: skip
 
@@ -243,4 +248,34 @@ def worklist_get(
     trends = trends_for_patients(user=user, patient_ids=listed)
     for row in (*data.alerts, *data.low):
         row.trend = trends.get(row.patient_id) or Trend(())
+    _risk_context(data.alerts, lambda alert: alert.prediction.model_version_id)
+    _risk_context(data.low, lambda prediction: prediction.model_version_id)
     return data
+
+
+# A version's thresholds and reference baselines, read once a minute per process: they change only
+# when the version's subgroup figures arrive, and reading them would cost each page a query.
+_VERSION_CONTEXT_SECONDS = 60.0
+_version_context: dict[int, tuple[float, float, float, dict]] = {}
+
+
+def _versions_context(version_ids: set[int]) -> dict[int, tuple[float, float, dict]]:
+    now = time.monotonic()
+    stale = {v for v in version_ids if now - _version_context.get(v, (-1e9,))[0] > _VERSION_CONTEXT_SECONDS}
+    if stale:
+        fields = ("tier_high", "tier_medium", "metrics", "subgroups", "reference_size")
+        for version in ModelVersion.objects.filter(pk__in=stale).only(*fields):
+            context = (version.tier_high, version.tier_medium, version_baselines(version))
+            _version_context[version.pk] = (now, *context)
+    return {v: _version_context[v][1:] for v in version_ids if v in _version_context}
+
+
+def _risk_context(rows: list, version_of) -> None:
+    """Give each row what reads its risk honestly: `baseline` (the unit's reference rate, or the
+    reference set's; models_registry.baselines) and `threshold_note` (why its tier, when the printed
+    risk equals a printed threshold; engine.headline)."""
+    versions = _versions_context({version_of(row) for row in rows})
+    for row in rows:
+        high, medium, baselines = versions.get(version_of(row), (None, None, None))
+        row.baseline = unit_baseline(baselines, row.unit) if baselines else None
+        row.threshold_note = threshold_note(row.risk, high=high, medium=medium) if high is not None else ""

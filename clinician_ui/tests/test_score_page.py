@@ -144,10 +144,19 @@ def test_low_tier_shows_only_the_cue_until_full_is_asked(alice, alice_client, ui
 def test_simulated_data_is_labelled(alice_client, ui_model_version):
     prediction = prediction_create(model_version=ui_model_version, risk=0.71, simulated=True)
     html = alert_page(alice_client, prediction)
+    # The bundle says nothing of what its simulated scores are made of: the page says only what it knows.
     assert (
-        "Simulated demo data:</strong> timestamps, names and source records are simulated; "
-        "the clinical values are real RHC study data." in html
+        "Simulated data:</strong> this score was posted as simulated; it is not a real patient's score."
+        in html
     )
+    # A bundle that says (the demo's simulation_note) is quoted.
+    ui_model_version.spec = {
+        **ui_model_version.spec,
+        "simulation_note": "names are simulated; values are real.",
+    }
+    ui_model_version.save(update_fields=["spec"])
+    html = alert_page(alice_client, prediction)
+    assert "Simulated data:</strong> names are simulated; values are real." in html
     assert 'Observed <span class="tag">simulated</span>' in html
     assert 'Source <span class="tag">simulated</span>' in html
 
