@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._drift import aggregates_backfill, database_ensure, year_seed  # noqa: E402
+
 EVIDENTLY_SECONDS, EVIDENTLY_MB = 7.0, 570  # quoted in issue 6 for this machine; not measured here
 BENCH_DB = "sightline_bench_drift"
 
@@ -152,219 +154,19 @@ def part_one(bundle_dir: Path, rows: int, evidently_python: Path | None = None) 
           "- the synthetic 30 % shift injected into creatinine")  # fmt: skip
 
 
-def _database(url_db: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [url_db])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{url_db}"')
-    connection.close()
-
-
-def _seed(version, *, units: int, beds: int, days: int, start) -> int:
-    """Hourly scores of every bed of every unit for `days` days; a new patient every 3 days per bed.
-    Feature rows and their SHAP values are drawn from the demo cohort's scoring split, scored and
-    explained by the registered model once per distinct row. Labelled simulated."""
-    from datetime import timedelta
-
-    import numpy as np
-    from django.contrib.auth import get_user_model
-    from django.db import transaction
-
-    from demo import rhc as demo_rhc
-    from engine import treeshap as core
-    from explanations.models import Explanation
-    from models_registry.serving import serving_model
-    from patients.models import Alert, AlertAction, Encounter, Outcome, Patient, Prediction
-
-    serving = serving_model(version)
-    names = serving.feature_names
-    pool = demo_rhc.split_cohort(demo_rhc.load_cohort(demo_rhc.DEFAULT_SEED)).scoring
-    inputs = serving.model.prepare(pool[names].to_numpy(dtype=np.float64))
-    margins = serving.predict_margin(inputs)
-    risks = core.sigmoid(margins)
-    shap_values = core.explain(serving.explainer, inputs).values
-    specs = {f.name: f for f in version.input_features()}
-
-    def stored(row: int) -> dict:
-        out = {}
-        for j, name in enumerate(names):
-            value = inputs[row, j]
-            if np.isnan(value):
-                out[name] = {"value": None, "unit": specs[name].unit, "observed_at": None, "source": None}
-                continue
-            spec = specs[name]
-            if spec.kind == "categorical":
-                value = spec.categories[int(value)]
-            elif spec.kind == "binary":
-                value = int(value)
-            else:
-                value = float(value)
-            out[name] = {"value": value, "unit": spec.unit, "observed_at": None, "source": None}
-        return out
-
-    features = [stored(i) for i in range(len(pool))]
-    contributions = [
-        [{"name": n, "shap": float(shap_values[i, j])} for j, n in enumerate(names)] for i in range(len(pool))
-    ]
-    user, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={"is_superuser": True})
-    rng = np.random.default_rng(11)
-    hours = days * 24
-    stay_hours = 72
-    total = 0
-    for u in range(units):
-        unit = f"BENCH-U{u:02d}"
-        for b in range(beds):
-            with transaction.atomic():
-                stays = range(0, hours, stay_hours)
-                patients = Patient.objects.bulk_create(
-                    [
-                        Patient(
-                            external_id=f"sim-{unit}-{b}-{s}",
-                            display_name="Simulated",
-                            unit=unit,
-                            bed=str(b),
-                            simulated=True,
-                        )
-                        for s in stays
-                    ]  # fmt: skip
-                )
-                encounters = Encounter.objects.bulk_create(
-                    [
-                        Encounter(external_id=f"sim-E-{unit}-{b}-{s}", patient=p)
-                        for s, p in zip(stays, patients, strict=True)
-                    ]
-                )
-                # Outcomes arrive for the first 80 % of the year (the rest are still in hospital).
-                Outcome.objects.bulk_create(
-                    [
-                        Outcome(encounter=e, outcome=bool(rng.random() < 0.3))
-                        for e in encounters[: int(len(encounters) * 0.8)]
-                    ]
-                )
-                rows = rng.integers(0, len(pool), hours)
-                predictions = [
-                    Prediction(
-                        registered_model=version.registered_model,
-                        model_version=version,
-                        external_id=f"sim/{unit}/{b}/{h}",
-                        patient=patients[h // stay_hours],
-                        encounter=encounters[h // stay_hours],
-                        unit=unit,
-                        bed=str(b),
-                        scored_at=start + timedelta(hours=h),
-                        risk=float(risks[r]),
-                        margin=float(margins[r]),
-                        tier=version.tier_for(float(risks[r])),
-                        features=features[r],
-                        payload_sha256="0" * 64,
-                        source="bulk",
-                        simulated=True,
-                    )  # fmt: skip
-                    for h, r in enumerate(rows)
-                ]
-                Prediction.objects.bulk_create(predictions, batch_size=5000)
-                Explanation.objects.bulk_create(
-                    [
-                        Explanation(
-                            prediction=p, status="ready", base_value=0.0, contributions=contributions[r]
-                        )
-                        for p, r in zip(predictions, rows, strict=True)
-                    ],  # fmt: skip
-                    batch_size=5000,
-                )
-                alerts = Alert.objects.bulk_create(
-                    [
-                        Alert(prediction=p, patient_id=p.patient_id, unit=unit, tier=p.tier, risk=p.risk)
-                        for p in predictions
-                        if p.tier != "low"
-                    ],  # fmt: skip
-                    batch_size=5000,
-                )
-                reasons = ["already_aware", "not_clinically_relevant", "data_error"]
-                AlertAction.objects.bulk_create(
-                    [
-                        AlertAction(
-                            alert=a,
-                            user=user,
-                            role="clinician",
-                            action="dismiss" if i % 3 else "accept",
-                            reason=reasons[i % 3] if i % 3 else "treatment_changed",
-                            shown_at=start,
-                            seconds_to_decision=float(rng.exponential(300)),
-                            idempotency_key=f"bench-{a.pk}",
-                        )
-                        for i, a in enumerate(alerts)
-                        if i % 2 == 0
-                    ],  # fmt: skip
-                    batch_size=5000,
-                )
-            total += len(predictions)
-    return total
-
-
-def _aggregates_backfill(version) -> int:
-    """The seed stores explanations directly (not through the worker), so the explanation engine's
-    cohort aggregates are filled here the way it fills them: each ready explanation's SHAP values
-    summed per (feature, unit, shift, local day). Setup, not part of the timed compute."""
-    from django.conf import settings
-    from django.db import connection
-
-    from explanations.models import CohortAggregate, Explanation
-    from patients.models import Prediction
-
-    if CohortAggregate.objects.filter(version=version).exists():
-        return 0
-    aggregates = CohortAggregate._meta.db_table
-    explanations = Explanation._meta.db_table
-    predictions = Prediction._meta.db_table
-    local = "(p.scored_at AT TIME ZONE %s)"
-    sql = (
-        f"INSERT INTO {aggregates} (version_id, feature, unit, shift, day, count, total, total_abs) "  # noqa: S608
-        f"SELECT p.model_version_id, elem->>'name', p.unit, "
-        f"CASE WHEN extract(hour FROM {local}) BETWEEN 7 AND 18 THEN 'day' ELSE 'night' END, "
-        f"{local}::date, count(*), sum((elem->>'shap')::double precision), "
-        "sum(abs((elem->>'shap')::double precision)) "
-        f"FROM {explanations} e JOIN {predictions} p ON p.id = e.prediction_id "
-        "CROSS JOIN LATERAL jsonb_array_elements(e.contributions) elem "
-        "WHERE e.status = 'ready' AND p.model_version_id = %s GROUP BY 1, 2, 3, 4, 5"
-    )
-    tz = settings.HOSPITAL_TIME_ZONE
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [tz, tz, version.pk])
-        return cursor.rowcount
-
-
-def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
-    os.environ["MODEL_STORE"] = str(Path(tempfile.gettempdir()) / "sightline_bench_drift_store")
-    import django
-
-    django.setup()
-    from datetime import UTC, datetime
-
-    from django.conf import settings
-    from django.core.cache import cache
+def _version_seeded(bundle_dir: Path, *, units: int, beds: int, days: int, start, db_name: str):
+    """The production version (registered from the bundle on a new database) with its year seeded
+    (once per database) and its cohort aggregates filled."""
     from django.core.management import call_command
-    from django.db import connection
-    from django.test import Client, override_settings
 
     from models_registry.models import ModelVersion
     from models_registry.services import model_register
-    from monitoring import services
     from patients.models import Prediction
 
-    db_name = connection.settings_dict["NAME"]
-    print(f"\n2. A year of hourly scores on {units} units ({beds} bed(s) each), database {db_name}, "
-          "synthetic rows")  # fmt: skip
     call_command("migrate", verbosity=0)
     version = ModelVersion.objects.filter(status="production").first()
     if version is None:
         version, _ = model_register(path=bundle_dir, promote=True)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
     expected = units * beds * days * 24
     have = Prediction.objects.filter(model_version=version).count()
     if have != expected:
@@ -373,14 +175,20 @@ def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
                 f"{db_name} holds {have} scores, not {expected}: drop the database and run again."
             )
         seeded = time.perf_counter()
-        _seed(version, units=units, beds=beds, days=days, start=start)
+        year_seed(version, units=units, beds=beds, days=days, start=start)
         seconds = time.perf_counter() - seeded
         print(f"   seeded {expected:,} scores (+ explanations, alerts, actions) in {seconds:.0f} s")
     filled = time.perf_counter()
-    if rows := _aggregates_backfill(version):
+    if rows := aggregates_backfill(version):
         print(f"   cohort SHAP aggregates filled from the seeded explanations (setup): {rows:,} rows "
               f"in {time.perf_counter() - filled:.1f} s")  # fmt: skip
-    end = start.replace(year=start.year + 1)
+    return version
+
+
+def _summary_cold(version, start, end) -> None:
+    """The Celery task's time to compute the year's summary with nothing cached."""
+    from monitoring import services
+
     comparison = services.Comparison(version_id=version.pk, start=start, end=end)
     services.summary_invalidate(comparison=comparison)
     started = time.perf_counter()
@@ -388,6 +196,11 @@ def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
     cold = time.perf_counter() - started
     print(f"   Celery task, year summary computed from the database (cold): {cold:.2f} s, "
           f"{summary['n_current']:,} scores streamed; peak RSS {_peak_mb():.0f} MB")  # fmt: skip
+
+
+def _dashboard_timings(version, start, end) -> list[float]:
+    """Seconds of each of 5 loads of the dashboard page and its five chart-data views, as an admin."""
+    from django.test import Client, override_settings
 
     with override_settings(ALLOWED_HOSTS=["testserver"]):
         from django.contrib.auth import get_user_model
@@ -410,6 +223,29 @@ def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
                 total += time.perf_counter() - began
                 assert response.status_code == 200, (url, response.status_code, response.content[:300])
             timings.append(total)
+    return timings
+
+
+def part_two(bundle_dir: Path, *, units: int, beds: int, days: int) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
+    os.environ["MODEL_STORE"] = str(Path(tempfile.gettempdir()) / "sightline_bench_drift_store")
+    import django
+
+    django.setup()
+    from datetime import UTC, datetime
+
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.db import connection
+
+    db_name = connection.settings_dict["NAME"]
+    print(f"\n2. A year of hourly scores on {units} units ({beds} bed(s) each), database {db_name}, "
+          "synthetic rows")  # fmt: skip
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    version = _version_seeded(bundle_dir, units=units, beds=beds, days=days, start=start, db_name=db_name)
+    end = start.replace(year=start.year + 1)
+    _summary_cold(version, start, end)
+    timings = _dashboard_timings(version, start, end)
     backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     median_ms = sorted(timings)[2] * 1000
     print(f"   dashboard, server side (page + 5 chart-data views, cached): median {median_ms:.0f} ms "
@@ -447,7 +283,7 @@ def main() -> None:
     if args.skip_db:
         return
     os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-    _database(os.environ["DATABASE_URL"].rsplit("/", 1)[-1])
+    database_ensure(os.environ["DATABASE_URL"].rsplit("/", 1)[-1])
     part_two(bundle_dir, units=args.units, beds=args.beds, days=args.days)
 
 

@@ -211,6 +211,31 @@ def _demographics(row) -> dict:
     return out
 
 
+def _payload_features(row, *, pid: int, patient_id: str, scored_at: datetime, seed: int) -> dict[str, dict]:
+    """A scoring row's payload features: admission data observed at admission (24 h before scoring),
+    others a fixed pseudo-random time before scoring by their source; missing values are null."""
+    admitted_at = scored_at - timedelta(hours=24)
+    features: dict[str, dict] = {}
+    for f in INPUT_FEATURES:
+        value = _payload_value(f, getattr(row, f.name))
+        if value is None:
+            features[f.name] = {"value": None}
+            continue
+        if f.source == "ADT":
+            observed_at = admitted_at
+        else:
+            low, high = _OBSERVED_BEFORE_MINUTES[f.source]
+            minutes = low + int(_unit_interval(seed, pid, f.name) * (high - low))
+            observed_at = scored_at - timedelta(minutes=minutes)
+        entry: dict = {"value": value}
+        if f.unit:
+            entry["unit"] = f.unit
+        entry["observed_at"] = _iso(observed_at)
+        entry["source"] = {"system": f.source, "reference": f"Observation/sim-{patient_id}-{f.name}"}
+        features[f.name] = entry
+    return features
+
+
 def scoring_payloads(
     *,
     model_name: str,
@@ -238,25 +263,7 @@ def scoring_payloads(
         scored_at = midnight + timedelta(minutes=int(row.admit_minute))
         if scored_at > run_at:
             scored_at -= timedelta(days=1)
-        admitted_at = scored_at - timedelta(hours=24)
-        features: dict[str, dict] = {}
-        for f in INPUT_FEATURES:
-            value = _payload_value(f, getattr(row, f.name))
-            if value is None:
-                features[f.name] = {"value": None}
-                continue
-            if f.source == "ADT":
-                observed_at = admitted_at
-            else:
-                low, high = _OBSERVED_BEFORE_MINUTES[f.source]
-                minutes = low + int(_unit_interval(seed, pid, f.name) * (high - low))
-                observed_at = scored_at - timedelta(minutes=minutes)
-            entry: dict = {"value": value}
-            if f.unit:
-                entry["unit"] = f.unit
-            entry["observed_at"] = _iso(observed_at)
-            entry["source"] = {"system": f.source, "reference": f"Observation/sim-{patient_id}-{f.name}"}
-            features[f.name] = entry
+        features = _payload_features(row, pid=pid, patient_id=patient_id, scored_at=scored_at, seed=seed)
         payload: dict = {
             "external_id": f"rhc-demo/{run_key}/{patient_id}",
             "model": model_name,

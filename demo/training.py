@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import skops.io
 import xgboost as xgb
 import yaml
@@ -194,28 +195,13 @@ def _tier_threshold(risks: np.ndarray, share: float) -> float:
     return round(float(np.quantile(risks, 1.0 - share)), 2)
 
 
-def train_demo_bundle(
-    out_dir: Path | str,
-    *,
-    seed: int = demo_rhc.DEFAULT_SEED,
-    n_estimators: int = 300,
-    max_depth: int = 4,
-    background_size: int = 500,
-    progress: bool = False,
-) -> TrainingResult:
-    """Train on the RHC cohort and write bundle.yaml, model.json, background.parquet,
-    reference.parquet and challenger.skops into out_dir (created if needed)."""
-    started = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cohort = demo_rhc.load_cohort(seed)
-    splits = demo_rhc.split_cohort(cohort, seed=seed, background_size=background_size)
+def _fit_classifier(
+    train: pd.DataFrame, *, seed: int, n_estimators: int, max_depth: int, progress: bool
+) -> xgb.XGBClassifier:
+    """The XGBoost model, early-stopped on a stratified 15% of the training split."""
     inputs = demo_rhc.INPUT_NAMES
     label = demo_rhc.LABEL
-
-    fit, valid = train_test_split(
-        splits.train, test_size=0.15, random_state=seed, stratify=splits.train[label]
-    )
+    fit, valid = train_test_split(train, test_size=0.15, random_state=seed, stratify=train[label])
     callbacks = [_ProgressBar(n_estimators)] if progress else None
     classifier = xgb.XGBClassifier(
         objective="binary:logistic",
@@ -234,18 +220,35 @@ def train_demo_bundle(
         callbacks=callbacks,
     )
     classifier.fit(fit[inputs], fit[label], eval_set=[(valid[inputs], valid[label])], verbose=False)
+    return classifier
+
+
+def _save_best_trees(classifier: xgb.XGBClassifier, path: Path) -> int:
+    """Write the model up to its best round to `path`; the number of trees written."""
     # predict_proba uses only the trees up to the best round; the saved model must hold exactly
     # those trees, so the serving stack (and SHAP) see the same model.
     n_trees = int(classifier.best_iteration) + 1
     booster = classifier.get_booster()[:n_trees]
-    booster.save_model(str(out / "model.json"))
+    booster.save_model(str(path))
+    return n_trees
 
-    reference = splits.reference[[*inputs, "unit", "shift", label, *SUBGROUP_COLUMNS]].copy()
+
+def _write_reference_and_background(
+    splits: demo_rhc.Splits, classifier: xgb.XGBClassifier, out: Path
+) -> pd.DataFrame:
+    """Write reference.parquet (with the model's expected_risk) and background.parquet; the reference."""
+    inputs = demo_rhc.INPUT_NAMES
+    reference = splits.reference[[*inputs, "unit", "shift", demo_rhc.LABEL, *SUBGROUP_COLUMNS]].copy()
     reference["expected_risk"] = classifier.predict_proba(reference[inputs])[:, 1]
-    reference_auroc = float(roc_auc_score(reference[label], reference["expected_risk"]))
     reference.to_parquet(out / "reference.parquet", index=False)
     splits.background[[*inputs, "unit", "shift"]].to_parquet(out / "background.parquet", index=False)
+    return reference
 
+
+def _write_challenger(splits: demo_rhc.Splits, reference: pd.DataFrame, out: Path) -> float:
+    """Fit the logistic-regression challenger, write challenger.skops; its AUROC on the reference set."""
+    inputs = demo_rhc.INPUT_NAMES
+    label = demo_rhc.LABEL
     challenger = Pipeline(
         [
             ("impute", SimpleImputer(strategy="median", add_indicator=True)),
@@ -255,9 +258,32 @@ def train_demo_bundle(
     )
     challenger.fit(splits.train[inputs], splits.train[label])
     (out / "challenger.skops").write_bytes(_deterministic_skops(skops.io.dumps(challenger)))
-    challenger_auroc = float(
-        roc_auc_score(reference[label], challenger.predict_proba(reference[inputs])[:, 1])
+    return float(roc_auc_score(reference[label], challenger.predict_proba(reference[inputs])[:, 1]))
+
+
+def train_demo_bundle(
+    out_dir: Path | str,
+    *,
+    seed: int = demo_rhc.DEFAULT_SEED,
+    n_estimators: int = 300,
+    max_depth: int = 4,
+    background_size: int = 500,
+    progress: bool = False,
+) -> TrainingResult:
+    """Train on the RHC cohort and write bundle.yaml, model.json, background.parquet,
+    reference.parquet and challenger.skops into out_dir (created if needed)."""
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = demo_rhc.load_cohort(seed)
+    splits = demo_rhc.split_cohort(cohort, seed=seed, background_size=background_size)
+    classifier = _fit_classifier(
+        splits.train, seed=seed, n_estimators=n_estimators, max_depth=max_depth, progress=progress
     )
+    n_trees = _save_best_trees(classifier, out / "model.json")
+    reference = _write_reference_and_background(splits, classifier, out)
+    reference_auroc = float(roc_auc_score(reference[demo_rhc.LABEL], reference["expected_risk"]))
+    challenger_auroc = _write_challenger(splits, reference, out)
 
     risks = reference["expected_risk"].to_numpy()
     tiers = {

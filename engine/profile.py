@@ -48,6 +48,43 @@ RUNTIME_OPTIONS = (
 )
 
 
+def _calibration_fit(risks: np.ndarray, labels: np.ndarray, opts: dict) -> tuple[dict, dict]:
+    """(calibration, conformal) params: fitted on one half of the reference set, checked on the other."""
+    fit, check = uncertainty.split_halves(labels, opts["seed"])
+    bins = uncertainty.calibration_bins(risks[fit], labels[fit], opts["calibration_bins"])
+    alpha = opts["conformal_alpha"]
+    threshold = uncertainty.conformal_threshold(risks[fit], labels[fit], alpha)
+    coverage = uncertainty.conformal_coverage(risks[check], labels[check], threshold)
+    # Calibration in the check half, per bin of the fit half: is its observed rate inside the
+    # fit half's 95% interval? (Both halves are noisy, so expect fewer than 95% of bins.)
+    check_bins = []
+    for b in bins:
+        mask = (risks[check] >= b["low"]) & (risks[check] < b["high"])
+        n = int(mask.sum())
+        observed = float(labels[check][mask].mean()) if n else None
+        check_bins.append(
+            {
+                "n": n,
+                "observed": observed,
+                "inside": observed is not None and b["ci"][0] <= observed <= b["ci"][1],
+            }
+        )
+    calibration = {
+        "fit_size": int(len(fit)),
+        "check_size": int(len(check)),
+        "bins": bins,
+        "check_bins": check_bins,
+        "venn_abers": {"risks": risks[fit].tolist(), "labels": labels[fit].tolist()},
+    }
+    conformal = {
+        "alpha": alpha,
+        "nominal": 1 - alpha,
+        "threshold": threshold,
+        "coverage_check_half": coverage,
+    }
+    return calibration, conformal
+
+
 def profile_fit(
     *,
     explainer,
@@ -72,26 +109,7 @@ def profile_fit(
     order = np.argsort(-mean_abs, kind="stable")
     key = [feature_names[i] for i in order[: opts["key_features"]]]
 
-    fit, check = uncertainty.split_halves(labels, opts["seed"])
-    bins = uncertainty.calibration_bins(risks[fit], labels[fit], opts["calibration_bins"])
-    alpha = opts["conformal_alpha"]
-    threshold = uncertainty.conformal_threshold(risks[fit], labels[fit], alpha)
-    coverage = uncertainty.conformal_coverage(risks[check], labels[check], threshold)
-    # Calibration in the check half, per bin of the fit half: is its observed rate inside the
-    # fit half's 95% interval? (Both halves are noisy, so expect fewer than 95% of bins.)
-    check_bins = []
-    for b in bins:
-        mask = (risks[check] >= b["low"]) & (risks[check] < b["high"])
-        n = int(mask.sum())
-        observed = float(labels[check][mask].mean()) if n else None
-        check_bins.append(
-            {
-                "n": n,
-                "observed": observed,
-                "inside": observed is not None and b["ci"][0] <= observed <= b["ci"][1],
-            }
-        )
-
+    calibration, conformal = _calibration_fit(risks, labels, opts)
     ood = uncertainty.ood_fit(rows, k=opts["ood_k"])
     ood_threshold = float(np.percentile(ood.reference_distances, opts["ood_percentile"]))
     precision = stability.precision_for(features)
@@ -103,19 +121,8 @@ def profile_fit(
         "background_size": attribution.background_size,
         "mean_abs_shap": dict(zip(feature_names, mean_abs.tolist(), strict=True)),
         "key_features": key,
-        "calibration": {
-            "fit_size": int(len(fit)),
-            "check_size": int(len(check)),
-            "bins": bins,
-            "check_bins": check_bins,
-            "venn_abers": {"risks": risks[fit].tolist(), "labels": labels[fit].tolist()},
-        },
-        "conformal": {
-            "alpha": alpha,
-            "nominal": 1 - alpha,
-            "threshold": threshold,
-            "coverage_check_half": coverage,
-        },
+        "calibration": calibration,
+        "conformal": conformal,
         "ood": {**ood.to_params(), "percentile": opts["ood_percentile"], "threshold": ood_threshold},
         "precision": precision.to_params(),
     }
@@ -168,6 +175,36 @@ def _percent(value: float) -> str:
     return f"{100 * value:.0f}%"
 
 
+def _abstain_reasons(
+    params: dict, opts: dict, *, percentile: float, ood_flag: bool, missing: list[str]
+) -> list[str]:
+    """Why the model abstains for this patient: out of distribution, or too many key inputs missing."""
+    reasons = []
+    if ood_flag:
+        reasons.append(
+            f"This patient's values are further from the reference patients than "
+            f"{percentile:.1f}% of the reference patients are from each other (threshold: the "
+            f"{params['ood']['percentile']:g}th percentile): the model was not validated on "
+            "patients like this."
+        )
+    if len(missing) >= opts["key_missing_abstain"]:
+        reasons.append(
+            f"{len(missing)} of the {len(params['key_features'])} most influential inputs are not measured "
+            f"({', '.join(missing)})."
+        )
+    return reasons
+
+
+def _calibration_summary(b: dict, outcome: str) -> str:
+    observed = b["observed"]
+    return (
+        f"Of {b['n']} reference patients scored {b['low']:.2f}-{b['high']:.2f}, "
+        f"{_percent(observed)} ({_percent(b['ci'][0])}-{_percent(b['ci'][1])}) had the outcome ({outcome})."
+        if observed is not None
+        else "No reference patients were scored in this range."
+    )
+
+
 def patient_uncertainty(
     profile: LoadedProfile, row: np.ndarray, risk: float, outcome: str, options: dict | None = None
 ) -> dict:
@@ -185,26 +222,8 @@ def patient_uncertainty(
 
     names = params["feature_names"]
     missing = [n for n in params["key_features"] if not np.isfinite(row[names.index(n)])]
-    reasons = []
-    if ood_flag:
-        reasons.append(
-            f"This patient's values are further from the reference patients than "
-            f"{percentile:.1f}% of the reference patients are from each other (threshold: the "
-            f"{params['ood']['percentile']:g}th percentile): the model was not validated on "
-            "patients like this."
-        )
-    if len(missing) >= opts["key_missing_abstain"]:
-        reasons.append(
-            f"{len(missing)} of the {len(params['key_features'])} most influential inputs are not measured "
-            f"({', '.join(missing)})."
-        )
+    reasons = _abstain_reasons(params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing)
     observed = b["observed"]
-    summary = (
-        f"Of {b['n']} reference patients scored {b['low']:.2f}-{b['high']:.2f}, "
-        f"{_percent(observed)} ({_percent(b['ci'][0])}-{_percent(b['ci'][1])}) had the outcome ({outcome})."
-        if observed is not None
-        else "No reference patients were scored in this range."
-    )
     return {
         "interval": {
             "method": "venn-abers",
@@ -219,7 +238,7 @@ def patient_uncertainty(
             "observed_rate": observed,
             "ci": b["ci"],
             "ci_level": 0.95,
-            "summary": summary,
+            "summary": _calibration_summary(b, outcome),
         },
         "conformal": {
             "level": conformal["nominal"],

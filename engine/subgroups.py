@@ -260,6 +260,44 @@ def _alert_ratio(entries: Mapping[str, dict], thresholds: Mapping[str, float]) -
     return out
 
 
+def _metric_frame(
+    y: np.ndarray,
+    p: np.ndarray,
+    g: np.ndarray,
+    thresholds: Mapping[str, float],
+    *,
+    n_boot: int,
+    random_state: int,
+) -> MetricFrame:
+    """fairlearn's MetricFrame of the metric functions by group, with bootstrap 95% intervals."""
+    with (
+        warnings.catch_warnings(),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
+        warnings.simplefilter("ignore")
+        return MetricFrame(
+            metrics=_metric_functions(thresholds),
+            y_true=y,
+            y_pred=p,
+            sensitive_features=pd.Series(g, name="group"),
+            n_boot=n_boot,
+            ci_quantiles=[0.025, 0.975],
+            random_state=random_state,
+        )
+
+
+def _entries(mf: MetricFrame, order: list[str], g, p, y, shap, feature_names, floor) -> tuple[dict, dict]:
+    """(overall entry, group -> entry) from the MetricFrame's figures and intervals (arguments: _entry's)."""
+    by_group, (lo_g, hi_g) = mf.by_group, mf.by_group_ci
+    lo_o, hi_o = mf.overall_ci
+    overall = _entry(np.ones(len(p), bool), (mf.overall, lo_o, hi_o), p, y, shap, feature_names, floor)
+    entries = {
+        k: _entry(g == k, (by_group.loc[k], lo_g.loc[k], hi_g.loc[k]), p, y, shap, feature_names, floor)
+        for k in order
+    }
+    return overall, entries
+
+
 def subgroup_metrics(
     y_true: Any,
     risk: Any,
@@ -290,32 +328,11 @@ def subgroup_metrics(
     p, g, y = _prepare(risk, groups, y_true)
     order = _order(g)
     g = g.astype(str).to_numpy()
-    with (
-        warnings.catch_warnings(),
-        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
-    ):
-        warnings.simplefilter("ignore")
-        mf = MetricFrame(
-            metrics=_metric_functions(thresholds),
-            y_true=y,
-            y_pred=p,
-            sensitive_features=pd.Series(g, name="group"),
-            n_boot=n_boot,
-            ci_quantiles=[0.025, 0.975],
-            random_state=random_state,
-        )
-    by_group, (lo_g, hi_g) = mf.by_group, mf.by_group_ci
-    lo_o, hi_o = mf.overall_ci
+    mf = _metric_frame(y, p, g, thresholds, n_boot=n_boot, random_state=random_state)
     if shap is not None:
         shap = np.abs(np.asarray(shap, dtype=float))
         feature_names = list(feature_names or [f"feature_{i}" for i in range(shap.shape[1])])
-
-    floor = (min_size, min_events)
-    overall = _entry(np.ones(len(p), bool), (mf.overall, lo_o, hi_o), p, y, shap, feature_names, floor)
-    entries = {
-        k: _entry(g == k, (by_group.loc[k], lo_g.loc[k], hi_g.loc[k]), p, y, shap, feature_names, floor)
-        for k in order
-    }
+    overall, entries = _entries(mf, order, g, p, y, shap, feature_names, (min_size, min_events))
     big = np.isin(g, [k for k, e in entries.items() if not e["too_few"]])
     eod = _equalized_odds(y[big], p[big], g[big], thresholds)
     return {

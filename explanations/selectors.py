@@ -1,5 +1,6 @@
 """Reads: the API bodies of a stored prediction and of its explanation."""
 
+from django.db.models import Sum
 from django.urls import reverse
 
 from common.timestamps import iso_utc
@@ -7,7 +8,7 @@ from models_registry.selectors import version_lookup
 from patients.models import Prediction
 from sightline.api_errors import ApiError
 
-from .models import Explanation
+from .models import CohortAggregate, CohortSample, Explanation
 
 # Parts of the explanation body computed by the worker: null (and named in `not_yet_computed`)
 # until the explanation is ready, never filled with made-up numbers.
@@ -133,6 +134,50 @@ def _similar_body(similar: dict | None, version) -> dict | None:
     return {**similar, "source": "reference set", "neighbours": neighbours}
 
 
+def _sliced(queryset, *, units: list[str] | None, shift: str | None, day_from, day_to):
+    """The rows of the slices asked for (units None = every unit; no shift or day = every one)."""
+    if units is not None:
+        queryset = queryset.filter(unit__in=units)
+    if shift:
+        queryset = queryset.filter(shift=shift)
+    if day_from:
+        queryset = queryset.filter(day__gte=day_from)
+    if day_to:
+        queryset = queryset.filter(day__lte=day_to)
+    return queryset
+
+
+def _cohort_importance(aggregates, labels: dict[str, str]) -> list[dict]:
+    """Per feature: count, mean |SHAP| and signed mean SHAP (log-odds), most important first."""
+    sums = aggregates.values("feature").annotate(n=Sum("count"), t=Sum("total"), a=Sum("total_abs"))
+    features = [
+        {
+            "name": row["feature"],
+            "label": labels.get(row["feature"], row["feature"]),
+            "count": row["n"],
+            "mean_abs_shap": row["a"] / row["n"] if row["n"] else None,
+            "mean_shap": row["t"] / row["n"] if row["n"] else None,
+        }
+        for row in sums
+    ]
+    features.sort(key=lambda f: -(f["mean_abs_shap"] or 0))
+    return features
+
+
+def _sample_body(sample: list[tuple], names: list[str]) -> dict:
+    return {
+        "n": len(sample),
+        "feature_names": names,
+        "prediction_ids": [s[0] for s in sample],
+        "unit": [s[1] for s in sample],
+        "shift": [s[2] for s in sample],
+        "day": [s[3].isoformat() for s in sample],
+        # values[i][j]: feature j of sampled prediction i (encoded model input; null = not measured)
+        "values": [s[4] for s in sample],
+        "shap": [s[5] for s in sample],
+    }
+
+
 def cohort_summary(
     *,
     version,
@@ -149,41 +194,12 @@ def cohort_summary(
     priorities: an unbiased sample), with each feature's value (null = not measured) and SHAP, for
     beeswarm and dependence plots.
     """
-    from django.db.models import Sum
-
-    from .models import CohortAggregate, CohortSample
-
-    def sliced(queryset):
-        if units is not None:
-            queryset = queryset.filter(unit__in=units)
-        if shift:
-            queryset = queryset.filter(shift=shift)
-        if day_from:
-            queryset = queryset.filter(day__gte=day_from)
-        if day_to:
-            queryset = queryset.filter(day__lte=day_to)
-        return queryset
-
+    where = {"units": units, "shift": shift, "day_from": day_from, "day_to": day_to}
     labels = {f.name: f.label for f in version.input_features()}
     names = list(labels)
-    sums = (
-        sliced(CohortAggregate.objects.filter(version=version))
-        .values("feature")
-        .annotate(n=Sum("count"), t=Sum("total"), a=Sum("total_abs"))
-    )
-    features = [
-        {
-            "name": row["feature"],
-            "label": labels.get(row["feature"], row["feature"]),
-            "count": row["n"],
-            "mean_abs_shap": row["a"] / row["n"] if row["n"] else None,
-            "mean_shap": row["t"] / row["n"] if row["n"] else None,
-        }
-        for row in sums
-    ]
-    features.sort(key=lambda f: -(f["mean_abs_shap"] or 0))
+    features = _cohort_importance(_sliced(CohortAggregate.objects.filter(version=version), **where), labels)
     sample = list(
-        sliced(CohortSample.objects.filter(version=version))
+        _sliced(CohortSample.objects.filter(version=version), **where)
         .order_by("priority", "prediction_id")
         .values_list("prediction_id", "unit", "shift", "day", "values", "shap")[:sample_max]
     )
@@ -198,17 +214,7 @@ def cohort_summary(
         "units_by_field": {"mean_abs_shap": "log-odds", "mean_shap": "log-odds", "sample.shap": "log-odds"},
         "explanations": max((f["count"] for f in features), default=0),
         "features": features,
-        "sample": {
-            "n": len(sample),
-            "feature_names": names,
-            "prediction_ids": [s[0] for s in sample],
-            "unit": [s[1] for s in sample],
-            "shift": [s[2] for s in sample],
-            "day": [s[3].isoformat() for s in sample],
-            # values[i][j]: feature j of sampled prediction i (encoded model input; null = not measured)
-            "values": [s[4] for s in sample],
-            "shap": [s[5] for s in sample],
-        },
+        "sample": _sample_body(sample, names),
     }
 
 

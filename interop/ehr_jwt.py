@@ -95,17 +95,7 @@ def bearer_token(authorization_header: str | None) -> str:
     return token.strip()
 
 
-def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK:
-    """The key of ``jwks`` that may verify a token with header ``alg``/``kid``, as a PyJWK bound to alg.
-
-    With a ``kid`` the key must carry that kid; without one the JWKS must hold exactly one signing key
-    of the algorithm's type. The key's type, curve and (if stated) ``alg`` and ``use`` must fit ``alg``,
-    so an RSA key can never be used under an EC algorithm or the reverse. ``owner`` names whose JWKS it
-    is in the error sentences (e.g. "the EHR https://ehr.example/fhir").
-    """
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise EhrAuthError("algorithm_not_allowed", f"The algorithm {alg!r} is not an asymmetric one.")
-    kty, crv = ASYMMETRIC_ALGORITHMS[alg]
+def _jwks_keys(jwks: Any, owner: str) -> list[Mapping]:
     keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
     if not isinstance(keys, list) or not all(isinstance(k, Mapping) for k in keys):
         raise EhrAuthError(
@@ -113,7 +103,11 @@ def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK
             f"The JWKS registered for {owner} is not a JSON object with a 'keys' list; an administrator "
             "must register it again.",
         )
-    signing = [k for k in keys if k.get("use", "sig") == "sig"]
+    return keys
+
+
+def _signing_key(signing: list[Mapping], *, kid: str | None, kty: str, owner: str) -> Mapping:
+    """The one signing key with id `kid`, or without a kid the one signing key of type `kty`."""
     if kid is not None:
         matches = [k for k in signing if k.get("kid") == kid]
         if not matches:
@@ -127,16 +121,20 @@ def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK
                 "invalid_jwks",
                 f"The JWKS registered for {owner} holds more than one signing key with id {kid!r}.",
             )
-        jwk = matches[0]
-    else:
-        matches = [k for k in signing if k.get("kty") == kty]
-        if len(matches) != 1:
-            raise EhrAuthError(
-                "key_not_found",
-                f"The token has no 'kid' header and the JWKS registered for {owner} holds {len(matches)} "
-                f"{kty} signing keys, so the key cannot be chosen; the EHR must send 'kid'.",
-            )
-        jwk = matches[0]
+        return matches[0]
+    matches = [k for k in signing if k.get("kty") == kty]
+    if len(matches) != 1:
+        raise EhrAuthError(
+            "key_not_found",
+            f"The token has no 'kid' header and the JWKS registered for {owner} holds {len(matches)} "
+            f"{kty} signing keys, so the key cannot be chosen; the EHR must send 'kid'.",
+        )
+    return matches[0]
+
+
+def _check_key_fits(jwk: Mapping, *, alg: str, owner: str) -> None:
+    """The key's type, curve and (if stated) alg must be those `alg` needs."""
+    kty, crv = ASYMMETRIC_ALGORITHMS[alg]
     if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         shape = jwk.get("kty") if jwk.get("kty") != "EC" else f"EC {jwk.get('crv')}"
         raise EhrAuthError(
@@ -149,6 +147,22 @@ def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK
             "algorithm_key_mismatch",
             f"The token says {alg} but key {jwk.get('kid')!r} of {owner} is registered for {jwk['alg']}.",
         )
+
+
+def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK:
+    """The key of ``jwks`` that may verify a token with header ``alg``/``kid``, as a PyJWK bound to alg.
+
+    With a ``kid`` the key must carry that kid; without one the JWKS must hold exactly one signing key
+    of the algorithm's type. The key's type, curve and (if stated) ``alg`` and ``use`` must fit ``alg``,
+    so an RSA key can never be used under an EC algorithm or the reverse. ``owner`` names whose JWKS it
+    is in the error sentences (e.g. "the EHR https://ehr.example/fhir").
+    """
+    if alg not in ASYMMETRIC_ALGORITHMS:
+        raise EhrAuthError("algorithm_not_allowed", f"The algorithm {alg!r} is not an asymmetric one.")
+    kty, _ = ASYMMETRIC_ALGORITHMS[alg]
+    signing = [k for k in _jwks_keys(jwks, owner) if k.get("use", "sig") == "sig"]
+    jwk = _signing_key(signing, kid=kid, kty=kty, owner=owner)
+    _check_key_fits(jwk, alg=alg, owner=owner)
     try:
         return jwt.PyJWK(dict(jwk), algorithm=alg)
     except jwt.PyJWTError as exc:
@@ -157,6 +171,35 @@ def select_jwk(jwks: Any, *, alg: str, kid: str | None, owner: str) -> jwt.PyJWK
             f"Key {jwk.get('kid')!r} in the JWKS registered for {owner} cannot be loaded ({exc}); an "
             "administrator must register a valid JWKS.",
         ) from exc
+
+
+def _algorithm_and_kid(token: Any, algorithms: Collection[str]) -> tuple[str, str | None]:
+    """The token's header `alg` (checked against `algorithms`) and `kid`, read before verification."""
+    if not isinstance(token, str) or not token:
+        raise EhrAuthError("missing_token", "The bearer token is empty.")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise EhrAuthError(
+            "malformed_token",
+            f"The bearer token is {len(token)} characters long, more than the {MAX_TOKEN_BYTES} accepted.",
+        )
+    header = _unverified_header(token)
+    alg = header.get("alg")
+    _check_algorithm(alg, algorithms)
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise EhrAuthError("malformed_token", "The token's 'kid' header is not a string.")
+    return alg, kid
+
+
+def _registered_jwks(iss: str, jwks_for_issuer: Callable[[str], dict | None]) -> dict:
+    jwks = jwks_for_issuer(iss)
+    if jwks is None:
+        raise EhrAuthError(
+            "unknown_issuer",
+            f"The token's issuer {iss} is not a registered EHR; an administrator must register it "
+            "(with its JWKS) before it can call this service.",
+        )
+    return jwks
 
 
 def verify_cds_jwt(
@@ -179,28 +222,9 @@ def verify_cds_jwt(
     default ES384/RS384, but never beyond ``ASYMMETRIC_ALGORITHMS``; ``algorithms_for_issuer(iss)``,
     when given, narrows it further to what that EHR was registered with.
     """
-    if not isinstance(token, str) or not token:
-        raise EhrAuthError("missing_token", "The bearer token is empty.")
-    if len(token) > MAX_TOKEN_BYTES:
-        raise EhrAuthError(
-            "malformed_token",
-            f"The bearer token is {len(token)} characters long, more than the {MAX_TOKEN_BYTES} accepted.",
-        )
-    header = _unverified_header(token)
-    alg = header.get("alg")
-    _check_algorithm(alg, algorithms)
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise EhrAuthError("malformed_token", "The token's 'kid' header is not a string.")
-
+    alg, kid = _algorithm_and_kid(token, algorithms)
     iss = _unverified_issuer(token)
-    jwks = jwks_for_issuer(iss)
-    if jwks is None:
-        raise EhrAuthError(
-            "unknown_issuer",
-            f"The token's issuer {iss} is not a registered EHR; an administrator must register it "
-            "(with its JWKS) before it can call this service.",
-        )
+    jwks = _registered_jwks(iss, jwks_for_issuer)
     if algorithms_for_issuer is not None:
         _check_algorithm(alg, [a for a in algorithms_for_issuer(iss) if a in algorithms])
     key = select_jwk(jwks, alg=alg, kid=kid, owner=f"the EHR {iss}")

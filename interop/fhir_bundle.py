@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
@@ -56,10 +54,9 @@ from pydantic import ValidationError
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
 from patients.models import Prediction
 
+from .fhir_observation import observation_features
 from .fhir_patient import patient_demographics, patient_features
 from .fhir_resources import (
-    ACCEPTED_STATUS,
-    LOINC,
     MAX_ISSUES,
     PATIENT_BIRTH_DATE,
     PATIENT_GENDER,
@@ -140,53 +137,6 @@ def _first_identifier(resource, kind: str, index: int) -> str:
     )
 
 
-def _same_unit(posted: str, schema: str) -> bool:
-    return unicodedata.normalize("NFKC", posted.strip()) == unicodedata.normalize("NFKC", schema)
-
-
-def _number(value: Decimal | int | float) -> int | float:
-    number = float(value)
-    return int(number) if number.is_integer() and isinstance(value, int) else number
-
-
-def _observation_value(obs, spec: ModelFeature, where: str) -> tuple[Any, str | None]:
-    """(value, unit) of an Observation for its feature; FhirError when the value type or unit is wrong."""
-    if obs.valueQuantity is not None:
-        quantity = obs.valueQuantity
-        if quantity.value is None:
-            raise FhirError(
-                400, "required", f"{where}: valueQuantity has no value.", [f"{where}.valueQuantity"]
-            )
-        posted_units = [u for u in (quantity.unit, quantity.code) if u]
-        if spec.unit and not any(_same_unit(u, spec.unit) for u in posted_units):
-            got = " / ".join(posted_units) or "no unit"
-            raise FhirError(
-                400,
-                "value",
-                f"{where}: {spec.label} must be in '{spec.unit}'; got {got}.",
-                [f"{where}.valueQuantity.unit"],
-            )
-        return _number(quantity.value), spec.unit or None
-    if obs.valueInteger is not None:
-        return int(obs.valueInteger), None
-    if obs.valueBoolean is not None:
-        return bool(obs.valueBoolean), None
-    if obs.valueString is not None:
-        return obs.valueString, None
-    if obs.valueCodeableConcept is not None:
-        concept = obs.valueCodeableConcept
-        codes = [c.code for c in concept.coding or [] if c.code]
-        return (codes[0] if codes else concept.text), None
-    if obs.dataAbsentReason is not None:
-        return None, None
-    raise FhirError(
-        400,
-        "required",
-        f"{where}: an Observation needs a value[x] (or a dataAbsentReason when not measured).",
-        [f"{where}.value[x]"],
-    )
-
-
 @dataclass
 class MappedBundle:
     payload: dict
@@ -195,10 +145,8 @@ class MappedBundle:
     feature_paths: dict[str, str]
 
 
-def bundle_to_payload(
-    bundle: Bundle, *, version: ModelVersion, body_sha256: str, received_at: datetime
-) -> MappedBundle:
-    """The CONTRACT section-2 payload of a validated transaction Bundle (see the module docstring)."""
+def _features_by_source(version: ModelVersion) -> tuple[dict[str, ModelFeature], list[ModelFeature]]:
+    """The version's coded decision-time features: by upper-cased code, and those read from the Patient."""
     by_code: dict[str, ModelFeature] = {}
     from_patient: list[ModelFeature] = []
     for spec in version.features.all():
@@ -208,6 +156,21 @@ def bundle_to_payload(
             from_patient.append(spec)
         else:
             by_code[spec.code.upper()] = spec
+    return by_code, from_patient
+
+
+@dataclass
+class _Entries:
+    patient: Any
+    patient_index: int
+    encounter: Any
+    encounter_index: int
+    # (entry index, entry, Observation) in Bundle order.
+    observations: list[tuple[int, Any, Any]]
+
+
+def _sorted_entries(bundle: Bundle) -> _Entries:
+    """The Bundle's one Patient, at most one Encounter and its Observations; anything else is a 400."""
     patient = encounter = None
     patient_index = encounter_index = 0
     observations = []
@@ -234,18 +197,25 @@ def bundle_to_payload(
             )
     if patient is None:
         raise FhirError(400, "required", "The Bundle needs a Patient.", ["Bundle.entry"])
-    patient_id = _first_identifier(patient, "Patient", patient_index)
-    display_name = ""
-    if patient.name:
-        name = patient.name[0]
-        display_name = name.text or ", ".join(p for p in [name.family, " ".join(name.given or [])] if p)
-    unit = bed = ""
+    return _Entries(patient, patient_index, encounter, encounter_index, observations)
+
+
+def _display_name(patient) -> str:
+    if not patient.name:
+        return ""
+    name = patient.name[0]
+    return name.text or ", ".join(p for p in [name.family, " ".join(name.given or [])] if p)
+
+
+def _encounter_place(encounter, encounter_index: int) -> tuple[str, str, str]:
+    """(encounter id, unit, bed) of the Bundle's Encounter; the Encounter and its unit are required."""
     if encounter is None:
         # CONTRACT section 2: a score without its encounter could never meet its outcome.
         raise FhirError(
             400, "required", "The Bundle needs an Encounter: every score belongs to one.", ["Bundle.entry"]
         )
     encounter_id = _first_identifier(encounter, "Encounter", encounter_index)
+    unit = bed = ""
     for location in encounter.location or []:
         types = [c.code for c in (location.physicalType.coding if location.physicalType else []) or []]
         display = (location.location.display if location.location else None) or ""
@@ -259,71 +229,48 @@ def bundle_to_payload(
             "required",
             "The unit is required: give the Encounter a location whose display is the unit code "
             "(e.g. 'MICU').",
-            [
-                f"Bundle.entry[{encounter_index}].resource.location"
-                if encounter is not None
-                else "Bundle.entry"
-            ],
+            [f"Bundle.entry[{encounter_index}].resource.location"],
         )
-    scored_at = bundle.timestamp or received_at
-    features: dict[str, dict] = {}
-    paths: dict[str, str] = {}
-    for index, entry, obs in observations:
-        where = f"Bundle.entry[{index}].resource"
-        if obs.status not in ACCEPTED_STATUS:
-            raise FhirError(
-                400,
-                "value",
-                f"{where}: Observation status '{obs.status}' cannot be scored.",
-                [f"{where}.status"],
-            )
-        codings = [c for c in (obs.code.coding or []) if c.system == LOINC and c.code]
-        spec = next(
-            (by_code.get(f"LOINC:{c.code}".upper()) for c in codings if f"LOINC:{c.code}".upper() in by_code),
-            None,
-        )
-        if spec is None:
-            shown = ", ".join(f"{c.system}|{c.code}" for c in obs.code.coding or []) or "no coding"
-            raise FhirError(
-                400,
-                "code-invalid",
-                f"{where}: {shown} is not an input of {version}: Observations are matched to features by "
-                "their LOINC code.",
-                [f"{where}.code"],
-            )
-        if spec.name in features:
-            raise FhirError(
-                400,
-                "business-rule",
-                f"{where}: a second Observation for {spec.label}; send the one value the model should use.",
-                [f"{where}.code"],
-            )
-        value, unit_text = _observation_value(obs, spec, where)
-        item: dict = {"value": value}
-        if unit_text:
-            item["unit"] = unit_text
+    return encounter_id, unit, bed
+
+
+def _demographic_features(
+    bundle: Bundle, entries: _Entries, from_patient: list[ModelFeature]
+) -> tuple[dict[str, dict], str]:
+    """(feature name -> item, FHIRPath of the Patient) of the features read from the Patient resource.
+
+    An age is taken at the Encounter's start, else at the newest Observation's effective time.
+    """
+    newest = None
+    for _, _, obs in entries.observations:
         effective = obs.effectiveDateTime or obs.effectiveInstant
-        if effective is not None:
-            item["observed_at"] = effective.isoformat() if hasattr(effective, "isoformat") else str(effective)
-        reference = f"Observation/{obs.id}" if obs.id else (entry.fullUrl or None)
-        if reference:
-            item["source"] = {"system": spec.source or "FHIR", "reference": str(reference)}
-        features[spec.name] = item
-        paths[spec.name] = where
+        if isinstance(effective, datetime) and (newest is None or effective > newest):
+            newest = effective
+    encounter = entries.encounter
+    start = encounter.period.start if encounter is not None and encounter.period else None
+    at = start if isinstance(start, date) else newest
+    patient = entries.patient
+    patient_entry = (bundle.entry or [])[entries.patient_index]
+    source = f"Patient/{patient.id}" if patient.id else (patient_entry.fullUrl or None)
+    where = f"Bundle.entry[{entries.patient_index}].resource"
+    items = patient_features(patient, from_patient, where=where, at=at, reference=source and str(source))
+    return items, where
+
+
+def bundle_to_payload(
+    bundle: Bundle, *, version: ModelVersion, body_sha256: str, received_at: datetime
+) -> MappedBundle:
+    """The CONTRACT section-2 payload of a validated transaction Bundle (see the module docstring)."""
+    by_code, from_patient = _features_by_source(version)
+    entries = _sorted_entries(bundle)
+    patient, patient_index = entries.patient, entries.patient_index
+    patient_id = _first_identifier(patient, "Patient", patient_index)
+    encounter_id, unit, bed = _encounter_place(entries.encounter, entries.encounter_index)
+    scored_at = bundle.timestamp or received_at
+    features, paths = observation_features(entries.observations, by_code, version)
     if from_patient:
-        newest = None
-        for _, _, obs in observations:
-            effective = obs.effectiveDateTime or obs.effectiveInstant
-            if isinstance(effective, datetime) and (newest is None or effective > newest):
-                newest = effective
-        start = encounter.period.start if encounter is not None and encounter.period else None
-        at = start if isinstance(start, date) else newest
-        patient_entry = (bundle.entry or [])[patient_index]
-        source = f"Patient/{patient.id}" if patient.id else (patient_entry.fullUrl or None)
-        where = f"Bundle.entry[{patient_index}].resource"
-        for name, item in patient_features(
-            patient, from_patient, where=where, at=at, reference=source and str(source)
-        ).items():
+        items, where = _demographic_features(bundle, entries, from_patient)
+        for name, item in items.items():
             features[name] = item
             paths[name] = where
     key = bundle.identifier.value if bundle.identifier and bundle.identifier.value else body_sha256[:32]
@@ -333,7 +280,7 @@ def bundle_to_payload(
         "model_version": version.version,
         "patient": {
             "id": patient_id,
-            "display_name": display_name,
+            "display_name": _display_name(patient),
             "unit": unit,
             "bed": bed,
             **patient_demographics(patient, where=f"Bundle.entry[{patient_index}].resource"),

@@ -25,11 +25,10 @@ from __future__ import annotations
 import base64
 import hmac
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from authlib.common.security import generate_token
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -42,13 +41,14 @@ from interop.ehr_http import (
     SmartLaunchError,
     smart_configuration_url,
 )
-from interop.ehr_jwt import EhrAuthError, select_jwk
+from interop.smart_id_token import ID_TOKEN_ALGORITHMS, validate_id_token
 
 __all__ = [
     "AllowListedHttp",
     "HttpGet",
     "HttpPost",
     "HttpResponse",
+    "ID_TOKEN_ALGORITHMS",
     "LaunchContext",
     "SmartConfiguration",
     "SmartLaunchError",
@@ -63,9 +63,6 @@ __all__ = [
 ]
 
 DEFAULT_SCOPE = "launch openid fhirUser patient/*.rs"
-
-#: SMART requires RS256 for id_tokens; the other asymmetric ones are accepted, never none/HS*.
-ID_TOKEN_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
 
 
 @dataclass(frozen=True)
@@ -273,71 +270,6 @@ def fetch_jwks(config: SmartConfiguration, http_get: HttpGet) -> dict[str, Any]:
     return doc
 
 
-def validate_id_token(
-    id_token: str,
-    *,
-    jwks: Mapping[str, Any],
-    issuer: str,
-    client_id: str,
-    nonce: str | None = None,
-    leeway: int = 60,
-    algorithms: Iterable[str] = ID_TOKEN_ALGORITHMS,
-    require_fhir_user: bool = True,
-) -> dict[str, Any]:
-    """Verify the OpenID Connect id_token (signature, iss, aud, exp, iat, nonce) and return its claims.
-
-    ``fhirUser`` (who the EHR says the user is) is required by default because the app maps it to a
-    Sightline user; only asymmetric algorithms are accepted, with the key from the EHR's JWKS.
-    """
-    allowed = [a for a in algorithms if a in ID_TOKEN_ALGORITHMS]
-    try:
-        header = jwt.get_unverified_header(id_token)
-    except jwt.PyJWTError as exc:
-        raise _id_token_error(f"The id_token is not a JWT ({exc}).") from exc
-    alg = header.get("alg")
-    if alg not in allowed:
-        raise _id_token_error(f"The id_token is signed with {alg!r}; only {', '.join(allowed)} are accepted.")
-    kid = header.get("kid")
-    try:
-        key = select_jwk(jwks, alg=alg, kid=kid if isinstance(kid, str) else None, owner=f"the EHR {issuer}")
-    except EhrAuthError as exc:
-        raise _id_token_error(exc.detail) from exc
-    try:
-        claims = jwt.decode(
-            id_token,
-            key,
-            algorithms=[alg],
-            audience=client_id,
-            issuer=issuer,
-            leeway=leeway,
-            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise _id_token_error(
-            f"The id_token's signature does not verify with the keys {issuer} publishes; it was not "
-            "signed by that EHR."
-        ) from exc
-    except jwt.ExpiredSignatureError as exc:
-        raise _id_token_error("The id_token has expired; start the launch again from the EHR.") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise _id_token_error(f"The id_token was issued for another client, not {client_id!r}.") from exc
-    except jwt.InvalidIssuerError as exc:
-        raise _id_token_error(f"The id_token's issuer is not {issuer}.") from exc
-    except jwt.PyJWTError as exc:
-        raise _id_token_error(f"The id_token is not valid ({exc}).") from exc
-    aud = claims["aud"]
-    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
-        raise _id_token_error(f"The id_token has several audiences and its azp is not {client_id!r}.")
-    if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
-        raise _id_token_error("The id_token's nonce does not match this launch; start again from the EHR.")
-    if require_fhir_user and not (isinstance(claims.get("fhirUser"), str) and claims["fhirUser"]):
-        raise _id_token_error(
-            "The id_token has no fhirUser claim, so the EHR user cannot be mapped to a Sightline user; "
-            "the launch must request the 'fhirUser' scope and the EHR must grant it."
-        )
-    return claims
-
-
 def launch_context(token_response: Mapping[str, Any], id_token_claims: Mapping[str, Any]) -> LaunchContext:
     """The launch context (patient, encounter, user, lifetime) out of a checked token response."""
     expires_in = token_response.get("expires_in")
@@ -387,10 +319,6 @@ def _require_http_url(value: Any, what: str) -> None:
     parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise SmartLaunchError("invalid_url", f"{what} ({value!r}) is not an absolute http(s) URL.")
-
-
-def _id_token_error(detail: str) -> SmartLaunchError:
-    return SmartLaunchError("invalid_id_token", detail, status=401)
 
 
 def _opt_str(value: Any) -> str | None:

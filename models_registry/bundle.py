@@ -121,25 +121,17 @@ def _read_file(root: Path, relative: str, what: str) -> bytes:
     return candidate.read_bytes()
 
 
-def _read_directory(root: Path) -> Bundle:
-    files: dict[str, bytes] = {}
-    if not (root / "bundle.yaml").is_file():
-        raise BundleError("The bundle has no bundle.yaml.")
-    files["bundle.yaml"] = (root / "bundle.yaml").read_bytes()
-    spec = parse_spec(files["bundle.yaml"])
-    features = parse_features(spec["features"])
-    declared_subgroups = parse_subgroups(spec.get("subgroups"), features)
-
-    model_path = spec["model"]["path"]
-    files[model_path] = _read_file(root, model_path, "model")
-    background_path = spec["background"]["path"]
-    files[background_path] = _read_file(root, background_path, "background")
-    reference_path = spec["reference"]["path"]
-    files[reference_path] = _read_file(root, reference_path, "reference")
+def _read_named_files(root: Path, spec: dict, files: dict[str, bytes]) -> None:
+    """Add the model, background, reference and challenger files bundle.yaml names to `files`."""
+    for what in ("model", "background", "reference"):
+        files[spec[what]["path"]] = _read_file(root, spec[what]["path"], what)
     challenger = spec.get("challenger")
     if challenger is not None:
         files[challenger["path"]] = _read_file(root, challenger["path"], "challenger")
 
+
+def _load_bundle_model(spec: dict, files: dict[str, bytes]) -> TreeModel:
+    model_path = spec["model"]["path"]
     model_format = spec["model"]["format"]
     if model_format not in MODEL_FORMATS:
         raise BundleError(
@@ -147,10 +139,13 @@ def _read_directory(root: Path) -> Bundle:
             "(pickled models are never accepted)."
         )
     try:
-        model = load_model(files[model_path], model_format, model_path)
+        return load_model(files[model_path], model_format, model_path)
     except ModelFormatError as exc:
         raise BundleError(str(exc)) from exc
 
+
+def _model_input_names(model: TreeModel, features: list[dict], model_path: str) -> list[str]:
+    """The decision-time feature names, which must be exactly the model's inputs in the model's order."""
     by_name = {f["name"]: f for f in features}
     input_names = [f["name"] for f in features if f["decision_time"]]
     model_names = list(model.feature_names)
@@ -174,14 +169,26 @@ def _read_directory(root: Path) -> Bundle:
             "The decision_time features in bundle.yaml are not in the order the model expects: "
             f"model order is {', '.join(model_names)}."
         )
+    return input_names
 
-    label = spec["reference"]["label"]
+
+def _read_frames(
+    spec: dict,
+    files: dict[str, bytes],
+    model: TreeModel,
+    features: list[dict],
+    input_names: list[str],
+    subgroups: list[dict],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The checked background and reference frames."""
+    background_path = spec["background"]["path"]
+    reference_path = spec["reference"]["path"]
     background = read_parquet(files[background_path], background_path)
     reference = read_parquet(files[reference_path], reference_path)
     check_frame(background, background_path, features=features, input_names=input_names)
     check_frame(reference, reference_path, features=features, input_names=input_names)
-    check_reference(reference, reference_path, label)
-    check_subgroup_columns(reference, reference_path, declared_subgroups)
+    check_reference(reference, reference_path, spec["reference"]["label"])
+    check_subgroup_columns(reference, reference_path, subgroups)
     if not model.handles_missing:
         for frame, frame_name in ((background, background_path), (reference, reference_path)):
             missing = [c for c in input_names if frame[c].isna().any()]
@@ -190,8 +197,13 @@ def _read_directory(root: Path) -> Bundle:
                     f"{frame_name} column '{missing[0]}' has missing values, but the model "
                     f"({type(model.native).__name__}) cannot take missing values."
                 )
-    margin = _auroc_margin(spec)
+    return background, reference
 
+
+def _explanation_checks(
+    spec: dict, model: TreeModel, background: pd.DataFrame, reference: pd.DataFrame, input_names: list[str]
+) -> dict:
+    """The checks on the model's risk and its SHAP explanations over the background and reference sets."""
     checks: dict = {"feature_names_match": {"passed": True, "inputs": len(input_names)}}
     reference_inputs = reference[input_names].to_numpy(dtype=np.float64)
     background_inputs = background[input_names].to_numpy(dtype=np.float64)
@@ -206,6 +218,20 @@ def _read_directory(root: Path) -> Bundle:
         reference=reference,
         description=str(spec["background"].get("description") or ""),
     )
+    return checks
+
+
+def _performance_and_gate(
+    spec: dict,
+    files: dict[str, bytes],
+    reference: pd.DataFrame,
+    input_names: list[str],
+    checks: dict,
+    margin: float,
+) -> tuple[dict, dict]:
+    """(performance, promotion gate) on the reference set; adds the challenger and AUROC to `checks`."""
+    label = spec["reference"]["label"]
+    challenger = spec.get("challenger")
     labels = reference[label].to_numpy(dtype=np.float64)
     risk = reference["expected_risk"].to_numpy(dtype=np.float64)
     tiers = {"high": float(spec["tiers"]["high"]), "medium": float(spec["tiers"]["medium"])}
@@ -230,7 +256,24 @@ def _read_directory(root: Path) -> Bundle:
         ),
     )
     gate["margin_reason"] = str((spec.get("promotion") or {}).get("reason") or "")
+    return performance, gate
 
+
+def _read_directory(root: Path) -> Bundle:
+    files: dict[str, bytes] = {}
+    if not (root / "bundle.yaml").is_file():
+        raise BundleError("The bundle has no bundle.yaml.")
+    files["bundle.yaml"] = (root / "bundle.yaml").read_bytes()
+    spec = parse_spec(files["bundle.yaml"])
+    features = parse_features(spec["features"])
+    declared_subgroups = parse_subgroups(spec.get("subgroups"), features)
+    _read_named_files(root, spec, files)
+    model = _load_bundle_model(spec, files)
+    input_names = _model_input_names(model, features, spec["model"]["path"])
+    background, reference = _read_frames(spec, files, model, features, input_names, declared_subgroups)
+    margin = _auroc_margin(spec)
+    checks = _explanation_checks(spec, model, background, reference, input_names)
+    performance, gate = _performance_and_gate(spec, files, reference, input_names, checks, margin)
     artifacts = {name: sha256_bytes(data) for name, data in files.items()}
     return Bundle(
         spec=spec,

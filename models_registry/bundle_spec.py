@@ -151,66 +151,78 @@ def check_source_attributes(raw: object) -> None:
         _check_texts(value, f"source_attributes.{key}")
 
 
+def _feature_name(item: object, position: int, seen: set[str]) -> str:
+    """The name of the feature at `position` (0-based): a column name, declared once."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise BundleError(f"bundle.yaml feature #{position + 1} has no name.")
+    name = item["name"]
+    where = f"feature '{name}'"
+    if not FEATURE_NAME_PATTERN.match(name):
+        raise BundleError(f"bundle.yaml {where}: names are letters, digits and '_' (a column name).")
+    if name in seen:
+        raise BundleError(f"bundle.yaml {where} is declared twice.")
+    return name
+
+
+def _value_range(item: dict, where: str, kind: str) -> list | None:
+    """The plausible `range: [min, max]`, required for a numeric feature."""
+    value_range = item.get("range")
+    if value_range is None and kind == "numeric":
+        raise BundleError(f"bundle.yaml {where} is numeric and needs a plausible range [min, max].")
+    if value_range is not None and not (
+        isinstance(value_range, list)
+        and len(value_range) == 2
+        and all(number(v) for v in value_range)
+        and value_range[0] < value_range[1]
+    ):
+        raise BundleError(f"bundle.yaml {where} range must be [min, max] with min < max.")
+    return value_range
+
+
+def _parse_feature(item: dict, name: str) -> dict:
+    """One bundle.yaml feature, checked and normalised."""
+    where = f"feature '{name}'"
+    kind = item.get("kind")
+    if kind not in FEATURE_KINDS:
+        raise BundleError(f"bundle.yaml {where} has kind {kind!r}; expected numeric, binary or categorical.")
+    categories = item.get("categories") or []
+    if kind == "categorical" and (
+        not isinstance(categories, list)
+        or len(categories) < 2
+        or len(set(map(str, categories))) != len(categories)
+    ):
+        raise BundleError(f"bundle.yaml {where} is categorical and needs a list of distinct categories.")
+    value_range = _value_range(item, where, kind)
+    for flag in ("decision_time", "mutable"):
+        if flag in item and not isinstance(item[flag], bool):
+            raise BundleError(f"bundle.yaml {where} {flag} must be true or false.")
+    expected = _expected(item, where, kind, value_range)
+    fixed_reason = item.get("fixed_reason")
+    if fixed_reason is not None and not (isinstance(fixed_reason, str) and fixed_reason.strip()):
+        raise BundleError(f"bundle.yaml {where} fixed_reason must be a sentence (why care cannot change it).")
+    return {
+        "name": name,
+        "label": str(item.get("label") or name),
+        "unit": str(item.get("unit") or ""),
+        "source": str(item.get("source") or ""),
+        "code": str(item.get("code") or ""),
+        "kind": kind,
+        "categories": [str(c) for c in categories] if kind == "categorical" else [],
+        "range": [float(value_range[0]), float(value_range[1])] if value_range is not None else None,
+        "decision_time": item.get("decision_time", True),
+        "mutable": item.get("mutable", True),
+        "expected": expected,
+        "fixed_reason": str(fixed_reason or ""),
+    }
+
+
 def parse_features(raw: list) -> list[dict]:
     features: list[dict] = []
     seen: set[str] = set()
     for position, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise BundleError(f"bundle.yaml feature #{position + 1} has no name.")
-        name = item["name"]
-        where = f"feature '{name}'"
-        if not FEATURE_NAME_PATTERN.match(name):
-            raise BundleError(f"bundle.yaml {where}: names are letters, digits and '_' (a column name).")
-        if name in seen:
-            raise BundleError(f"bundle.yaml {where} is declared twice.")
+        name = _feature_name(item, position, seen)
         seen.add(name)
-        kind = item.get("kind")
-        if kind not in FEATURE_KINDS:
-            raise BundleError(
-                f"bundle.yaml {where} has kind {kind!r}; expected numeric, binary or categorical."
-            )
-        categories = item.get("categories") or []
-        if kind == "categorical" and (
-            not isinstance(categories, list)
-            or len(categories) < 2
-            or len(set(map(str, categories))) != len(categories)
-        ):
-            raise BundleError(f"bundle.yaml {where} is categorical and needs a list of distinct categories.")
-        value_range = item.get("range")
-        if value_range is None and kind == "numeric":
-            raise BundleError(f"bundle.yaml {where} is numeric and needs a plausible range [min, max].")
-        if value_range is not None and not (
-            isinstance(value_range, list)
-            and len(value_range) == 2
-            and all(number(v) for v in value_range)
-            and value_range[0] < value_range[1]
-        ):
-            raise BundleError(f"bundle.yaml {where} range must be [min, max] with min < max.")
-        for flag in ("decision_time", "mutable"):
-            if flag in item and not isinstance(item[flag], bool):
-                raise BundleError(f"bundle.yaml {where} {flag} must be true or false.")
-        expected = _expected(item, where, kind, value_range)
-        fixed_reason = item.get("fixed_reason")
-        if fixed_reason is not None and not (isinstance(fixed_reason, str) and fixed_reason.strip()):
-            raise BundleError(
-                f"bundle.yaml {where} fixed_reason must be a sentence (why care cannot change it)."
-            )
-        features.append(
-            {
-                "name": name,
-                "label": str(item.get("label") or name),
-                "unit": str(item.get("unit") or ""),
-                "source": str(item.get("source") or ""),
-                "code": str(item.get("code") or ""),
-                "kind": kind,
-                "categories": [str(c) for c in categories] if kind == "categorical" else [],
-                "range": [float(value_range[0]), float(value_range[1])] if value_range is not None else None,
-                "decision_time": item.get("decision_time", True),
-                "mutable": item.get("mutable", True),
-                "expected": expected,
-                "fixed_reason": str(fixed_reason or ""),
-            }
-        )
+        features.append(_parse_feature(item, name))
     if not features:
         raise BundleError("bundle.yaml features is empty.")
     return features

@@ -187,17 +187,47 @@ def _version_diff(version: ModelVersion, previous: ModelVersion | None) -> dict 
     }
 
 
+def _cohort(version: ModelVersion, spec: dict, model_metrics: dict) -> dict:
+    """The reference set: size, label and its rate, and its shares of patients by unit and shift."""
+    background = (version.checks or {}).get("background_documentation", {})
+    return {
+        "reference_size": version.reference_size,
+        "label": (spec.get("reference") or {}).get("label"),
+        "events": model_metrics.get("events"),
+        "label_rate": model_metrics.get("label_rate"),
+        "units": {
+            unit: shares["reference"] for unit, shares in background.get("unit", {}).get("shares", {}).items()
+        },
+        "shifts": {
+            shift: shares["reference"]
+            for shift, shares in background.get("shift", {}).get("shares", {}).items()
+        },
+    }
+
+
+def _promotions(version: ModelVersion) -> list[dict]:
+    promotions = (
+        Promotion.objects.filter(version=version).select_related("user").order_by("promoted_at", "id")
+    )
+    return [
+        {
+            "promoted_at": iso_utc(p.promoted_at),
+            "user": _username(p.user),
+            "gate_passed": p.gate_passed,
+            "overridden": p.overridden,
+            "override_reason": p.override_reason,
+        }
+        for p in promotions
+    ]
+
+
 def model_card(version: ModelVersion) -> dict:
     """Everything the model card shows, as plain JSON: the page and the API serve the same dict."""
     spec = version.spec or {}
     performance = version.metrics or {}
     model_metrics = performance.get("model", {})
-    background = (version.checks or {}).get("background_documentation", {})
     previous = (
         version.registered_model.versions.filter(version__lt=version.version).order_by("-version").first()
-    )
-    promotions = (
-        Promotion.objects.filter(version=version).select_related("user").order_by("promoted_at", "id")
     )
     alerts = model_metrics.get("alerts_per_100", {})
     features = [_feature(f) for f in version.features.all()]
@@ -214,20 +244,7 @@ def model_card(version: ModelVersion) -> dict:
         "outcome": version.registered_model.outcome,
         "horizon_hours": version.registered_model.horizon_hours,
         "known_failure_modes": str(spec.get("known_failure_modes") or ""),
-        "cohort": {
-            "reference_size": version.reference_size,
-            "label": (spec.get("reference") or {}).get("label"),
-            "events": model_metrics.get("events"),
-            "label_rate": model_metrics.get("label_rate"),
-            "units": {
-                unit: shares["reference"]
-                for unit, shares in background.get("unit", {}).get("shares", {}).items()
-            },
-            "shifts": {
-                shift: shares["reference"]
-                for shift, shares in background.get("shift", {}).get("shares", {}).items()
-            },
-        },
+        "cohort": _cohort(version, spec, model_metrics),
         "background": {"size": version.background_size, "description": version.background_description},
         "features": features,
         "protected_characteristics": protected_characteristics(spec, features),
@@ -241,16 +258,7 @@ def model_card(version: ModelVersion) -> dict:
         "checks": _checks(version),
         "explained_by": explained_by(version),
         "gate": version.gate or {},
-        "promotions": [
-            {
-                "promoted_at": iso_utc(p.promoted_at),
-                "user": _username(p.user),
-                "gate_passed": p.gate_passed,
-                "overridden": p.overridden,
-                "override_reason": p.override_reason,
-            }
-            for p in promotions
-        ],
+        "promotions": _promotions(version),
         "artifacts": version.artifacts,
         "bundle_sha256": version.bundle_sha256,
         "diff": _version_diff(version, previous),

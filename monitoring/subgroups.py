@@ -39,14 +39,28 @@ def _age(born, age, scored_at: datetime) -> float:
     return float(age) if age is not None else np.nan
 
 
-def window_encounters(
-    version: ModelVersion, start: datetime, end: datetime, where: Slice, feature_columns: tuple[str, ...] = ()
-) -> pd.DataFrame:
-    """One row per encounter (its latest score in the window): risk, outcome (NaN until known), unit,
-    shift, the patient's demographics, its alert's latest action and reason (if alerted), and the
-    posted value of each of `feature_columns` (model inputs a declared subgroup splits by)."""
+_ENCOUNTER_COLUMNS = [
+    "risk",
+    "outcome",
+    "unit",
+    "shift",
+    "sex",
+    "age",
+    "race",
+    "ethnicity",
+    "alerted",
+    "action",
+    "reason",
+]
+
+
+def _scores_newest_first(
+    version: ModelVersion, start: datetime, end: datetime, where: Slice, feature_columns: tuple[str, ...]
+):
+    """The window's scores with an encounter, each encounter's newest first, with the alert's latest
+    action and reason."""
     latest_action = AlertAction.objects.filter(alert=OuterRef("alert__id")).order_by("-acted_at", "-id")
-    rows = (
+    return (
         predictions_in(version, start, end, where)
         .filter(encounter__isnull=False)
         .order_by("encounter_id", "-scored_at", "-id")
@@ -69,44 +83,43 @@ def window_encounters(
             reason=Subquery(latest_action.values("reason")[:1]),
         )
     )
+
+
+def _encounter_row(row: tuple, feature_columns: tuple[str, ...], zone) -> dict:
+    _, risk, outcome, unit, scored, sex, born, age, race, ethnicity, alert, *posted = row
+    posted, (action, reason) = posted[: len(feature_columns)], posted[len(feature_columns) :]
+    return {
+        "risk": risk,
+        "outcome": np.nan if outcome is None else float(outcome),
+        "unit": unit,
+        "shift": str(shift_of_hour(scored.astimezone(zone).hour)),
+        "sex": sex or None,
+        "age": _age(born, age, scored),
+        "race": race or None,
+        "ethnicity": ethnicity or None,
+        "alerted": alert is not None,
+        "action": (action or "none") if alert is not None else None,
+        "reason": reason,
+        **{f"feature:{name}": value for name, value in zip(feature_columns, posted, strict=True)},
+    }
+
+
+def window_encounters(
+    version: ModelVersion, start: datetime, end: datetime, where: Slice, feature_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """One row per encounter (its latest score in the window): risk, outcome (NaN until known), unit,
+    shift, the patient's demographics, its alert's latest action and reason (if alerted), and the
+    posted value of each of `feature_columns` (model inputs a declared subgroup splits by)."""
+    rows = _scores_newest_first(version, start, end, where, feature_columns)
     zone = hospital_time_zone()
     out, seen = [], None
     for row in rows.iterator(chunk_size=5000):
-        encounter, risk, outcome, unit, scored, sex, born, age, race, ethnicity, alert, *posted = row
-        posted, (action, reason) = posted[: len(feature_columns)], posted[len(feature_columns) :]
+        encounter = row[0]
         if encounter == seen:
             continue  # an earlier score of the same encounter
         seen = encounter
-        out.append(
-            {
-                "risk": risk,
-                "outcome": np.nan if outcome is None else float(outcome),
-                "unit": unit,
-                "shift": str(shift_of_hour(scored.astimezone(zone).hour)),
-                "sex": sex or None,
-                "age": _age(born, age, scored),
-                "race": race or None,
-                "ethnicity": ethnicity or None,
-                "alerted": alert is not None,
-                "action": (action or "none") if alert is not None else None,
-                "reason": reason,
-                **{f"feature:{name}": value for name, value in zip(feature_columns, posted, strict=True)},
-            }
-        )
-    columns = [
-        "risk",
-        "outcome",
-        "unit",
-        "shift",
-        "sex",
-        "age",
-        "race",
-        "ethnicity",
-        "alerted",
-        "action",
-        "reason",
-    ]
-    return pd.DataFrame(out, columns=[*columns, *(f"feature:{name}" for name in feature_columns)])
+        out.append(_encounter_row(row, feature_columns, zone))
+    return pd.DataFrame(out, columns=[*_ENCOUNTER_COLUMNS, *(f"feature:{name}" for name in feature_columns)])
 
 
 def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -> dict:

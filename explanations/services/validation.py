@@ -201,6 +201,58 @@ def _value_check(spec: ModelFeature, value: Any) -> tuple[Any, str | None, str |
     return value, None, None
 
 
+def _entry_check(
+    key: str, spec: ModelFeature, entry: dict | None, scored_at, invalid: dict, leakage: dict
+) -> tuple[dict | None, str | None]:
+    """(entry as stored, or None for a feature not stored; the first error code) of one posted known
+    feature; its problems are added to `invalid` and `leakage` under `key`."""
+    entry = entry or {}
+    value = entry.get("value")
+    if not spec.decision_time:
+        if value is not None:
+            leakage[key] = [f"'{spec.name}' is known only after the decision point and must not be sent."]
+        return None, None
+    first_code = None
+    unit = entry.get("unit")
+    if unit not in (None, "") and not _same_unit(unit, spec.unit):
+        invalid[f"{key}.unit"] = [f"Expected unit '{spec.unit}'; got '{unit}'."]
+        first_code = "unit_mismatch"
+    if value is not None:
+        value, code, message = _value_check(spec, value)
+        if code:
+            invalid[f"{key}.value"] = [message]
+            first_code = first_code or code
+    observed_at = entry.get("observed_at")
+    if observed_at is not None and observed_at > scored_at:
+        leakage[f"{key}.observed_at"] = [
+            f"Observed at {iso_utc(observed_at)}, after the prediction was scored ({iso_utc(scored_at)})."
+        ]
+    source = entry.get("source")
+    stored = {
+        "value": value,
+        "unit": spec.unit,
+        "observed_at": iso_utc(observed_at),
+        "source": dict(source) if source else None,
+    }
+    return stored, first_code
+
+
+def _features_error(invalid: dict, leakage: dict, first_code: str | None) -> ApiError | None:
+    """The 400 naming the first invalid feature, else the 422 naming the first leak, else None."""
+    if invalid:
+        name, messages = next(iter(invalid.items()))
+        return ApiError(code=first_code, detail=f"{name}: {messages[0]}", fields=invalid)
+    if leakage:
+        name, messages = next(iter(leakage.items()))
+        return ApiError(
+            code="leakage",
+            detail=f"{name}: {messages[0]} Only information available at scoring time may be used.",
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            fields=leakage,
+        )
+    return None
+
+
 def features_check(item: Item) -> None:
     """Check every posted feature against the version's schema; build the stored features."""
     version_features = version_schema(item.version)
@@ -220,45 +272,13 @@ def features_check(item: Item) -> None:
             ]
             first_code = first_code or "unknown_feature"
             continue
-        entry = entry or {}
-        value = entry.get("value")
-        if not spec.decision_time:
-            if value is not None:
-                leakage[key] = [f"'{name}' is known only after the decision point and must not be sent."]
-            continue
-        unit = entry.get("unit")
-        if unit not in (None, "") and not _same_unit(unit, spec.unit):
-            invalid[f"{key}.unit"] = [f"Expected unit '{spec.unit}'; got '{unit}'."]
-            first_code = first_code or "unit_mismatch"
-        if value is not None:
-            value, code, message = _value_check(spec, value)
-            if code:
-                invalid[f"{key}.value"] = [message]
-                first_code = first_code or code
-        observed_at = entry.get("observed_at")
-        if observed_at is not None and observed_at > scored_at:
-            leakage[f"{key}.observed_at"] = [
-                f"Observed at {iso_utc(observed_at)}, after the prediction was scored ({iso_utc(scored_at)})."
-            ]
-        source = entry.get("source")
-        stored[name] = {
-            "value": value,
-            "unit": spec.unit,
-            "observed_at": iso_utc(observed_at),
-            "source": dict(source) if source else None,
-        }
-    if invalid:
-        name, messages = next(iter(invalid.items()))
-        item.error = ApiError(code=first_code, detail=f"{name}: {messages[0]}", fields=invalid)
-        return
-    if leakage:
-        name, messages = next(iter(leakage.items()))
-        item.error = ApiError(
-            code="leakage",
-            detail=f"{name}: {messages[0]} Only information available at scoring time may be used.",
-            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            fields=leakage,
-        )
+        entry_stored, code = _entry_check(key, spec, entry, scored_at, invalid, leakage)
+        first_code = first_code or code
+        if entry_stored is not None:
+            stored[name] = entry_stored
+    error = _features_error(invalid, leakage, first_code)
+    if error is not None:
+        item.error = error
         return
     # Every input of the version is stored; one not sent is "not measured", never imputed.
     for spec in inputs:

@@ -37,15 +37,8 @@ def _check_value(feature, value: Any) -> None:
         raise _invalid(field, f"One of {', '.join(feature.categories or [])} is expected.")
 
 
-def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
-    """Recompute risk, tier and SHAP with `changes` ({feature: value}) applied to the prediction's
-    inputs. Only mutable decision-time features within their plausible range may change; nothing
-    is stored. Raises ApiError (400) naming the field."""
-
-    if not isinstance(changes, dict) or not changes:
-        raise _invalid("changes", 'An object of feature changes is expected, e.g. {"lactate": 2.0}.')
-    version = prediction.model_version
-    features = {f.name: f for f in version.features.all()}
+def _check_changes(version, features: dict, changes: dict) -> None:
+    """Only mutable decision-time features of the version, each within its plausible range."""
     for name, value in changes.items():
         feature = features.get(name)
         field = f"changes.{name}"
@@ -64,9 +57,9 @@ def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
             )
         _check_value(feature, value)
 
-    serving = serving_model(version)
-    original_values = {name: (entry or {}).get("value") for name, entry in prediction.features.items()}
-    changed_values = {**original_values, **changes}
+
+def _explain_both(serving, original_values: dict, changed_values: dict):
+    """(margins, attribution) of the original row and the changed row, SHAP additivity checked."""
     try:
         rows = np.vstack([serving.encode(original_values), serving.encode(changed_values)])
     except EncodingError as exc:
@@ -79,7 +72,13 @@ def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
         raise ApiError(
             code="additivity_failed", detail=str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY
         ) from None
-    risks = np.asarray(core.sigmoid(margins), dtype=np.float64)
+    return margins, attribution
+
+
+def _feature_rows(
+    serving, attribution, features: dict, changes: dict, original_values: dict, changed_values: dict
+) -> list[dict]:
+    """Each model input's value before and after, its SHAP value and points after, and the SHAP change."""
     points = [core.probability_points(attribution.base_value, attribution.values[i]) for i in (0, 1)]
     out_features = []
     for j, name in enumerate(serving.feature_names):
@@ -96,6 +95,26 @@ def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
                 "shap_delta": float(after - before),
             }
         )
+    return out_features
+
+
+def prediction_what_if(*, prediction: Prediction, changes: Any) -> dict:
+    """Recompute risk, tier and SHAP with `changes` ({feature: value}) applied to the prediction's
+    inputs. Only mutable decision-time features within their plausible range may change; nothing
+    is stored. Raises ApiError (400) naming the field."""
+
+    if not isinstance(changes, dict) or not changes:
+        raise _invalid("changes", 'An object of feature changes is expected, e.g. {"lactate": 2.0}.')
+    version = prediction.model_version
+    features = {f.name: f for f in version.features.all()}
+    _check_changes(version, features, changes)
+
+    serving = serving_model(version)
+    original_values = {name: (entry or {}).get("value") for name, entry in prediction.features.items()}
+    changed_values = {**original_values, **changes}
+    margins, attribution = _explain_both(serving, original_values, changed_values)
+    risks = np.asarray(core.sigmoid(margins), dtype=np.float64)
+    out_features = _feature_rows(serving, attribution, features, changes, original_values, changed_values)
     risk = float(risks[1])
     return {
         "prediction_id": prediction.pk,

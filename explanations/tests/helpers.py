@@ -15,3 +15,10 @@ def stored_counts() -> dict[str, int]:
 
 
 NOTHING = {"predictions": 0, "explanations": 0, "alerts": 0, "patients": 0, "encounters": 0}
+
+
+def ingest(service_client, payload, capture) -> Prediction:
+    with capture(execute=True):
+        response = service_client.post("/api/v1/predictions/", payload, format="json")
+    assert response.status_code == 201, response.content
+    return Prediction.objects.get(pk=response.json()["id"])
