@@ -156,17 +156,91 @@ def safe_url(url) -> str:
     return ""
 
 
-def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> ScoreDetail:
-    """A prediction (already checked by patients.access) with its explanation and feature table.
-
-    Rows are in model input order until the explanation is ready, then by |contribution|."""
-    explanation = Explanation.objects.filter(prediction=prediction).first()
+def _explanation_status(explanation: Explanation | None) -> str:
     status = explanation.status if explanation else "missing"
     if status == Explanation.Status.READY and (
         explanation.contributions is None or explanation.base_value is None
     ):
         # Marked ready without its numbers: shown as failed, never as a partial chart.
         status = Explanation.Status.FAILED
+    return status
+
+
+def _attributions(explanation: Explanation) -> tuple[dict[str, float], dict[str, float]]:
+    """Each input's SHAP value (log-odds) and probability points, as the worker stored them."""
+    names = [c["name"] for c in explanation.contributions]
+    values = [float(c["shap"]) for c in explanation.contributions]
+    # The points the worker stored with the explanation (engine.probability.probability_points);
+    # an explanation stored before points were kept gets them computed by the same function.
+    stored = [c.get("points") for c in explanation.contributions]
+    if any(p is None for p in stored):
+        stored = probability_points(explanation.base_value, values).tolist()
+    return dict(zip(names, values, strict=True)), dict(zip(names, [float(p) for p in stored], strict=True))
+
+
+def _engine_parts(detail: ScoreDetail, explanation: Explanation, version, specs: list[ModelFeature]) -> None:
+    """The ready explanation's base, uncertainty, stability, similar patients and headline."""
+    prediction = detail.prediction
+    detail.base_value = explanation.base_value
+    detail.base_probability = float(sigmoid(explanation.base_value))
+    detail.background_size = explanation.background_size or version.background_size
+    labels = {f.name: f.label or f.name for f in specs}
+    outcome = version.spec.get("outcome") or version.registered_model.outcome
+    detail.uncertainty = uncertainty_part(explanation.uncertainty, outcome=outcome, labels=labels)
+    detail.stability = stability_part(explanation.stability, labels=labels)
+    detail.similar = similar_part(explanation.similar_patients, labels=labels)
+    detail.abstain = explanation.abstain
+    detail.abstain_reason = explanation.abstain_reason
+    detail.headline = headline_part(
+        risk=prediction.risk,
+        outcome=outcome,
+        horizon_hours=version.registered_model.horizon_hours,
+        uncertainty=detail.uncertainty,
+        similar=detail.similar,
+    )
+
+
+def _feature_row(
+    feature: ModelFeature, entry: dict, *, detail: ScoreDetail, attributions, notes
+) -> FeatureRow:
+    """One input as posted, with its source, attribution and what the page says about it."""
+    shap_by_name, points_by_name = attributions
+    flag_text, fixed_reasons = notes
+    value = entry.get("value")
+    source = entry.get("source") or {}
+    observed_at = _observed_at(entry.get("observed_at"))
+    measured = value is not None
+    return FeatureRow(
+        name=feature.name,
+        label=feature.label or feature.name,
+        measured=measured,
+        value_text=format_value(value, feature.kind) if measured else "not measured",
+        unit=(entry.get("unit") or feature.unit) if measured else "",
+        observed_at=observed_at,
+        age_text=format_age(observed_at, detail.prediction.scored_at),
+        source_system=source.get("system") or feature.source,
+        source_reference=source.get("reference") or "",
+        source_url=safe_url(source.get("url")),
+        shap=shap_by_name.get(feature.name),
+        probability_points=points_by_name.get(feature.name),
+        kind=feature.kind,
+        raw_value=value,
+        mutable=feature.mutable,
+        schema_unit=feature.unit,
+        range_min=feature.range_min,
+        range_max=feature.range_max,
+        categories=list(feature.categories or []),
+        quality_text=flag_text.get(feature.name, ""),
+        fixed_reason=fixed_reasons.get(feature.name, ""),
+    )
+
+
+def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> ScoreDetail:
+    """A prediction (already checked by patients.access) with its explanation and feature table.
+
+    Rows are in model input order until the explanation is ready, then by |contribution|."""
+    explanation = Explanation.objects.filter(prediction=prediction).first()
+    status = _explanation_status(explanation)
     version = prediction.model_version
     detail = ScoreDetail(
         prediction=prediction,
@@ -180,79 +254,23 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         baseline=unit_baseline(version_baselines(version), prediction.unit),
         threshold_note=threshold_note(prediction.risk, high=version.tier_high, medium=version.tier_medium),
     )
-
-    shap_by_name: dict[str, float] = {}
-    points_by_name: dict[str, float] = {}
-    if status == Explanation.Status.READY:
-        names = [c["name"] for c in explanation.contributions]
-        values = [float(c["shap"]) for c in explanation.contributions]
-        shap_by_name = dict(zip(names, values, strict=True))
-        # The points the worker stored with the explanation (engine.probability.probability_points);
-        # an explanation stored before points were kept gets them computed by the same function.
-        stored = [c.get("points") for c in explanation.contributions]
-        if any(p is None for p in stored):
-            stored = probability_points(explanation.base_value, values).tolist()
-        points_by_name = dict(zip(names, [float(p) for p in stored], strict=True))
-        detail.base_value = explanation.base_value
-        detail.base_probability = float(sigmoid(explanation.base_value))
-        detail.background_size = explanation.background_size or version.background_size
-
     features = prediction.features or {}
     specs = list(version.features.filter(decision_time=True).order_by("position"))
+    attributions: tuple[dict, dict] = ({}, {})
     if status == Explanation.Status.READY:
-        labels = {f.name: f.label or f.name for f in specs}
-        outcome = version.spec.get("outcome") or version.registered_model.outcome
-        detail.uncertainty = uncertainty_part(explanation.uncertainty, outcome=outcome, labels=labels)
-        detail.stability = stability_part(explanation.stability, labels=labels)
-        detail.similar = similar_part(explanation.similar_patients, labels=labels)
-        detail.abstain = explanation.abstain
-        detail.headline = headline_part(
-            risk=prediction.risk,
-            outcome=outcome,
-            horizon_hours=version.registered_model.horizon_hours,
-            uncertainty=detail.uncertainty,
-            similar=detail.similar,
-        )
-        detail.abstain_reason = explanation.abstain_reason
+        attributions = _attributions(explanation)
+        _engine_parts(detail, explanation, version, specs)
     stored_flags = explanation.quality_flags if explanation is not None else None
     # Explanations stored before flags were kept get them from the same function.
     detail.quality_flags = (
         stored_flags if stored_flags is not None else quality_flags(features, version.quality_specs(specs))
     )
-    flag_text = {f["feature"]: f["text"] for f in detail.quality_flags}
-    fixed_reasons = version.fixed_reasons()
-    for feature in specs:
-        entry = features.get(feature.name) or {}
-        value = entry.get("value")
-        source = entry.get("source") or {}
-        observed_at = _observed_at(entry.get("observed_at"))
-        measured = value is not None
-        detail.rows.append(
-            FeatureRow(
-                name=feature.name,
-                label=feature.label or feature.name,
-                measured=measured,
-                value_text=format_value(value, feature.kind) if measured else "not measured",
-                unit=(entry.get("unit") or feature.unit) if measured else "",
-                observed_at=observed_at,
-                age_text=format_age(observed_at, prediction.scored_at),
-                source_system=source.get("system") or feature.source,
-                source_reference=source.get("reference") or "",
-                source_url=safe_url(source.get("url")),
-                shap=shap_by_name.get(feature.name),
-                probability_points=points_by_name.get(feature.name),
-                kind=feature.kind,
-                raw_value=value,
-                mutable=feature.mutable,
-                schema_unit=feature.unit,
-                range_min=feature.range_min,
-                range_max=feature.range_max,
-                categories=list(feature.categories or []),
-                quality_text=flag_text.get(feature.name, ""),
-                fixed_reason=fixed_reasons.get(feature.name, ""),
-            )
-        )
-    if shap_by_name:
+    notes = ({f["feature"]: f["text"] for f in detail.quality_flags}, version.fixed_reasons())
+    detail.rows = [
+        _feature_row(f, features.get(f.name) or {}, detail=detail, attributions=attributions, notes=notes)
+        for f in specs
+    ]
+    if attributions[0]:
         detail.rows.sort(key=lambda r: -abs(r.shap) if r.shap is not None else 0.0)
     return detail
 

@@ -177,6 +177,28 @@ def worklist_units(user) -> list[str]:
     return sorted(set(units))
 
 
+def _alerts_page(user, current: QuerySet[CurrentScore], data: Worklist, number: int, size: int):
+    """One page of the current alerts (medium or high tier: ALERT_TIERS), in lane order."""
+    scores = current.filter(alert__isnull=False)
+    if data.tier:
+        scores = scores.filter(tier=data.tier)
+    if data.state:
+        # Read from the alert, not copied: its state changes with clinicians' actions.
+        scores = scores.filter(alert__state=data.state)
+    return _paged(
+        scores,
+        order=_ALERT_ORDER,
+        key="alert_id",
+        rows=access.alerts_for_user(user)
+        .select_related("prediction", "patient")
+        .only(*_ALERT_FIELDS)
+        .annotate(abstains=_abstains("prediction_id"), lane=F("current_for__lane"))
+        .order_by(*_ALERT_ROW_ORDER),
+        number=number,
+        size=size,
+    )
+
+
 def worklist_get(
     *,
     user,
@@ -210,26 +232,7 @@ def worklist_get(
     if unit:
         current = current.filter(unit=unit)
     if data.shows_alerts:
-        # A score raises an alert at medium or high tier only (ALERT_TIERS).
-        scores = current.filter(alert__isnull=False)
-        if tier:
-            scores = scores.filter(tier=tier)
-        if state:
-            # Read from the alert, not copied: its state changes with clinicians' actions.
-            scores = scores.filter(alert__state=state)
-        data.alerts, data.alerts_page = _paged(
-            scores,
-            order=_ALERT_ORDER,
-            key="alert_id",
-            rows=access.alerts_for_user(user)
-            .select_related("prediction", "patient")
-            .only(*_ALERT_FIELDS)
-            .annotate(abstains=_abstains("prediction_id"), lane=F("current_for__lane"))
-            .order_by(*_ALERT_ROW_ORDER),
-            number=_page_number(page),
-            size=size,
-        )
-
+        data.alerts, data.alerts_page = _alerts_page(user, current, data, _page_number(page), size)
     if data.shows_low:
         data.low, data.low_page = _paged(
             current.filter(tier=Tier.LOW),
