@@ -11,6 +11,10 @@ from engine.decisions import LANE_ABSTAINS, LANE_OPEN, STATE_LABELS
 from engine.tiers import TIERS, Tier
 from models_registry.models import ModelVersion, RegisteredModel
 
+# The tier names as Django choices, made from engine.tiers (the one rule and the names): admin
+# filters, forms and get_tier_display read them; the stored values are the engine's.
+TierChoices = models.TextChoices("TierChoices", [(t.name, (t.value, t.value.capitalize())) for t in TIERS])
+
 
 class Patient(models.Model):
     """A patient as the hospital's scoring service names them. Unit and bed are the latest seen."""
@@ -75,7 +79,7 @@ class Prediction(models.Model):
     risk = models.FloatField()
     # The model's raw output (log-odds) that the SHAP values add up to.
     margin = models.FloatField()
-    tier = models.CharField(max_length=10)
+    tier = models.CharField(max_length=10, choices=TierChoices.choices)
     # {"lactate": {"value": 4.2, "unit": "mmol/L", "observed_at": "...", "source": {...}},
     #  "urine": {"value": null}}
     # Every input feature of the version is present; a missing value is stored as null, never imputed.
@@ -134,7 +138,7 @@ class CurrentScore(models.Model):
     # The prediction's unit (what access restricts on), bed, tier and risk.
     unit = models.CharField(max_length=50)
     bed = models.CharField(max_length=50, blank=True)
-    tier = models.CharField(max_length=10)
+    tier = models.CharField(max_length=10, choices=TierChoices.choices)
     risk = models.FloatField()
     # The alert the score raised (medium or high tier), and when.
     alert = models.OneToOneField(
@@ -187,7 +191,7 @@ class Alert(models.Model):
     prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="alert")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="alerts")
     unit = models.CharField(max_length=50, db_index=True)
-    tier = models.CharField(max_length=10)
+    tier = models.CharField(max_length=10, choices=TierChoices.choices)
     risk = models.FloatField()
     # Derived from the append-only action log: the latest action decides it.
     state = models.CharField(max_length=15, choices=State.choices, default=State.NEW)
