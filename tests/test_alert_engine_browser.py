@@ -1,0 +1,149 @@
+"""The alert page with real engine results in a real browser: a high alert explained by the real
+engine (uncertainty, similar patients, stability, what-if) and an abstaining one, on the worklist
+and the alert page, at 1280x800 and on a tablet.
+
+Debian's Chromium driven by Playwright against pytest-django's live_server. Screenshots go to
+tests/artifacts/ (git-ignored) for a person to look at.
+"""
+
+import pytest
+
+from tests.fixtures.browser import ARTIFACTS, log_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def explained(transactional_db, model_version, prediction_payload, alice):
+    """Two MICU alerts ingested and explained by the real engine (the on-commit enqueue runs the
+    tasks in-process): demo patient 9 (high tier) and demo patient 19, whose values are far from
+    the reference patients, so the model abstains."""
+    from explanations.models import Explanation
+    from explanations.services import prediction_ingest
+
+    made = {}
+    for name, index in (("high", 9), ("abstains", 19)):
+        payload = prediction_payload(index)
+        payload["patient"]["unit"] = "MICU"
+        made[name] = prediction_ingest(payload=payload, source="rest").prediction
+    for prediction in made.values():
+        assert Explanation.objects.get(prediction=prediction).status == Explanation.Status.READY
+    assert Explanation.objects.get(prediction=made["abstains"]).abstain is True
+    return made
+
+
+def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(browser, live_server, explained):
+    from explanations.services import prediction_what_if
+
+    high = explained["high"]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{high.alert.pk}/")
+        explanation = high.explanation
+        explanation.refresh_from_db()
+        low, top = explanation.uncertainty["interval"]["low"], explanation.uncertainty["interval"]["high"]
+        assert page.locator("#risk-interval").inner_text() == (
+            f"calibrated range {100 * low:.0f}%–{100 * top:.0f}%"
+        )
+        # The headline says what the risk is a risk of, and reconciles it with its calibrated range.
+        assert page.locator("#risk-meaning").inner_text().startswith("risk of ")
+        outside = not round(100 * low) <= round(100 * high.risk) <= round(100 * top)
+        assert page.locator("#headline-correction").count() == (1 if outside else 0)
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_1280.png"))
+        assert (
+            "reference-set patients the model scored between"
+            in page.locator("#calibration-note").inner_text()
+        )
+        assert page.locator("#similar-summary").inner_text() == explanation.similar_patients["summary"]
+        assert page.locator(".similar-table tbody tr").count() == 10
+        badge = page.locator("#stability-badge").inner_text()
+        assert badge.endswith(f"explanation · {round(100 * explanation.stability['agreement'])}% agreement")
+        assert "Age" in page.locator("#whatif-fixed").inner_text()
+
+        # Care decisions and composite scores are not offered, and the page says why.
+        fixed = page.locator("#whatif-fixed").inner_text()
+        assert "Do-not-resuscitate order on day 1" in fixed and "goals-of-care decision" in fixed
+        assert "APACHE III acute physiology score" in fixed and "composite score" in fixed
+        assert page.locator("#wi-dnr_day1").count() == page.locator("#wi-apache_aps").count() == 0
+
+        # What-if, from the keyboard: a lower mean arterial pressure, Enter recomputes.
+        expected = prediction_what_if(prediction=high, changes={"map": 55})
+        page.fill("#wi-map", "55")
+        page.press("#wi-map", "Enter")
+        page.wait_for_selector("#whatif-result:not([hidden])")
+        risk_line = page.locator("#whatif-risk").inner_text()
+        assert risk_line.startswith(f"Hypothetical risk {100 * expected['risk']:.0f}%, ")
+        assert f"(this score: {100 * high.risk:.0f}%" in risk_line
+        changed = page.locator("#whatif-rows tr.whatif-changed").inner_text()
+        assert "Mean arterial pressure" in changed and "→ 55" in changed
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_whatif.png"), full_page=True)
+
+        # Out of range: the API's message is shown next to the field, nothing else changes.
+        page.fill("#wi-map", "999")
+        page.click("#whatif-form button[type=submit]")
+        page.wait_for_selector("#wi-map-error:has-text('outside the plausible range')")
+        assert page.get_attribute("#wi-map", "aria-invalid") == "true"
+        assert not errors, errors
+    finally:
+        context.close()
+
+    tablet = browser.new_context(viewport={"width": 820, "height": 1180})
+    try:
+        page = tablet.new_page()
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{high.alert.pk}/")
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_tablet_top.png"))
+        page.screenshot(path=str(ARTIFACTS / "alert_engine_tablet.png"), full_page=True)
+        too_wide = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 821)"
+            ".map(e => e.tagName + '.' + e.className + '#' + e.id).slice(0, 8)"
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820, too_wide
+        # The actions are on the first screen, before the explanation, and first in the tab order.
+        assert page.locator("#action-form").bounding_box()["y"] < 1180
+        assert (
+            page.locator("#action-form").bounding_box()["y"] < page.locator("#why-title").bounding_box()["y"]
+        )
+        assert page.evaluate(
+            "!!(document.querySelector('#action-form').compareDocumentPosition("
+            "document.querySelector('#whatif-form')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+        )
+        # Touch targets of at least 44 x 44 px for the actions.
+        for selector in ("#action-form label.radio", "#action-form button[type=submit]", "#action-reason"):
+            for box in (
+                page.locator(selector).nth(i).bounding_box() for i in range(page.locator(selector).count())
+            ):
+                assert box["height"] >= 44, (selector, box)
+    finally:
+        tablet.close()
+
+
+def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, live_server, explained):
+    abstains = explained["abstains"]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        # The worklist row says so in words, before the alert is opened.
+        row = page.locator(f'#alerts-body tr[data-key="alert-{abstains.alert.pk}"]').inner_text()
+        assert "Model abstains" in row
+        assert f"output {100 * abstains.risk:.0f}%, not reliable" in row
+        high_row = page.locator(f'#alerts-body tr[data-key="alert-{explained["high"].alert.pk}"]')
+        assert "Model abstains" not in high_row.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "worklist_abstains.png"))
+        page.goto(f"{live_server.url}/alerts/{abstains.alert.pk}/")
+        assert page.locator(".risk-box .risk-value").inner_text().endswith("Model abstains")
+        assert page.locator("#risk-unreliable").inner_text() == (
+            f"Model output {100 * abstains.risk:.0f}%: not reliable for this patient"
+        )
+        abstention = page.locator("#abstention").inner_text()
+        assert "The model abstains for this patient." in abstention
+        assert "not validated on patients like this" in abstention
+        assert page.locator("#risk-interval").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "alert_abstains.png"), full_page=True)
+    finally:
+        context.close()
