@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from accounts import permissions
 from models_registry.facts import model_facts
 from models_registry.facts_pdf import model_facts_pdf
 from models_registry.selectors import model_card, model_card_charts_cached, model_list, model_version_get
@@ -17,8 +18,15 @@ def registry_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def card_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
-    card = model_card(model_version_get(name=name, version=version))
-    return render(request, "models_registry/model_card.html", {"card": card})
+    found = model_version_get(name=name, version=version)
+    context = {
+        "card": model_card(found),
+        "version_pk": found.pk,
+        # An admin reaches the registry's work from here: upload a new version, recompute the cohort.
+        "may_manage": permissions.may_manage_registry(request.user),
+        "may_recompute": permissions.may_run_cohort_jobs(request.user),
+    }
+    return render(request, "models_registry/model_card.html", context)
 
 
 @login_required

@@ -295,3 +295,19 @@ def test_the_sweep_finalises_a_job_whose_finalisation_died(scored, settings):
     job.refresh_from_db()
     assert job.status == "done" and job.finished_at is not None
     assert _counted(scored) == 7
+
+
+def test_the_model_card_takes_an_admin_to_upload_and_to_the_recompute(scored, admin_client, alice_client):
+    """The card's own buttons: "Upload a new version" opens the admin's upload form, and "Recompute
+    cohort SHAP" posts the admin action for this version (the job page follows)."""
+    card = f"/models/{scored.registered_model.name}/versions/{scored.version}/"
+    html = admin_client.get(card).content.decode()
+    assert 'href="/admin/models_registry/registeredmodel/upload/" id="card-upload"' in html
+    assert f'name="_selected_action" value="{scored.pk}"' in html and 'value="recompute_cohort"' in html
+    assert admin_client.get("/admin/models_registry/registeredmodel/upload/").status_code == 200
+    response = admin_client.post(CHANGELIST, {"action": ACTION, "_selected_action": [scored.pk], "index": 0})
+    job = CohortJob.objects.get()
+    assert (response.status_code, response["Location"], job.version) == (302, f"/jobs/{job.pk}/", scored)
+    # A clinician reads the card but is offered neither.
+    html = alice_client.get(card).content.decode()
+    assert 'id="card-admin"' not in html and "Recompute cohort SHAP" not in html
