@@ -45,7 +45,11 @@ def _worklist_filters(request: HttpRequest) -> dict:
     """The filters and the page of each list; the live poll sends the page's own query string,
     so a clinician on page 3 keeps seeing page 3."""
     filters = {name: request.GET.get(name) or None for name in ("unit", "tier", "state")}
-    return filters | {"page": request.GET.get("page"), "low_page": request.GET.get("low_page")}
+    return filters | {
+        "page": request.GET.get("page"),
+        "low_page": request.GET.get("low_page"),
+        "include_left": request.GET.get("left") == "1",
+    }
 
 
 def _page_url(request: HttpRequest, **changes) -> str:
@@ -67,6 +71,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "alerts_next": _page_url(request, page=data.alerts_page.number + 1),
         "low_previous": _page_url(request, low_page=data.low_page.number - 1),
         "low_next": _page_url(request, low_page=data.low_page.number + 1),
+        "with_left": _page_url(request, left=1, page=1, low_page=1),
+        "without_left": _page_url(request, left=0, page=1, low_page=1),
     }
     context = {
         "worklist": data,

@@ -38,7 +38,14 @@ class Poll:
 
 
 def _scope(data: Worklist) -> list:
-    return [data.unit, data.tier, data.state, data.alerts_page.number, data.low_page.number]
+    return [
+        data.unit,
+        data.tier,
+        data.state,
+        data.include_left,
+        data.alerts_page.number,
+        data.low_page.number,
+    ]
 
 
 def _state_key(version: str) -> str:

@@ -144,6 +144,12 @@ def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, liv
         assert "The model abstains for this patient." in abstention
         assert "not validated on patients like this" in abstention
         assert page.locator("#risk-interval").count() == 0
+        # The reason comes before the main factors and the chart, which say they are secondary.
+        assert page.evaluate(
+            "['#bedside-summary', '#waterfall'].every(s => document.querySelector('#abstention')"
+            ".compareDocumentPosition(document.querySelector(s)) & Node.DOCUMENT_POSITION_FOLLOWING)"
+        )
+        assert "secondary: the model abstains" in page.locator("#bedside-title").inner_text()
         page.screenshot(path=str(ARTIFACTS / "alert_abstains.png"), full_page=True)
     finally:
         context.close()

@@ -123,6 +123,12 @@ class ScoreDetail:
         ranked = [r for r in self.rows if r.shap is not None]
         return max(ranked, key=lambda r: abs(r.shap)) if ranked else None
 
+    @property
+    def top_factors(self) -> list[FeatureRow]:
+        """The bedside summary's factors: the three largest contributions, largest first."""
+        ranked = [r for r in self.rows if r.shap is not None]
+        return sorted(ranked, key=lambda r: -abs(r.shap))[:3]
+
 
 def format_value(value, kind: str) -> str:
     if kind == ModelFeature.Kind.BINARY:

@@ -5,8 +5,10 @@ units; the views add nothing but rendering."""
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.conf import settings
+from django.db.models import F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from accounts import permissions
@@ -152,6 +154,11 @@ class Worklist:
     unit: str | None
     tier: str | None
     state: str | None = None
+    # Patients listed apart: their latest score is WORKLIST_LEFT_AFTER_HOURS older than their unit's
+    # newest (left the unit, or their scores stopped). `include_left` lists them with the others.
+    include_left: bool = False
+    left: int = 0
+    left_after_hours: int = 24
     alerts_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
     low_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
 
@@ -199,6 +206,20 @@ def _alerts_page(user, current: QuerySet[CurrentScore], data: Worklist, number: 
     )
 
 
+def _still_in_unit(current: QuerySet[CurrentScore], *, hours: int) -> tuple[QuerySet[CurrentScore], int]:
+    """The current scores of patients still in their unit, and how many others were left out: a
+    patient whose latest score is `hours` older than the newest score of the unit has left it (or
+    their scores stopped). Judged per unit against the unit's own feed, so a unit whose scoring
+    stopped altogether keeps every patient listed. Two queries (the units' newest scores, the count)."""
+    newest = dict(current.order_by().values_list("unit").annotate(newest=Max("scored_at")))
+    if not newest:
+        return current, 0
+    here = Q()
+    for unit, latest in newest.items():
+        here |= Q(unit=unit, scored_at__gte=latest - timedelta(hours=hours))
+    return current.filter(here), current.exclude(here).count()
+
+
 def worklist_get(
     *,
     user,
@@ -208,16 +229,19 @@ def worklist_get(
     page: int | str | None = 1,
     low_page: int | str | None = 1,
     page_size: int | None = None,
+    include_left: bool = False,
 ) -> Worklist:
     """Current alerts (one per patient, high tier first, then by risk) and the low-tier patients,
     a page of each (`page`, `low_page`; WORKLIST_PAGE_SIZE rows), each row with `trend`: the
     patient's last scores (history.Trend) for the sparkline and the change since the previous
     score, and `abstains`: whether the model abstains on the row's score.
 
-    Three queries whatever the number of patients or stored scores (one more for an admin's unit
-    list): a page of alerts with their prediction, patient and total; a page of low-tier
-    predictions with their patient and total; and the listed patients' last scores. Each list
-    reads the current scores in the order of its index and joins only its page's rows."""
+    Patients who have left their unit (_still_in_unit) are counted, not listed, unless
+    `include_left`. Five queries whatever the number of patients or stored scores (one more for an
+    admin's unit list): the units' newest scores and the count left out; a page of alerts with
+    their prediction, patient and total; a page of low-tier predictions with their patient and
+    total; and the listed patients' last scores. Each list reads the current scores in the order of
+    its index and joins only its page's rows."""
     size = page_size or WORKLIST_PAGE_SIZE
     units = worklist_units(user)
     unit = unit if unit in units else None
@@ -231,6 +255,10 @@ def worklist_get(
     current = access.current_scores_for_user(user)
     if unit:
         current = current.filter(unit=unit)
+    data.include_left = include_left
+    data.left_after_hours = settings.WORKLIST_LEFT_AFTER_HOURS
+    if not include_left:
+        current, data.left = _still_in_unit(current, hours=data.left_after_hours)
     if data.shows_alerts:
         data.alerts, data.alerts_page = _alerts_page(user, current, data, _page_number(page), size)
     if data.shows_low:

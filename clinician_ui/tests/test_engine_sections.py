@@ -29,7 +29,7 @@ def test_high_alert_shows_interval_calibration_stability_and_similar_patients(al
         "Of the 143 reference-set patients the model scored between 70% and 80%, 68% (61%–74%, 95% "
         "confidence interval) had the outcome: death within 30 days of ICU admission." in html
     )
-    assert "not patients of this hospital" in html
+    assert "The reference set is the model's held-out, labelled patients." in html
     assert 'aria-hidden="true">●</span> Stable explanation · 93% agreement' in html
     assert "6 of 10 similar patients had the outcome" in html
     assert html.count("Had the outcome</span>") == 6

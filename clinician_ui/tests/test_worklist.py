@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from clinician_ui.selectors import worklist_get
 from patients.models import Alert
 from tests.fixtures.factories import patient_create, prediction_create
 
@@ -115,16 +116,16 @@ def test_worklist_query_count_does_not_grow_with_alerts(
             risk=0.2,
             scored_at=timezone.now() - timedelta(hours=3),
         )
-    # session, user, profile, alerts, low list, the listed patients' last scores (one query),
-    # audit insert: 7 whether 3 or 30 alerts; and, once a minute per process, the listed versions'
-    # thresholds and reference rates.
-    with django_assert_max_num_queries(8):
+    # session, user, profile, the units' newest scores and the count of patients who left, alerts,
+    # low list, the listed patients' last scores (one query), audit insert: 9 whether 3 or 30
+    # alerts; and, once a minute per process, the listed versions' thresholds and reference rates.
+    with django_assert_max_num_queries(10):
         response = alice_client.get(reverse("worklist"))
     assert len(rows(response)) == n_alerts
     assert len(response.context["worklist"].low) == n_alerts // 3
     assert all(len(a.trend.points) == 2 for a in rows(response))
     # The background refresh runs the same reads and, carrying patients, its own audit insert.
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(9):
         body = alice_client.get(reverse("worklist-json")).json()
     assert len(body["alerts"]) == n_alerts
     assert len(body["low"]) == n_alerts // 3
@@ -325,3 +326,35 @@ def test_lanes_decisions_first_then_abstentions_by_time_then_decided(alice, alic
     alert_action_record(alert=dismissed.alert, user=alice, action="acknowledge", reason="reviewing")
     order = [a.prediction_id for a in rows(alice_client.get(reverse("worklist")))]
     assert order == [dismissed.pk, open_medium.pk, newer_abstains.pk, older_abstains.pk, accepted.pk]
+
+
+def test_patients_who_left_their_unit_are_counted_apart_and_a_stopped_feed_hides_nobody(
+    charlie, charlie_client, ui_model_version
+):
+    """A patient whose latest score is over WORKLIST_LEFT_AFTER_HOURS (24) older than the newest of
+    their unit has left it (discharged, moved) or their scores stopped: counted, linked, not listed.
+    A unit whose whole feed stopped keeps all its patients: nobody disappears because scoring did."""
+    now = timezone.now()
+    here = prediction_create(model_version=ui_model_version, unit="MICU", risk=0.8, scored_at=now)
+    left = prediction_create(
+        model_version=ui_model_version, unit="MICU", risk=0.9, scored_at=now - timedelta(hours=30)
+    )
+    left_low = prediction_create(
+        model_version=ui_model_version, unit="MICU", risk=0.05, scored_at=now - timedelta(hours=26)
+    )
+    stopped = prediction_create(
+        model_version=ui_model_version, unit="CCU", risk=0.7, scored_at=now - timedelta(hours=40)
+    )
+
+    data = worklist_get(user=charlie)
+    assert [a.prediction_id for a in data.alerts] == [here.pk, stopped.pk]
+    assert data.low == [] and data.left == 2
+    html = charlie_client.get(reverse("worklist")).content.decode()
+    assert "2 patients not listed: their latest score is more than 24 hours older than the newest" in html
+    assert 'href="?left=1&amp;page=1&amp;low_page=1">List them too</a>' in html
+
+    everyone = worklist_get(user=charlie, include_left=True)
+    assert [a.prediction_id for a in everyone.alerts] == [left.pk, here.pk, stopped.pk]
+    assert everyone.low == [left_low] and everyone.left == 0
+    html = charlie_client.get(reverse("worklist"), {"left": "1"}).content.decode()
+    assert "Also listing patients whose latest score is more than 24 hours older" in html

@@ -234,12 +234,13 @@ def test_delta_and_304_polls_make_no_more_queries(
     for _ in range(n_alerts // 3):
         prediction_create(model_version=ui_model_version, risk=0.05)
     version = page_version(alice_client)
-    # session, user, profile, alerts, low list, the listed patients' last scores: as a full poll.
-    with django_assert_max_num_queries(6):
+    # session, user, profile, the units' newest scores and who left, alerts, low list, the listed
+    # patients' last scores: as a full poll.
+    with django_assert_max_num_queries(8):
         assert poll(alice_client, version).status_code == 304
     Alert.objects.filter(pk=Alert.objects.order_by("pk").first().pk).update(state=Alert.State.ACKNOWLEDGED)
     # A delta carries patients: the same reads and its audit insert (a 304 carries none, above).
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(9):
         body = poll(alice_client, version).json()
     assert body["base"] == version
     assert len(body["alerts"]) == n_alerts and len(full(body["alerts"])) == 1

@@ -1,5 +1,5 @@
-// Draws the SHAP waterfall of one score from its JSON view (clinician_ui.views.explanation_json).
-// Values are log-odds; the hover also shows approximate risk points, labelled approximate.
+// Draws the waterfall of one score from its JSON view (clinician_ui.views.explanation_json): in
+// percentage points of risk by default, in exact log-odds (SHAP) on request.
 (function () {
   "use strict";
 
@@ -15,53 +15,61 @@
     return (value * 100).toFixed(0) + "%";
   }
 
-  function draw(container, data) {
+  // Two readings of the same explanation: percentage points of risk (the default, for the bedside:
+  // from the background average risk, each factor's points largest first, to this patient's risk)
+  // and the exact SHAP values in log-odds (on request).
+  function steps(data, exact) {
+    var base = exact ? data.base_value : data.base_probability * 100;
+    var bars = [{
+      label: "Background average", value: base, measure: "absolute",
+      text: exact ? base.toFixed(2) : pct(data.base_probability),
+      hover: "Average over " + data.background_size + " background patients<br>" +
+             data.base_value.toFixed(3) + " log-odds (\u2248 " + pct(data.base_probability) + " risk)"
+    }];
+    data.contributions.forEach(function (step) {
+      var value = exact ? step.shap : step.probability_points * 100;
+      bars.push({
+        label: step.value ? step.label + " = " + step.value : step.label, value: value, measure: "relative",
+        text: (step.shap >= 0 ? "\u2191 " : "\u2193 ") + (exact ? signed(step.shap) : signed(value, 1) + " pts"),
+        hover: step.label + (step.value ? " (" + step.value + ")" : "") + "<br>\u2248 " +
+               signed(step.probability_points * 100, 1) + " percentage points<br>" + signed(step.shap) + " log-odds (exact)"
+      });
+    });
+    bars.push({
+      label: "This patient", value: 0, measure: "total",
+      text: exact ? data.output.toFixed(2) + " (risk " + pct(data.risk) + ")" : "risk " + pct(data.risk),
+      hover: "Risk " + pct(data.risk) + "<br>model output " + data.output.toFixed(3) + " log-odds"
+    });
+    return bars;
+  }
+
+  function draw(container, data, exact) {
     if (data.status !== "ready") {
       container.textContent = "The explanation is not available.";
       return;
     }
-    var labels = ["Background average"];
-    var values = [data.base_value];
-    var measures = ["absolute"];
-    var texts = [data.base_value.toFixed(2)];
-    var hovers = ["Average over " + data.background_size + " background patients<br>" +
-                  data.base_value.toFixed(3) + " log-odds (\u2248 " + pct(data.base_probability) + ")"];
-    data.contributions.forEach(function (step) {
-      labels.push(step.value ? step.label + " = " + step.value : step.label);
-      values.push(step.shap);
-      measures.push("relative");
-      texts.push((step.shap >= 0 ? "\u2191 " : "\u2193 ") + signed(step.shap));
-      hovers.push(step.label + (step.value ? " (" + step.value + ")" : "") + "<br>" + signed(step.shap) +
-                  " log-odds<br>\u2248 " + signed(step.probability_points * 100, 1) +
-                  " risk points (approximate)");
-    });
-    labels.push("This patient");
-    values.push(0);
-    measures.push("total");
-    texts.push(data.output.toFixed(2) + " (risk " + pct(data.risk) + ")");
-    hovers.push("Model output " + data.output.toFixed(3) + " log-odds<br>risk " + pct(data.risk));
-
+    var bars = steps(data, exact);
     // Pad the axis so the labels outside the bars never run into the feature names.
-    var running = data.base_value;
+    var running = bars[0].value;
     var low = Math.min(0, running);
     var high = Math.max(0, running);
-    data.contributions.forEach(function (step) {
-      running += step.shap;
+    bars.slice(1, -1).forEach(function (bar) {
+      running += bar.value;
       low = Math.min(low, running);
       high = Math.max(high, running);
     });
     var pad = 0.22 * (high - low || 1);
-
+    var pick = function (key) { return bars.map(function (bar) { return bar[key]; }); };
     var trace = {
       type: "waterfall",
       orientation: "h",
-      y: labels,
-      x: values,
-      measure: measures,
-      text: texts,
+      y: pick("label"),
+      x: pick("value"),
+      measure: pick("measure"),
+      text: pick("text"),
       textposition: "outside",
       cliponaxis: false,
-      hovertext: hovers,
+      hovertext: pick("hover"),
       hoverinfo: "text",
       increasing: {marker: {color: RAISES}},
       decreasing: {marker: {color: LOWERS}},
@@ -69,17 +77,21 @@
       connector: {line: {color: "#9aa5b1", width: 1, dash: "dot"}}
     };
     var layout = {
-      height: 90 + 30 * labels.length,
+      height: 90 + 30 * bars.length,
       margin: {l: 230, r: 110, t: 10, b: 50},
       font: {family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 13, color: "#1f2933"},
-      xaxis: {title: {text: "log-odds (SHAP contribution)"}, zeroline: true, zerolinecolor: "#9aa5b1",
-              gridcolor: "#e4e7eb", automargin: true, range: [low - pad, high + pad]},
+      xaxis: {title: {text: exact ? "log-odds (exact SHAP contribution)" : "risk, percentage points"},
+              zeroline: true, zerolinecolor: "#9aa5b1", gridcolor: "#e4e7eb", automargin: true,
+              range: [low - pad, high + pad], ticksuffix: exact ? "" : "%"},
       yaxis: {autorange: "reversed", automargin: true},
       showlegend: false,
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)"
     };
     container.textContent = "";
+    container.setAttribute("data-units", exact ? "log-odds" : "points");
+    container.setAttribute("aria-label", "Waterfall chart of feature contributions in " +
+      (exact ? "log-odds" : "percentage points of risk") + "; the same numbers are in the table below.");
     window.Plotly.newPlot(container, [trace], layout, {displayModeBar: false, responsive: true});
   }
 
@@ -89,7 +101,19 @@
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();
       })
-      .then(function (data) { draw(container, data); })
+      .then(function (data) {
+        var toggle = document.getElementById("waterfall-units");
+        var exact = false;
+        draw(container, data, exact);
+        if (toggle) {
+          toggle.addEventListener("click", function () {
+            exact = !exact;
+            toggle.setAttribute("aria-pressed", exact ? "true" : "false");
+            toggle.textContent = exact ? "Show percentage points" : "Show exact log-odds (SHAP)";
+            draw(container, data, exact);
+          });
+        }
+      })
       .catch(function () {
         container.textContent = "The chart could not be loaded; the table below has the same numbers.";
       });
