@@ -348,7 +348,7 @@ WORKLIST_POLL_SECONDS = envint("WORKLIST_POLL_SECONDS", 15)
 # A patient whose latest score is this many hours older than the newest score of their unit has left
 # the unit (discharged or moved) or their feed has stopped: the worklist lists them apart, counted,
 # behind a link. A unit whose whole feed stopped keeps every patient listed (nobody disappears).
-WORKLIST_LEFT_AFTER_HOURS = envint("WORKLIST_LEFT_AFTER_HOURS", 24)
+WORKLIST_LEFT_AFTER_HOURS = envint("WORKLIST_LEFT_AFTER_HOURS", 12)
 # Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
 EXPORT_CHUNK_SIZE = envint("EXPORT_CHUNK_SIZE", 2000)
 

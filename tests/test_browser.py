@@ -63,7 +63,7 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, ch
         page.wait_for_url(f"{live_server.url}/alerts/{ward['high'].alert.pk}/")
         page.wait_for_selector("#waterfall.js-plotly-plot .waterfalllayer .point", timeout=15_000)
         assert page.locator("#waterfall .waterfalllayer .point").count() == 8  # base, 6 inputs, output
-        assert "Simulated demo data" in page.locator(".banner-simulated").inner_text()
+        assert "Simulated data" in page.locator(".banner-simulated").inner_text()
 
         source = page.locator('a[href="https://ehr.example.org/Observation/lab-998"]')
         assert source.get_attribute("target") == "_blank"

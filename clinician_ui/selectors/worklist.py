@@ -158,7 +158,7 @@ class Worklist:
     # newest (left the unit, or their scores stopped). `include_left` lists them with the others.
     include_left: bool = False
     left: int = 0
-    left_after_hours: int = 24
+    left_after_hours: int = 12
     alerts_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
     low_page: Page = field(default_factory=lambda: Page(1, WORKLIST_PAGE_SIZE, 0))
 

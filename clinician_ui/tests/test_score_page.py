@@ -163,7 +163,7 @@ def test_simulated_data_is_labelled(alice_client, ui_model_version):
 
 def test_real_data_has_no_simulated_banner(alice_client, ui_model_version):
     prediction = prediction_create(model_version=ui_model_version, risk=0.71)
-    assert "Simulated demo data" not in alert_page(alice_client, prediction)
+    assert "Simulated data:" not in alert_page(alice_client, prediction)
 
 
 def test_alert_page_lists_previous_actions_and_offers_the_form(alice, alice_client, ui_model_version):

@@ -331,7 +331,7 @@ def test_lanes_decisions_first_then_abstentions_by_time_then_decided(alice, alic
 def test_patients_who_left_their_unit_are_counted_apart_and_a_stopped_feed_hides_nobody(
     charlie, charlie_client, ui_model_version
 ):
-    """A patient whose latest score is over WORKLIST_LEFT_AFTER_HOURS (24) older than the newest of
+    """A patient whose latest score is over WORKLIST_LEFT_AFTER_HOURS (12) older than the newest of
     their unit has left it (discharged, moved) or their scores stopped: counted, linked, not listed.
     A unit whose whole feed stopped keeps all its patients: nobody disappears because scoring did."""
     now = timezone.now()
@@ -350,11 +350,11 @@ def test_patients_who_left_their_unit_are_counted_apart_and_a_stopped_feed_hides
     assert [a.prediction_id for a in data.alerts] == [here.pk, stopped.pk]
     assert data.low == [] and data.left == 2
     html = charlie_client.get(reverse("worklist")).content.decode()
-    assert "2 patients not listed: their latest score is more than 24 hours older than the newest" in html
+    assert "2 patients not listed: their latest score is more than 12 hours older than the newest" in html
     assert 'href="?left=1&amp;page=1&amp;low_page=1">List them too</a>' in html
 
     everyone = worklist_get(user=charlie, include_left=True)
     assert [a.prediction_id for a in everyone.alerts] == [left.pk, here.pk, stopped.pk]
     assert everyone.low == [left_low] and everyone.left == 0
     html = charlie_client.get(reverse("worklist"), {"left": "1"}).content.decode()
-    assert "Also listing patients whose latest score is more than 24 hours older" in html
+    assert "Also listing patients whose latest score is more than 12 hours older" in html

@@ -8,9 +8,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
-from demo import rhc as demo_rhc
+from demo.census import BEDS, census_payloads
+from demo.models import demo_clock
 from explanations.models import Explanation
 from explanations.services.ingest import prediction_ingest_many
 from models_registry.services import model_register
@@ -26,9 +28,9 @@ DEMO_USERS = (
 class Command(BaseCommand):
     help = (
         "Load the RHC demo: train the demo model (once), register and promote it, ingest the demo "
-        "scoring run (simulated times and sources, real RHC values), wait for its explanations, and "
-        "create a demo clinician (MICU, CCU) and admin, printing their passwords. Safe to run again: "
-        "nothing is created twice."
+        "census (simulated beds, stays, times and sources around real RHC values), wait for its "
+        "explanations, and create a demo clinician (MICU, CCU) and admin, printing their passwords. "
+        "Safe to run again: nothing is created twice."
     )
 
     def add_arguments(self, parser) -> None:
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             default=settings.BASE_DIR / "var" / "demo_bundle",
             help="Where the demo bundle is written (trained only if it is not there yet).",
         )
-        parser.add_argument("--limit", type=int, help="Ingest only the first N patients of the scoring run.")
+        parser.add_argument("--limit", type=int, help="Ingest only the first N scores of the census.")
         parser.add_argument(
             "--url", default="http://127.0.0.1:8000", help="Where the app will be served (for the summary)."
         )
@@ -59,15 +61,20 @@ class Command(BaseCommand):
             f"Model {version.registered_model.name} version {version.version} {state} (production)."
         )
 
+        clock = demo_clock(timezone.now())
         payloads = list(
-            demo_rhc.scoring_payloads(
-                model_name=version.registered_model.name, model_version=version.version, limit=limit
-            )
+            census_payloads(model_name=version.registered_model.name, clock=clock.anchored_at, limit=limit)
         )
+        for payload in payloads:
+            payload["model_version"] = version.version
         mode = "in this process" if settings.CELERY_TASK_ALWAYS_EAGER else "by the Celery worker"
-        self.stdout.write(f"Ingesting the demo scoring run: {len(payloads)} patients (explained {mode}).")
+        patients = len({p["patient"]["id"] for p in payloads})
+        self.stdout.write(
+            f"Ingesting the demo census up to {clock.anchored_at:%Y-%m-%d %H:%M} UTC (its clock, set on the "
+            f"first run): {len(payloads)} scores of {patients} patients (explained {mode})."
+        )
         stored = replayed = 0
-        with tqdm(total=len(payloads), desc="Ingest", unit="patient") as bar:
+        with tqdm(total=len(payloads), desc="Ingest", unit="score") as bar:
             for start in range(0, len(payloads), CHUNK):
                 results = prediction_ingest_many(
                     payloads=payloads[start : start + CHUNK], source="bulk", simulated=True
@@ -82,7 +89,7 @@ class Command(BaseCommand):
 
         self._wait_for_explanations(version, wait)
         users = self._create_users()
-        self._summary(version, url, users)
+        self._summary(version, url, users, patients=patients)
 
     def _wait_for_explanations(self, version, wait: int) -> None:
         explanations = Explanation.objects.filter(prediction__model_version=version)
@@ -121,7 +128,7 @@ class Command(BaseCommand):
         del os.environ["SIGHTLINE_DEMO_USER_PASSWORD"]
         return users
 
-    def _summary(self, version, url: str, users: list[tuple[str, str, str, str]]) -> None:
+    def _summary(self, version, url: str, users: list[tuple[str, str, str, str]], *, patients: int) -> None:
         """What a newcomer needs at the end of the run: what was loaded, where, and who can sign in."""
         explanations = Explanation.objects.filter(prediction__model_version=version)
         ready = explanations.filter(status=Explanation.Status.READY).count()
@@ -131,11 +138,16 @@ class Command(BaseCommand):
         write(self.style.SUCCESS("Sightline demo ready"))
         write(f"  Open        {url}/")
         write(f"  Model       {version.registered_model.name} v{version.version} (production)")
+        beds = ", ".join(f"{unit} {n}" for unit, n in BEDS.items())
         write(
-            f"  Patients    {explanations.count()} from the RHC study (real values), "
-            f"{ready} explained, {failed} failed"
+            f"  Patients    {patients} from the RHC study (real day-1 values), "
+            f"{sum(BEDS.values())} beds ({beds})"
         )
-        write("  Simulated   admission and observation times, beds, names and source records (labelled so)")
+        write(f"  Scores      {explanations.count()}, {ready} explained, {failed} failed")
+        write(
+            "  Simulated   stays, beds, names, admission and observation times, source records, and the "
+            "monitor values of every score but the day-1 one (labelled so)"
+        )
         write("  Sign in as  (passwords are new on every run; set DEMO_PASSWORD to fix them)")
         write(f"    {'role':<10} {'username':<10} {'password':<14} units")
         for role, username, password, units in users:
