@@ -47,7 +47,8 @@ def _alert_fingerprint(alert: Alert, now) -> tuple[tuple, int]:
     return (
         "alert", alert.pk, alert.tier, alert.risk, alert.state, alert.abstains, alert.unit,
         alert.prediction.bed, patient.external_id, patient.display_name, patient.simulated,
-        alert.created_at.isoformat(), _trend_key(alert.trend), alert.threshold_note,
+        alert.created_at.isoformat(), alert.prediction.scored_at.isoformat(), _trend_key(alert.trend),
+        alert.threshold_note,
         alert.baseline and (alert.baseline.rate, alert.baseline.unit),
     ), fired_minutes  # fmt: skip
 

@@ -35,7 +35,9 @@ REFERENCE_DESCRIPTION = (
     "this hospital"
 )
 SIMULATION_NOTE = (
-    "timestamps, names and source records are simulated; the clinical values are real RHC study data."
+    "the stay, bed, name, times and source records are simulated; the bedside monitor's values (heart "
+    "rate, MAP, respiratory rate, temperature) are simulated within 10% of the real ones at every score "
+    "but the end-of-day-1 one; every other clinical value is real RHC study day-1 data."
 )
 
 # Share of reference patients at or above each tier's threshold.

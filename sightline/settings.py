@@ -187,7 +187,7 @@ if not PRODUCTION:
 # Registry artifacts, content-addressed by sha256.
 MODEL_STORE = Path(env("MODEL_STORE") or BASE_DIR / "var" / "model_store")
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"  # a host, or kombu warns "No hostname was supplied"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 # One queue per deployment (and per test run, so a test's worker takes only its own tasks).

@@ -28,8 +28,8 @@ WORKLIST_PAGE_SIZE = 100
 # What a row shows and nothing more: the stored feature payloads, hashes and model ids are not read.
 _ALERT_FIELDS = (
     "id", "prediction_id", "patient_id", "unit", "tier", "risk", "state", "created_at",
-    "prediction__bed", "prediction__model_version_id", "patient__external_id", "patient__display_name",
-    "patient__simulated",
+    "prediction__bed", "prediction__model_version_id", "prediction__scored_at", "patient__external_id",
+    "patient__display_name", "patient__simulated",
 )  # fmt: skip
 _LOW_FIELDS = (
     "id", "patient_id", "model_version_id", "unit", "bed", "tier", "risk",

@@ -58,6 +58,21 @@ def since(value: datetime, now: datetime | None = None) -> str:
     return ", ".join(parts) or "0\xa0minutes"
 
 
+# A score that reached Sightline this much after it was computed says so beside "alert fired".
+_LATE_ARRIVAL_SECONDS = 15 * 60
+
+
+@register.filter
+def late_arrival(alert) -> str:
+    """'' when the alert fired as its score arrived (within 15 min of scoring), else how long
+    after scoring it arrived ("3 hours"): a back-filled or delayed score's alert is new, its score
+    is not."""
+    scored_at = alert.prediction.scored_at
+    if (alert.created_at - scored_at).total_seconds() < _LATE_ARRIVAL_SECONDS:
+        return ""
+    return since(scored_at, alert.created_at)
+
+
 @register.filter
 def signed(value, digits: int = 2) -> str:
     if value is None:

@@ -358,3 +358,19 @@ def test_patients_who_left_their_unit_are_counted_apart_and_a_stopped_feed_hides
     assert everyone.low == [left_low] and everyone.left == 0
     html = charlie_client.get(reverse("worklist"), {"left": "1"}).content.decode()
     assert "Also listing patients whose latest score is more than 12 hours older" in html
+
+
+def test_an_alert_that_arrived_late_says_how_long_after_its_score(alice_client, ui_model_version):
+    """ "Alert fired 0 minutes ago" beside a score of 3 hours ago would contradict it: the row and the
+    alert page say the score arrived late."""
+    late = prediction_create(
+        model_version=ui_model_version, risk=0.8, scored_at=timezone.now() - timedelta(hours=3)
+    )
+    prompt = prediction_create(model_version=ui_model_version, risk=0.7)
+    html = alice_client.get(reverse("worklist")).content.decode()
+    row = html[html.index(f'data-key="alert-{late.alert.pk}"') :]
+    assert "scored 3\xa0hours before it arrived" in row[: row.index("</tr>")]
+    row = html[html.index(f'data-key="alert-{prompt.alert.pk}"') :]
+    assert "before it arrived" not in row[: row.index("</tr>")]
+    page = alice_client.get(reverse("alert-detail", args=[late.alert.pk])).content.decode()
+    assert "when its score arrived (3\xa0hours after it was computed)." in page

@@ -80,7 +80,7 @@
       height: 90 + 30 * bars.length,
       margin: {l: 230, r: 110, t: 10, b: 50},
       font: {family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 13, color: "#1f2933"},
-      xaxis: {title: {text: exact ? "log-odds (exact SHAP contribution)" : "risk, percentage points"},
+      xaxis: {title: {text: exact ? "log-odds (exact SHAP contribution)" : "risk (%), from the background average to this patient"},
               zeroline: true, zerolinecolor: "#9aa5b1", gridcolor: "#e4e7eb", automargin: true,
               range: [low - pad, high + pad], ticksuffix: exact ? "" : "%"},
       yaxis: {autorange: "reversed", automargin: true},
