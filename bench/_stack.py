@@ -150,20 +150,17 @@ def autogroup_nice(pid: int, nice: int) -> None:
         print(f"could not set the autogroup nice of {pid} ({exc}); its niceness may not count", flush=True)
 
 
-@contextmanager
-def stack(
-    env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
-):
-    log_dir.mkdir(parents=True, exist_ok=True)
+def _refuse_if_port_taken(port: int) -> None:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
     except OSError:
         pass
     else:
         raise SystemExit(f"something already answers on port {port} (a run left behind?); stop it first")
-    # A SIGTERM (e.g. from `timeout`) unwinds through the finally below, which stops what started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    web = _start(
+
+
+def _start_web(env: dict, *, port: int, web_workers: int, log_dir: Path) -> subprocess.Popen:
+    return _start(
         [
             str(VENV_BIN / "gunicorn"),
             "sightline.wsgi:application",
@@ -179,6 +176,9 @@ def stack(
         env,
         log_dir / "web.log",
     )
+
+
+def _start_worker(env: dict, *, worker_concurrency: int, log_dir: Path, worker_nice: int) -> subprocess.Popen:
     worker = _start(
         [
             *(["nice", "-n", str(worker_nice)] if worker_nice else []),
@@ -201,16 +201,35 @@ def stack(
     )
     if worker_nice:
         autogroup_nice(worker.pid, worker_nice)
+    return worker
+
+
+def _wait_for_web(web: subprocess.Popen, *, port: int, log_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
+            break
+        except OSError:
+            if time.monotonic() > deadline or web.poll() is not None:
+                raise SystemExit(f"gunicorn did not start; see {log_dir / 'web.log'}") from None
+            time.sleep(0.3)
+
+
+@contextmanager
+def stack(
+    env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
+):
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_if_port_taken(port)
+    # A SIGTERM (e.g. from `timeout`) unwinds through the finally below, which stops what started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    web = _start_web(env, port=port, web_workers=web_workers, log_dir=log_dir)
+    worker = _start_worker(
+        env, worker_concurrency=worker_concurrency, log_dir=log_dir, worker_nice=worker_nice
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
-                break
-            except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise SystemExit(f"gunicorn did not start; see {log_dir / 'web.log'}") from None
-                time.sleep(0.3)
+        _wait_for_web(web, port=port, log_dir=log_dir)
         yield web, worker
     finally:
         _stop(web)
