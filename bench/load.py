@@ -145,7 +145,7 @@ def cpu_snapshot(web, worker) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=60)
@@ -157,10 +157,11 @@ def main() -> None:
         "--worker-nice", type=int, default=10, help="CPU niceness of the explanation worker (0 = same as web)"
     )
     parser.add_argument("--explain-timeout", type=int, default=1800, help="seconds to wait for explanations")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    store = ROOT / "var" / "bench_load_store"
-    env = bench_env(database="sightline_bench_load", redis_db=9, store=store, queue="sightline-bench-load")
+
+def set_up_database(env: dict) -> str:
+    """Migrate, register and promote the demo bundle, create the clinician; return the service token."""
     print("setting up: migrate, register the demo bundle, token, clinician ...", flush=True)
     manage(env, "migrate", "--noinput")
     bundle = demo_bundle(env)
@@ -178,17 +179,116 @@ def main() -> None:
         "--password-from-env",
         "BENCH_PASSWORD",
     )
+    return token
 
+
+def load_payloads(env: dict) -> list[dict]:
+    """Point this process's Django at the bench database; the demo's RHC scoring payloads."""
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "MODEL_STORE", "CELERY_QUEUE")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sightline.settings")
     import django
 
     django.setup()
     from demo import rhc as demo_rhc
+
+    return list(demo_rhc.scoring_payloads(model_name="icu-mortality-30d"))
+
+
+def signed_in_clients(args, base: str, token: str, payloads: list[dict]) -> list[Client]:
+    # Each client signs in before the clock starts: 32 password checks (PBKDF2, about 0.5 s of
+    # CPU each by design) in the first second are not what a minute of ingest looks like.
+    clients = [Client(i, base, token, payloads, args, deadline=0.0) for i in range(args.clients)]
+    for client in clients:
+        client.login()
+    return clients
+
+
+def run_clients(clients: list[Client], args, base: str, web, worker) -> tuple[float, float, dict, dict]:
+    """Run the clients for --seconds; (start, elapsed, CPU snapshot before, CPU snapshot after)."""
+    print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
+    started = time.monotonic()
+    cpu_before = cpu_snapshot(web, worker)
+    for client in clients:
+        client.deadline = started + args.seconds
+        client.start()
+    for client in clients:
+        client.join()
+    elapsed = time.monotonic() - started
+    cpu_after = cpu_snapshot(web, worker)
+    return started, elapsed, cpu_before, cpu_after
+
+
+def report_requests(clients: list[Client], args, elapsed: float) -> tuple[set[str], dict[str, int]]:
+    """Print throughput, latency percentiles and errors; (accepted ids, error counts)."""
+    accepted = set().union(*(c.accepted for c in clients))
+    statuses = sum((c.statuses for c in clients), Counter())
+    print(f"\n== load: {args.clients} clients, {elapsed:.1f} s")
+    print(f"predictions accepted: {len(accepted):,} ({len(accepted) / elapsed:,.0f}/s)")
+    for kind in ("bulk", "single", "page"):
+        values = [v * 1000 for c in clients for v in c.latency[kind]]
+        if values:
+            print(
+                f"{kind:<7} requests {len(values):>6,}  p50 {percentile(values, 50):7.1f} ms  "
+                f"p95 {percentile(values, 95):7.1f} ms  p99 {percentile(values, 99):7.1f} ms  "
+                f"mean {statistics.fmean(values):7.1f} ms"
+            )
+    errors = {k: v for k, v in statuses.items() if not re.search(r" (200|201)$", k)}
+    print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
+    return accepted, errors
+
+
+def report_cpu(cpu_before: dict, cpu_after: dict, *, elapsed: float, accepted: int, worker_nice: int) -> None:
+    used = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
+    cores = used["wall"] / elapsed
+    per = 1000 / max(1, accepted)
+    others = used["machine"] - sum(used[k] for k in ("web", "worker", "postgres", "clients"))
+    print(
+        f"CPU during the load ({cores:.1f} cores, {used['machine'] / used['wall']:.0%} busy): "
+        f"web {used['web']:.0f} s, PostgreSQL {used['postgres']:.0f} s (the whole server), "
+        f"explanation worker {used['worker']:.0f} s (nice {worker_nice}), "
+        f"load clients {used['clients']:.0f} s, anything else {others:.0f} s"
+    )
+    print(
+        f"CPU per accepted prediction: web {used['web'] * per:.2f} ms, "
+        f"PostgreSQL {used['postgres'] * per:.2f} ms"
+    )
+
+
+def report_explained(
+    accepted: set[str], errors: dict, *, started: float, explain_timeout: int, web, worker
+) -> bool:
+    """Wait for the worker, then print what was stored and explained; True when nothing was lost."""
     from explanations.models import Explanation
     from patients.models import Prediction
 
-    payloads = list(demo_rhc.scoring_payloads(model_name="icu-mortality-30d"))
+    print("waiting for the worker to explain every accepted prediction ...", flush=True)
+    deadline = time.monotonic() + explain_timeout
+    explanations = Explanation.objects.filter(prediction__external_id__startswith="load/")
+    while time.monotonic() < deadline:
+        left = explanations.filter(status__in=["pending", "running"]).count()
+        if left == 0:
+            break
+        time.sleep(2)
+    drained = time.monotonic() - started
+    stored = set(
+        Prediction.objects.filter(external_id__startswith="load/").values_list("external_id", flat=True)
+    )
+    by_status = Counter(explanations.values_list("status", flat=True))
+    lost = accepted - stored
+    print(f"stored: {len(stored):,}; lost (accepted, not stored): {len(lost)}")
+    print(f"explanations: {dict(by_status)}; all explained {drained:.0f} s after the start")
+    print(f"peak RSS: web {peak_rss_mb(web):.0f} MB (largest process), worker {peak_rss_mb(worker):.0f} MB")
+    ok = not lost and not errors and set(by_status) <= {"ready"}
+    print("RESULT:", "zero errors, zero lost, all explained" if ok else "FAILED")
+    return ok
+
+
+def main() -> None:
+    args = parse_args()
+    store = ROOT / "var" / "bench_load_store"
+    env = bench_env(database="sightline_bench_load", redis_db=9, store=store, queue="sightline-bench-load")
+    token = set_up_database(env)
+    payloads = load_payloads(env)
     base = f"http://127.0.0.1:{args.port}"
     with stack(
         env,
@@ -198,72 +298,15 @@ def main() -> None:
         worker_nice=args.worker_nice,
         log_dir=ROOT / "var" / "bench_load_logs",
     ) as (web, worker):
-        # Each client signs in before the clock starts: 32 password checks (PBKDF2, about 0.5 s of
-        # CPU each by design) in the first second are not what a minute of ingest looks like.
-        clients = [Client(i, base, token, payloads, args, deadline=0.0) for i in range(args.clients)]
-        for client in clients:
-            client.login()
-        print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
-        started = time.monotonic()
-        cpu_before = cpu_snapshot(web, worker)
-        for client in clients:
-            client.deadline = started + args.seconds
-            client.start()
-        for client in clients:
-            client.join()
-        elapsed = time.monotonic() - started
-        cpu_after = cpu_snapshot(web, worker)
-
-        accepted = set().union(*(c.accepted for c in clients))
-        statuses = sum((c.statuses for c in clients), Counter())
-        print(f"\n== load: {args.clients} clients, {elapsed:.1f} s")
-        print(f"predictions accepted: {len(accepted):,} ({len(accepted) / elapsed:,.0f}/s)")
-        for kind in ("bulk", "single", "page"):
-            values = [v * 1000 for c in clients for v in c.latency[kind]]
-            if values:
-                print(
-                    f"{kind:<7} requests {len(values):>6,}  p50 {percentile(values, 50):7.1f} ms  "
-                    f"p95 {percentile(values, 95):7.1f} ms  p99 {percentile(values, 99):7.1f} ms  "
-                    f"mean {statistics.fmean(values):7.1f} ms"
-                )
-        errors = {k: v for k, v in statuses.items() if not re.search(r" (200|201)$", k)}
-        print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
-        used = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
-        cores = used["wall"] / elapsed
-        per = 1000 / max(1, len(accepted))
-        others = used["machine"] - sum(used[k] for k in ("web", "worker", "postgres", "clients"))
-        print(
-            f"CPU during the load ({cores:.1f} cores, {used['machine'] / used['wall']:.0%} busy): "
-            f"web {used['web']:.0f} s, PostgreSQL {used['postgres']:.0f} s (the whole server), "
-            f"explanation worker {used['worker']:.0f} s (nice {args.worker_nice}), "
-            f"load clients {used['clients']:.0f} s, anything else {others:.0f} s"
+        clients = signed_in_clients(args, base, token, payloads)
+        started, elapsed, cpu_before, cpu_after = run_clients(clients, args, base, web, worker)
+        accepted, errors = report_requests(clients, args, elapsed)
+        report_cpu(
+            cpu_before, cpu_after, elapsed=elapsed, accepted=len(accepted), worker_nice=args.worker_nice
         )
-        print(
-            f"CPU per accepted prediction: web {used['web'] * per:.2f} ms, "
-            f"PostgreSQL {used['postgres'] * per:.2f} ms"
+        ok = report_explained(
+            accepted, errors, started=started, explain_timeout=args.explain_timeout, web=web, worker=worker
         )
-
-        print("waiting for the worker to explain every accepted prediction ...", flush=True)
-        deadline = time.monotonic() + args.explain_timeout
-        explanations = Explanation.objects.filter(prediction__external_id__startswith="load/")
-        while time.monotonic() < deadline:
-            left = explanations.filter(status__in=["pending", "running"]).count()
-            if left == 0:
-                break
-            time.sleep(2)
-        drained = time.monotonic() - started
-        stored = set(
-            Prediction.objects.filter(external_id__startswith="load/").values_list("external_id", flat=True)
-        )
-        by_status = Counter(explanations.values_list("status", flat=True))
-        lost = accepted - stored
-        print(f"stored: {len(stored):,}; lost (accepted, not stored): {len(lost)}")
-        print(f"explanations: {dict(by_status)}; all explained {drained:.0f} s after the start")
-        print(
-            f"peak RSS: web {peak_rss_mb(web):.0f} MB (largest process), worker {peak_rss_mb(worker):.0f} MB"
-        )
-        ok = not lost and not errors and set(by_status) <= {"ready"}
-        print("RESULT:", "zero errors, zero lost, all explained" if ok else "FAILED")
         sys.exit(0 if ok else 1)
 
 
