@@ -19,8 +19,6 @@ Options: --patients, --per-patient, --active, --requests, --skip-seed, --gc-free
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import statistics
 import sys
@@ -31,10 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._stack import recreate_database  # noqa: E402
+from bench._worklist_seed import (  # noqa: E402
+    copy_predictions,
+    explain_current_scores,
+    insert_alerts,
+    seed_patients,
+)
 
 BENCH_DB = "sightline_bench_worklist"
 UNITS = ["MICU", "SICU", "CCU", "CVICU", "NICU-A", "RESP-ICU", "TRAUMA", "BURN", "NEURO", "STEPDOWN"]
-COPY_ROWS = 100_000
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -46,110 +49,36 @@ def _percentile(values: list[float], q: float) -> float:
 def seed(*, patients: int, per_patient: int, active: int, seed_value: int = 5) -> None:
     """Synthetic patients, predictions (COPY), their alerts and the current-score pointers."""
     import numpy as np
-    from django.db import connection, transaction
+    from django.db import connection
     from django.utils import timezone
 
-    from explanations.models import Explanation
     from explanations.services.current import patients_current_refresh
-    from patients.models import Alert, Patient, Prediction
-    from tests.fixtures.factories import contributions_for, model_version_create
+    from patients.models import Alert, Prediction
+    from tests.fixtures.factories import model_version_create
 
     rng = np.random.default_rng(seed_value)
     version = model_version_create(name="bench-synthetic-worklist")
     now = timezone.now()
     started = time.perf_counter()
-    Patient.objects.bulk_create(
-        [
-            Patient(
-                external_id=f"bench-{i:05d}",
-                display_name=f"Synthetic bench patient {i:05d}",
-                unit=UNITS[i % len(UNITS)],
-                bed=str(1 + i // len(UNITS) % 40),
-                simulated=True,
-            )
-            for i in range(patients)
-        ],
-        batch_size=2000,
-    )
-    patient_rows = list(Patient.objects.order_by("id").values_list("id", "unit", "bed"))
+    patient_rows = seed_patients(patients, units=UNITS)
     # The patients whose current score is an alert (high for a third of them, else medium).
     alerting = set(rng.choice(len(patient_rows), size=active, replace=False).tolist())
-
-    total = patients * per_patient
-    columns = (
-        "registered_model_id, model_version_id, external_id, patient_id, unit, bed, scored_at, risk, "
-        "margin, tier, features, payload_sha256, source, simulated, received_at"
-    )
-    table = Prediction._meta.db_table
-    features = json.dumps(
-        {
-            "age": {"value": 67},
-            "lactate": {"value": 2.4, "unit": "mmol/L"},
-            "map": {"value": 66.0, "unit": "mmHg"},
-            "creatinine": {"value": 1.1, "unit": "mg/dL"},
-            "urine_output": {"value": None},
-            "ventilated": {"value": 0},
-        }
-    ).replace("\\", "\\\\")
-    buffer = io.StringIO()
-    written = 0
-    rm, mv = version.registered_model_id, version.pk
     with connection.cursor() as cursor:
-        for p_index, (patient_id, unit, bed) in enumerate(patient_rows):
-            # Hourly scores, newest last; historical risks mostly low with some alert-tier scores.
-            risks = np.clip(rng.beta(1.6, 6.0, size=per_patient), 0.01, 0.99)
-            if p_index in alerting:
-                risks[-1] = rng.uniform(0.5, 0.95) if p_index % 3 == 0 else rng.uniform(0.25, 0.5)
-            else:
-                risks[-1] = rng.uniform(0.01, 0.24)
-            for k in range(per_patient):
-                risk = float(risks[k])
-                tier = "high" if risk >= 0.5 else "medium" if risk >= 0.25 else "low"
-                scored = now.timestamp() - (per_patient - k) * 3600 - 600
-                buffer.write(
-                    f"{rm}\t{mv}\tbench-run-{k}/{patient_id}\t{patient_id}\t{unit}\t{bed}\t"
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(scored))}+00\t{risk:.6f}\t"
-                    f"{np.log(risk / (1 - risk)):.6f}\t{tier}\t{features}\t{'0' * 64}\tbulk\tt\t"
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(scored + 30))}+00\n"
-                )
-                written += 1
-                if written % COPY_ROWS == 0 or written == total:
-                    buffer.seek(0)
-                    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
-                    buffer = io.StringIO()
-                    print(
-                        f"  predictions: {written:,} of {total:,} ({time.perf_counter() - started:.0f} s)",
-                        flush=True,
-                    )
-        # Every medium/high score has its alert, as ingest makes them; most historical ones
-        # were acted on, the active ones are in every state.
-        cursor.execute(
-            f"INSERT INTO {Alert._meta.db_table} "  # noqa: S608 - table names from the models
-            "(prediction_id, patient_id, unit, tier, risk, state, created_at) "
-            "SELECT id, patient_id, unit, tier, risk, CASE WHEN id % 3 = 0 THEN 'new' WHEN id % 3 = 1 "
-            f"THEN 'acknowledged' ELSE 'accepted' END, scored_at + interval '1 minute' FROM {table} "
-            "WHERE tier IN ('medium', 'high')"
+        copy_predictions(
+            cursor,
+            rng,
+            version=version,
+            patient_rows=patient_rows,
+            alerting=alerting,
+            per_patient=per_patient,
+            total=patients * per_patient,
+            now=now,
+            started=started,
         )
-        print(f"  alerts: {cursor.rowcount:,} ({time.perf_counter() - started:.0f} s)", flush=True)
+        insert_alerts(cursor, started=started)
     # After the alerts: each current score copies its alert with the rest of what the lists read.
     patients_current_refresh()
-    # The current scores have ready explanations (the alert page reads them).
-    with transaction.atomic():
-        current = Prediction.objects.filter(current_for__isnull=False).only("id", "risk")
-        Explanation.objects.bulk_create(
-            [
-                Explanation(
-                    prediction_id=p.pk,
-                    status=Explanation.Status.READY,
-                    base_value=-1.2,
-                    contributions=contributions_for(p.risk),
-                    additivity_error=0.0,
-                    background_size=200,
-                )
-                for p in current
-            ],
-            batch_size=2000,
-        )
+    explain_current_scores()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     active_now = Alert.objects.filter(prediction__current_for__isnull=False).count()
