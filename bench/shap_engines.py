@@ -103,13 +103,8 @@ def single_row_latency(one, reference, fast, woodelf, contribs) -> None:
     print(f"  xgb pred_contribs   : {median_ms(lambda: contribs(one), 20):9.3f}  (path-dependent)")
 
 
-def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woodelf) -> None:
-    import xgboost as xgb
-
-    params = {"max_depth": depth, "eta": 0.05, "objective": "binary:logistic", "seed": 0, "nthread": 2}
-    booster = xgb.train(params, xgb.DMatrix(X, label=y), n_trees)
-    print(f"== XGBoost {n_trees} trees depth {depth} ==")
-
+def build_engines(booster, background: np.ndarray) -> tuple[FastEngine, ReferenceEngine]:
+    """FastEngine and the shap reference over the background, timed; prints their set-up."""
     t0 = time.perf_counter()
     fast = FastEngine(booster, "xgboost", background)
     fast_init = time.perf_counter() - t0
@@ -122,8 +117,13 @@ def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woo
         f"{fast.n_deep_leaves} deep, "
         f"tables {fast.table_bytes / 1e6:.1f} MB; shap explainer init {ref_init:.2f} s"
     )
+    return fast, reference
 
-    check_rows = pool[:300]
+
+def check_fast_engine(
+    booster, fast: FastEngine, reference: ReferenceEngine, pool: np.ndarray, check_rows
+) -> None:
+    """FastEngine's agreement with shap and its additivity against the model's margin."""
     report = verify(fast, reference, check_rows, tolerance=1e-6)
     print(
         f"agreement with shap on {report['rows']} rows: max |dvalue| {report['max_abs_value_diff']:.2e}, "
@@ -133,6 +133,9 @@ def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woo
     errors = additivity_errors(fast.explain(pool[:10000]), margins)
     print(f"FastEngine additivity vs output_margin on 10,000 rows: max {errors.max():.2e}")
 
+
+def checked_woodelf(booster, background, columns, reference: ReferenceEngine, check_rows, skip_woodelf):
+    """The woodelf engine, compared with shap on the check rows; None when skipped."""
     woodelf = None if skip_woodelf else WoodelfEngine(booster, background, feature_names=columns)
     if woodelf is not None:
         w = woodelf.explain(check_rows)
@@ -143,12 +146,10 @@ def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woo
             f"|dbase| (base computed here) {abs(w.base_value - r.base_value):.2e}, "
             f"rows non-additive (>1e-4) {(err > 1e-4).sum()}"
         )
+    return woodelf
 
-    def contribs(rows, booster=booster):
-        return booster.predict(xgb.DMatrix(rows), pred_contribs=True)
 
-    single_row_latency(pool[:1], reference, fast, woodelf, contribs)
-
+def throughput(pool: np.ndarray, sizes, reference, fast, woodelf, contribs) -> None:
     print("throughput (rows/s):")
     header = f"  {'rows':>8} {'shap':>14} {'FastEngine':>12} {'woodelf':>14} {'pred_contribs':>14}"
     print(header)
@@ -170,6 +171,25 @@ def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woo
         f"  * measured on the first {SHAP_MAX_ROWS:,} (shap) / {WOODELF_MAX_ROWS:,} (woodelf) rows and "
         "extrapolated per row\n"
     )
+
+
+def bench_model(n_trees, depth, X, y, columns, background, pool, sizes, skip_woodelf) -> None:
+    import xgboost as xgb
+
+    params = {"max_depth": depth, "eta": 0.05, "objective": "binary:logistic", "seed": 0, "nthread": 2}
+    booster = xgb.train(params, xgb.DMatrix(X, label=y), n_trees)
+    print(f"== XGBoost {n_trees} trees depth {depth} ==")
+
+    fast, reference = build_engines(booster, background)
+    check_rows = pool[:300]
+    check_fast_engine(booster, fast, reference, pool, check_rows)
+    woodelf = checked_woodelf(booster, background, columns, reference, check_rows, skip_woodelf)
+
+    def contribs(rows, booster=booster):
+        return booster.predict(xgb.DMatrix(rows), pred_contribs=True)
+
+    single_row_latency(pool[:1], reference, fast, woodelf, contribs)
+    throughput(pool, sizes, reference, fast, woodelf, contribs)
 
 
 def main() -> None:
