@@ -10,9 +10,9 @@ builds a census from it that reads like a ward (all of it simulated, and labelle
   WORKLIST_LEFT_AFTER_HOURS (12) older than the unit's newest by the new one's first score.
 * Each patient is scored every SCORE_EVERY_HOURS of the stay, up to their discharge (or the clock).
   The score at the end of ICU day 1 carries the real day-1 values. At every other score the bedside
-  monitor's values (heart rate, blood pressure, respiratory rate, temperature) are simulated around
-  them (within 10%, a recorded zero kept), so trends and "since previous score" have content; labs
-  and everything else keep their real day-1 values.
+  monitor's values (heart rate, blood pressure, respiratory rate within 10%, temperature within
+  0.5 degC; a recorded zero kept) are simulated around them, so trends and "since previous score"
+  have content; labs and everything else keep their real day-1 values.
 * The clock is anchored once, when the demo is first loaded (demo.models.DemoClock), so the times
   read as recent and a second run posts the same payloads (same external ids): nothing twice.
 """
@@ -33,6 +33,8 @@ SCORE_EVERY_HOURS = 6
 _STAY_HOURS = (24, 6 * 24)
 _TURNOVER_HOURS = (7, 12)
 _VARIATION = 0.10
+# Temperature varies by degrees, not by a share of its value: within 0.5 degC of the recorded one.
+_ABSOLUTE_VARIATION = {"temperature": 0.5}
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,16 @@ def census_stays(*, clock: datetime, seed: int = rhc.DEFAULT_SEED) -> list[Stay]
 
 
 def _simulated_value(f: rhc.FeatureDef, real, hours: int, pid: int, seed: int):
-    """A monitor value at `hours` into the stay: the real day-1 value at 24 h, else within 10% of it."""
+    """A monitor value at `hours` into the stay: the real day-1 value at 24 h, else near it."""
     if f.source != "monitor" or f.kind != "numeric" or pd.isna(real) or real == 0 or hours == 24:
         return real
-    factor = 1 + _VARIATION * (2 * rhc._unit_interval(seed, pid, f.name, hours) - 1)
+    draw = 2 * rhc._unit_interval(seed, pid, f.name, hours) - 1
+    if f.name in _ABSOLUTE_VARIATION:
+        value = real + _ABSOLUTE_VARIATION[f.name] * draw
+    else:
+        value = real * (1 + _VARIATION * draw)
     low, high = f.range
-    value = min(max(real * factor, low), high)
+    value = min(max(value, low), high)
     return round(value, f.decimals) if f.decimals is not None else value
 
 

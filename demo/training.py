@@ -36,8 +36,8 @@ REFERENCE_DESCRIPTION = (
 )
 SIMULATION_NOTE = (
     "the stay, bed, name, times and source records are simulated; the bedside monitor's values (heart "
-    "rate, MAP, respiratory rate, temperature) are simulated within 10% of the real ones at every score "
-    "but the end-of-day-1 one; every other clinical value is real RHC study day-1 data."
+    "rate, MAP, respiratory rate, temperature) are simulated near the real ones at every score but the "
+    "end-of-day-1 one; every other clinical value is real RHC study day-1 data."
 )
 
 # Share of reference patients at or above each tier's threshold.

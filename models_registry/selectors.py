@@ -6,6 +6,7 @@ reference set, so any logged-in role may read it.
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
@@ -301,8 +302,6 @@ def reference_curves(version: ModelVersion) -> list[dict]:
 
 def model_card_charts_cached(version: ModelVersion) -> dict:
     """charts.json for a version, from the Django cache when present (versions never change)."""
-    from django.core.cache import cache
-
     key = f"sightline:model-card-charts:v1:{version.pk}:{version.bundle_sha256}"
     charts = cache.get(key)
     if charts is None:

@@ -20,7 +20,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from engine.shifts import shift_of_hour
 from engine.subgroup_flags import disparity_flags, sort_by_disparity, subgroup_burden, subgroup_cbpe
@@ -29,6 +31,7 @@ from models_registry.models import ModelVersion
 from patients.models import AlertAction
 
 from .selectors import Slice, hospital_time_zone, predictions_in
+from .services import cache_seconds
 from .subgroup_specs import Monitored, group_value, monitored_subgroups
 
 
@@ -199,11 +202,6 @@ def subgroup_window(
 
 def subgroups_compute(*, comparison) -> dict:
     """Compute one comparison's subgroup view (its version, window and slice) and cache it."""
-    from django.core.cache import cache
-    from django.utils import timezone
-
-    from .services import cache_seconds
-
     version = ModelVersion.objects.get(pk=comparison.version_id)
     view = subgroup_window(
         version=version, start=comparison.start, end=comparison.end, where=Slice.parse(comparison.where)
@@ -215,9 +213,7 @@ def subgroups_compute(*, comparison) -> dict:
 
 def subgroups_request(*, comparison) -> dict | None:
     """The cached subgroup view, or None after queueing its computation (once, however often asked)."""
-    from django.core.cache import cache
-
-    from .tasks import monitoring_subgroups_task
+    from .tasks import monitoring_subgroups_task  # the task module imports this one
 
     key = f"{comparison.cache_key}:subgroups"
     view = cache.get(key)

@@ -260,7 +260,11 @@ CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        # Embedded default: files, shared by `manage.py demo` (it fills them) and the web server.
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": BASE_DIR / "var" / "cache",
+        }
     )
 }
 
@@ -345,9 +349,8 @@ EHR_HTTP_TIMEOUT_SECONDS = envint("EHR_HTTP_TIMEOUT_SECONDS", 5)
 
 # Seconds between the worklist's background refreshes (rows are updated in place).
 WORKLIST_POLL_SECONDS = envint("WORKLIST_POLL_SECONDS", 15)
-# A patient whose latest score is this many hours older than the newest score of their unit has left
-# the unit (discharged or moved) or their feed has stopped: the worklist lists them apart, counted,
-# behind a link. A unit whose whole feed stopped keeps every patient listed (nobody disappears).
+# Hours a patient's latest score may lag their unit's newest before the worklist lists them apart
+# (left the unit, or their scores stopped; counted, behind a link). A whole stopped unit stays listed.
 WORKLIST_LEFT_AFTER_HOURS = envint("WORKLIST_LEFT_AFTER_HOURS", 12)
 # Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
 EXPORT_CHUNK_SIZE = envint("EXPORT_CHUNK_SIZE", 2000)

@@ -11,6 +11,8 @@ from accounts import permissions
 from engine.headline import shown_percent
 from patients.actions import reason_label
 
+from ..selectors import model_card_path
+
 register = template.Library()
 
 # Tier is carried by word and shape, never by colour alone.
@@ -175,8 +177,6 @@ def risk_change(trend) -> str:
 
 @register.filter
 def model_card_url(version) -> str:
-    from clinician_ui.selectors import model_card_path
-
     return model_card_path(version)
 
 

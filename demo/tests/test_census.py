@@ -50,8 +50,9 @@ def test_patients_are_scored_through_their_stay_and_the_day_1_score_is_real(payl
         for f in rhc.INPUT_FEATURES:
             sent, real = payload["features"][f.name]["value"], scoring.loc[pid, f.name]
             if f in monitor and hours != 24 and sent not in (None, 0):
-                # Within 10% of the real day-1 value, inside the accepted range.
-                assert abs(sent - real) <= 0.1 * abs(real) + 10 ** -(f.decimals or 0)
+                # Within 10% of the real day-1 value (temperature within 0.5 degC), inside the range.
+                spread = 0.5 if f.name == "temperature" else 0.1 * abs(real)
+                assert abs(sent - real) <= spread + 10 ** -(f.decimals or 0)
                 varied += sent != real
             elif sent is None:
                 assert real != real  # NaN: not measured stays not measured

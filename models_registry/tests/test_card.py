@@ -77,6 +77,9 @@ def test_card_page_shows_every_section_to_any_role(model_version, alice_client, 
         assert "Spearman ρ of mean |SHAP|" in body
         assert "Known failure modes" in body and "This is the first version." in body
         assert f"≥ {model_version.tier_high}" in body
+        # Times as a reader takes them in, not the JSON's ISO with microseconds.
+        assert f"registered {model_version.registered_at:%Y-%m-%d %H:%M} UTC" in body
+        assert model_version.registered_at.isoformat() not in body
 
 
 def test_chart_data_is_what_the_figures_need(model_version, alice_client):
