@@ -65,7 +65,7 @@ def test_alice_reviews_and_dismisses_a_high_alert(browser, live_server, ward, ch
         assert page.locator("#waterfall .waterfalllayer .point").count() == 8  # base, 6 inputs, output
         assert "Simulated data" in page.locator(".banner-simulated").inner_text()
 
-        source = page.locator('a[href="https://ehr.example.org/Observation/lab-998"]')
+        source = page.locator('.feature-table a[href="https://ehr.example.org/Observation/lab-998"]')
         assert source.get_attribute("target") == "_blank"
         assert source.get_attribute("rel") == "noopener noreferrer"
         not_measured = page.locator("tr.not-measured")
@@ -177,7 +177,9 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
     version = ward["high"].model_version
     now = timezone.now()
     for i in range(24):
-        patient = patient_create(unit="MICU")
+        # Names of every length (some wrap): rows above the clinician's change height when the page
+        # brings their "fired ... ago" texts up to date, after the new rows are in.
+        patient = patient_create(unit="MICU", display_name=f"Patient, Test {10 ** (i % 7) + i}")
         # Some patients have a history, so the sparklines and changes have something to show.
         for hours, risk in ((9, 0.12 + i / 90), (6, 0.2 + i / 60), (3, 0.45 - i / 100))[: i % 4]:
             prediction_create(
@@ -214,9 +216,10 @@ def test_worklist_updates_in_place_without_losing_the_clinicians_place(browser, 
         target = rows.nth(15).locator("a")
         href = target.get_attribute("href")
         target.focus()
-        target.scroll_into_view_if_needed()
-        page.evaluate("window.scrollBy(0, 200)")
+        # In mid-screen, wherever the rows' heights put it (names wrap differently with longer names).
+        target.evaluate("el => el.closest('tr').scrollIntoView({block: 'center'})")
         top_before = target.bounding_box()["y"]
+        assert 100 < top_before < 700 and page.evaluate("window.scrollY") > 0
         first_poll = page.get_attribute("#worklist", "data-last-poll")
 
         # A new high alert lands above everything, and another row's state changes.

@@ -191,14 +191,6 @@
       var target = row && (row.querySelector('[data-focus-key="' + focus.focusKey + '"]') || row.querySelector("a"));
       if (target) { target.focus({preventScroll: true}); }
     }
-    // Place: keep the row that was first on screen at the same height.
-    if (place) {
-      var anchor = findRow(place.key);
-      if (anchor) {
-        var shift = anchor.getBoundingClientRect().top - place.top;
-        if (shift) { window.scrollBy(0, shift); }
-      }
-    }
 
     if (freshAlerts.length) {
       announcer.textContent = freshAlerts.length + (freshAlerts.length === 1 ? " new alert: " : " new alerts: ") +
@@ -208,6 +200,15 @@
     version = data.version || null;
     root.setAttribute("data-version", version || "");
     stamp(data.generated_at);
+    // Place, last: the "fired ... ago" texts stamp() brings up to date may re-wrap rows above it.
+    // Keep the clinician's row at the same height on screen.
+    if (place) {
+      var anchor = findRow(place.key);
+      if (anchor) {
+        var shift = anchor.getBoundingClientRect().top - place.top;
+        if (shift) { window.scrollBy(0, shift); }
+      }
+    }
     return true;
   }
 
