@@ -20,7 +20,9 @@ def test_main_factors_come_first_in_the_clinicians_terms(alice_client, ui_model_
     detail = score_detail_get(prediction=prediction, alert=prediction.alert)
 
     summary = _section(html, "bedside-summary")
-    assert html.index('id="bedside-summary"') < html.index('id="why-title"')
+    # Before the actions and the chart (the tab order too), and no template comment leaks as text.
+    assert html.index('id="bedside-summary"') < html.index('id="action-form"') < html.index('id="why-title"')
+    assert "{#" not in html and "#}" not in html
     items = re.findall(r"<li>(.*?)</li>", summary, re.S)
     assert len(items) == 3
     for row, item in zip(detail.top_factors, items, strict=True):
