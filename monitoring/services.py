@@ -246,9 +246,13 @@ def _prediction_drift(ref: _Reference, current, risk_edges, version: ModelVersio
     return prediction
 
 
-def _attribution_drift(ref: _Reference, cur_shap: np.ndarray, cur_shap_n: int, names: list[str]) -> dict:
+def _attribution_drift(ref: _Reference, cur_shap: np.ndarray, cur_shap_n: int, specs: list) -> dict:
     if ref.shap_n and cur_shap_n:
+        names = [s.name for s in specs]
         attribution = drift.attribution_drift(names, ref.mean_abs_shap, cur_shap)
+        labels = {s.name: s.label or s.name for s in specs}
+        for row in attribution["features"]:
+            row["label"] = labels[row["feature"]]  # charts name features as the pages do
         attribution.update(n_reference=ref.shap_n, n_current=cur_shap_n, available=True)
         return attribution
     return {
@@ -310,7 +314,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
             "distributions": {
                 s.name: drift.distribution(ref.frame[s.name], cur_frame[s.name], s) for s in specs
             },
-            "attribution": _attribution_drift(ref, cur_shap, cur_shap_n, names),
+            "attribution": _attribution_drift(ref, cur_shap, cur_shap_n, specs),
             "prediction": _prediction_drift(ref, current, risk_edges, version, bucket),
             "performance": _performance_windows(current, profile["calibrator"]),
             "burden": {

@@ -218,6 +218,9 @@ def test_attribution_drift_from_the_cohort_aggregates(charlie_client, scored, mo
     assert attribution["n_reference"] == model_version.reference_size
     creatinine = next(r for r in attribution["features"] if r["feature"] == "creatinine")
     assert creatinine["current"] == pytest.approx(2.0) and creatinine["rank_current"] == 1
+    # The chart names each feature by its label, as the drift table and the alert page do.
+    labels = {f.name: f.label for f in model_version.features.all()}
+    assert all(r["label"] == labels[r["feature"]] for r in attribution["features"])
     age = next(r for r in attribution["features"] if r["feature"] == "age")
     assert age["current"] == pytest.approx(0.01)
     assert age["reference"] > 0.01  # the reference set's own SHAP, computed with the serving explainer

@@ -113,9 +113,9 @@
       "; top " + a.top_k + " overlap " + pct(a.top_k_overlap) + " (" + a.n_reference + " reference, " + a.n_current + " current explanations).";
     var rows = a.features.slice().reverse();
     Plotly.react("attribution-figure", [
-      { type: "bar", orientation: "h", name: "Reference", y: rows.map(function (r) { return r.feature; }), x: rows.map(function (r) { return r.reference; }), marker: { color: "#52606d" } },
-      { type: "bar", orientation: "h", name: "Current", y: rows.map(function (r) { return r.feature; }), x: rows.map(function (r) { return r.current; }), marker: { color: "#1f5f99" } }
-    ], { barmode: "group", height: 40 + 22 * rows.length, margin: { l: 140, t: 10 }, xaxis: { title: { text: "mean |SHAP| (log-odds)" } } }, PLOT);
+      { type: "bar", orientation: "h", name: "Reference", y: rows.map(function (r) { return r.label || r.feature; }), x: rows.map(function (r) { return r.reference; }), marker: { color: "#52606d" } },
+      { type: "bar", orientation: "h", name: "Current", y: rows.map(function (r) { return r.label || r.feature; }), x: rows.map(function (r) { return r.current; }), marker: { color: "#1f5f99" } }
+    ], { barmode: "group", height: 40 + 22 * rows.length, margin: { l: 140, t: 10 }, yaxis: { automargin: true }, xaxis: { title: { text: "mean |SHAP| (log-odds)" } } }, PLOT);
   }
 
   function renderPrediction(summary, query) {
