@@ -50,7 +50,9 @@ def test_auditor_and_admin_see_the_log_newest_first(auditor_client, charlie_clie
         ids = listed(response)
         assert ids[-3:] == [e.pk for e in reversed(log["events"])]
     html = auditor_client.get(URL).content.decode()
-    assert log["micu"].patient.external_id in html
+    # Both identifiers of the patient a record names.
+    patient = log["micu"].patient
+    assert f"{patient.display_name} · ID {patient.external_id}" in html
     assert "alert_dismiss" in html
     assert 'href="/audit/" aria-current="page">Audit log</a>' in html
 
