@@ -231,17 +231,13 @@ def worklist_get(
     page_size: int | None = None,
     include_left: bool = False,
 ) -> Worklist:
-    """Current alerts (one per patient, high tier first, then by risk) and the low-tier patients,
-    a page of each (`page`, `low_page`; WORKLIST_PAGE_SIZE rows), each row with `trend`: the
-    patient's last scores (history.Trend) for the sparkline and the change since the previous
-    score, and `abstains`: whether the model abstains on the row's score.
-
-    Patients who have left their unit (_still_in_unit) are counted, not listed, unless
-    `include_left`. Five queries whatever the number of patients or stored scores (one more for an
-    admin's unit list): the units' newest scores and the count left out; a page of alerts with
-    their prediction, patient and total; a page of low-tier predictions with their patient and
-    total; and the listed patients' last scores. Each list reads the current scores in the order of
-    its index and joins only its page's rows."""
+    """Current alerts (one per patient, in lanes, then tier and risk) and the low-tier patients, a
+    page of each (WORKLIST_PAGE_SIZE rows), each row with `trend` (history.Trend), `abstains`,
+    `baseline` and `threshold_note`. Patients who left their unit (_still_in_unit) are counted, not
+    listed, unless `include_left`. Five queries whatever the number of patients or scores (one more
+    for an admin's unit list): the units' newest scores, the count left out, a page of alerts and
+    one of low-tier predictions (each in its index's order, joining only its page's rows), and the
+    listed patients' last scores."""
     size = page_size or WORKLIST_PAGE_SIZE
     units = worklist_units(user)
     unit = unit if unit in units else None
