@@ -162,6 +162,8 @@ class CurrentScore(models.Model):
                 name="current_alert_order",
                 condition=models.Q(alert__isnull=False),
             ),
+            # Each unit's newest score and who lags it (the worklist's patients who left the unit).
+            models.Index(fields=["unit", "scored_at"], name="current_unit_scored"),
             # The low-tier list: risk, unit, bed, prediction id.
             models.Index(
                 models.F("risk").desc(),
