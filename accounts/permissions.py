@@ -100,6 +100,12 @@ def may_run_cohort_jobs(user) -> bool:
     return is_admin(user) and _scope_allows(user, SCOPE_REGISTRY)
 
 
+def may_use_django_admin(user) -> bool:
+    """Django's admin (the registry's upload form, read-only clinical records): Django's own rule,
+    an active staff account, and only an admin's."""
+    return bool(getattr(user, "is_active", False)) and getattr(user, "is_staff", False) and is_admin(user)
+
+
 def may_act_through_ehr(user) -> bool:
     """Whether an EHR user mapped to this account (interop.models.PractitionerMapping) may be it: a
     CDS card read as them, an EHR launch signed in as them. Never an account with admin rights (an

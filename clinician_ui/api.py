@@ -96,13 +96,7 @@ class AlertActionCreateApi(APIView):
         "returns the first action (200); the same key with another action, reason or comment is 409.",
     )
     def post(self, request, alert_id: int) -> Response:
-        alert = access.alert_for_user(request.user, alert_id)
-        if not permissions.may_act_on_alerts(request.user):
-            raise ApiError(
-                code="permission_denied",
-                detail="Only the unit's clinicians and admins act on alerts; auditors have read access.",
-                status_code=status.HTTP_403_FORBIDDEN,
-            )
+        alert = access.alert_to_act_on(request.user, alert_id)
         serializer = AlertActionInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         record, created = alert_action_record(alert=alert, user=request.user, **serializer.validated_data)

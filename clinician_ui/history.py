@@ -15,6 +15,7 @@ from django.db.models.functions import RowNumber
 from django.utils.dateparse import parse_datetime
 
 from accounts import permissions
+from common.timestamps import iso_utc
 from models_registry.models import ModelFeature
 from patients import access
 from patients.models import Prediction
@@ -66,7 +67,7 @@ class Trend:
             "points": [
                 {
                     "prediction": p.prediction_id,
-                    "scored_at": p.scored_at.isoformat(),
+                    "scored_at": iso_utc(p.scored_at),
                     "risk": p.risk,
                     "tier": p.tier,
                 }

@@ -15,6 +15,7 @@ from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.http import require_GET
 
 from accounts import permissions
+from common.timestamps import iso_utc
 from engine.tiers import TIERS, Tier
 from patients import access
 from patients.models import Alert, Prediction
@@ -128,7 +129,7 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
             {
                 "version": poll.version,
                 "base": poll.base,
-                "generated_at": timezone.now().isoformat(),
+                "generated_at": iso_utc(timezone.now()),
                 "poll_seconds": settings.WORKLIST_POLL_SECONDS,
                 "filters": {"unit": data.unit, "tier": data.tier, "state": data.state},
                 "shows_alerts": data.shows_alerts,
@@ -144,7 +145,7 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool) -> HttpResponse:
+def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool, may_act: bool) -> HttpResponse:
     alert = detail.alert
     context = {
         "detail": detail,
@@ -161,7 +162,7 @@ def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool) -> H
         context.update(
             {
                 "actions": alert_actions(alert),
-                "may_act": permissions.may_act_on_alerts(request.user),
+                "may_act": may_act,
                 "reasons": action_reasons(),
                 # One key per page load: a double click posts the same key and is one action.
                 "idempotency_key": uuid.uuid4().hex,
@@ -178,22 +179,24 @@ def prediction_detail(request: HttpRequest, prediction_id: int) -> HttpResponse:
     access.audit_view(
         request, action="expand_low_tier" if expand else "view_prediction", prediction=prediction
     )
-    alert = Alert.objects.filter(prediction=prediction).first()
-    if alert is not None:
+    alert, may_act = None, False
+    alert_id = Alert.objects.filter(prediction=prediction).values_list("pk", flat=True).first()
+    if alert_id is not None:
+        alert, may_act = access.alert_rw_for_user(request.user, alert_id)
         alert_view_record(alert=alert, user=request.user)
     detail = score_page_get(user=request.user, prediction=prediction, alert=alert)
-    return _render_score(request, detail, full=expand)
+    return _render_score(request, detail, full=expand, may_act=may_act)
 
 
 @require_GET
 @login_required
 def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
-    alert = access.alert_for_user(request.user, alert_id)
+    alert, may_act = access.alert_rw_for_user(request.user, alert_id)
     prediction = _prediction_with_model(alert.prediction_id)
     access.audit_view(request, action="view_alert", prediction=prediction)
     alert_view_record(alert=alert, user=request.user)
     detail = score_page_get(user=request.user, prediction=prediction, alert=alert)
-    return _render_score(request, detail, full=False)
+    return _render_score(request, detail, full=False, may_act=may_act)
 
 
 @require_GET

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from common.timestamps import iso_utc
 from patients.models import Alert, Prediction
 
 from .selectors import Worklist
@@ -171,7 +172,7 @@ def alert_rows_json(data: Worklist, rows: list[dict], *, held: dict[str, str] | 
             "risk": alert.risk,
             "abstains": alert.abstains,
             "state": alert.state,
-            "created_at": alert.created_at.isoformat(),
+            "created_at": iso_utc(alert.created_at),
             "url": url(alert.pk),
             "trend": alert.trend.as_json(),
         }

@@ -27,6 +27,11 @@ TIER_NAMES_MILDEST_FIRST: tuple[str, ...] = tuple(t.value for t in reversed(TIER
 ALERT_TIERS: tuple[Tier, ...] = (Tier.HIGH, Tier.MEDIUM)
 
 
+def thresholds(*, high: float, medium: float) -> dict[str, float]:
+    """A version's alert tiers and their thresholds, worst first: {"high": 0.5, "medium": 0.25}."""
+    return {Tier.HIGH.value: high, Tier.MEDIUM.value: medium}
+
+
 def tier_of(risk: float, *, high: float, medium: float) -> Tier:
     if risk >= high:
         return Tier.HIGH

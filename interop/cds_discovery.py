@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models_registry.models import ModelVersion
+from models_registry.selectors import production_versions, version_lookup
 
 from .fhir_resources import LOINC
 
@@ -24,20 +25,11 @@ class CdsService:
 
 
 def production_services() -> list[CdsService]:
-    versions = (
-        ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION)
-        .select_related("registered_model")
-        .order_by("registered_model__name")
-    )
-    return [CdsService(id=v.registered_model.name, version=v) for v in versions]
+    return [CdsService(id=v.registered_model.name, version=v) for v in production_versions()]
 
 
 def service_get(service_id: str) -> CdsService | None:
-    version = (
-        ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION, registered_model__name=service_id)
-        .select_related("registered_model")
-        .first()
-    )
+    version = version_lookup(name=service_id)
     return CdsService(id=service_id, version=version) if version is not None else None
 
 

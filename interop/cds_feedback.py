@@ -20,7 +20,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts import permissions
 from clinician_ui.services import alert_action_record
 from patients import access
 from patients.actions import action_reasons
@@ -124,9 +123,9 @@ def feedback_record(
     with transaction.atomic():
         for item in parsed:
             user = item.shown.user
-            if not permissions.may_act_on_alerts(user):
+            alert, may_act = access.alert_rw_for_user(user, item.card.alert_id)
+            if not may_act:
                 raise CdsError(403, "permission_denied", f"{user.username} may not act on alerts (role).")
-            alert = access.alert_for_user(user, item.card.alert_id)
             recorded.append(
                 alert_action_record(
                     alert=alert,

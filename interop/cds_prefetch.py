@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from common.timestamps import iso_utc
 from explanations.services import prediction_ingest
 from models_registry.models import ModelVersion
 from patients.models import Prediction
@@ -76,7 +77,7 @@ def prefetch_bundle(hook: HookRequest) -> dict[str, Any] | None:
         "resourceType": "Bundle",
         "type": "transaction",
         "identifier": {"system": "urn:sightline:cds-hook-instance", "value": f"cds-{hook.hook_instance}"},
-        "timestamp": timezone.now().isoformat(),
+        "timestamp": iso_utc(timezone.now()),
         "entry": entries,
     }
 

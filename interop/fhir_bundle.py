@@ -52,6 +52,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from models_registry.models import ModelFeature, ModelVersion, RegisteredModel
+from models_registry.selectors import production_versions, version_lookup
 from patients.models import Prediction
 
 from .fhir_observation import observation_features
@@ -108,14 +109,12 @@ def bundle_parse(data: Any) -> Bundle:
 
 def version_for(model_name: str | None) -> ModelVersion:
     """The production version that scores a posted Bundle."""
-    versions = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION).select_related(
-        "registered_model"
-    )
     if model_name:
         if not RegisteredModel.objects.filter(name=model_name).exists():
             raise FhirError(400, "not-found", f"No registered model '{model_name}'.")
-        versions = versions.filter(registered_model__name=model_name)
-    found = list(versions[:2])
+        found = [version] if (version := version_lookup(name=model_name)) is not None else []
+    else:
+        found = list(production_versions()[:2])
     if not found:
         raise FhirError(400, "not-found", "No model version is in production to score this Bundle.")
     if len(found) > 1:

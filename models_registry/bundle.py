@@ -23,6 +23,7 @@ import pandas as pd
 
 from engine import calibration, metrics
 from engine import checks as judged
+from engine.tiers import thresholds as tier_thresholds
 from models_registry.bundle_checks import (
     check_additivity,
     check_challenger,
@@ -234,7 +235,7 @@ def _performance_and_gate(
     challenger = spec.get("challenger")
     labels = reference[label].to_numpy(dtype=np.float64)
     risk = reference["expected_risk"].to_numpy(dtype=np.float64)
-    tiers = {"high": float(spec["tiers"]["high"]), "medium": float(spec["tiers"]["medium"])}
+    tiers = tier_thresholds(high=float(spec["tiers"]["high"]), medium=float(spec["tiers"]["medium"]))
     performance = {"model": metrics.performance(labels, risk, thresholds=tiers)}
     challenger_risk = None
     if challenger is not None:

@@ -4,6 +4,7 @@ from django.db import models
 from common.models import AppendOnlyModel
 from engine.quality import QualitySpec
 from engine.tiers import Tier, tier_of
+from engine.tiers import thresholds as tier_thresholds
 
 
 class RegisteredModel(models.Model):
@@ -77,6 +78,11 @@ class ModelVersion(models.Model):
     def tier_for(self, risk: float) -> Tier:
         """This version's thresholds applied by the one tier rule (engine.tiers.tier_of)."""
         return tier_of(risk, high=self.tier_high, medium=self.tier_medium)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """{"high": threshold, "medium": threshold}, worst first (engine.tiers.thresholds)."""
+        return tier_thresholds(high=self.tier_high, medium=self.tier_medium)
 
     def input_features(self) -> list["ModelFeature"]:
         """The model's inputs, in the order the model expects them."""

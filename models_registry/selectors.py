@@ -12,6 +12,7 @@ from django.http import Http404
 
 from common.timestamps import iso_utc
 from engine import treeshap as core
+from engine.tiers import ALERT_TIERS
 from models_registry.bundle_checks import load_challenger
 from models_registry.card_subgroups import protected_characteristics, subgroup_tables
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
@@ -53,11 +54,18 @@ def model_list() -> QuerySet[RegisteredModel]:
 
 
 def version_lookup(
-    *, name: str | None = None, model: RegisteredModel | None = None, version: int | None = None
+    *,
+    name: str | None = None,
+    model: RegisteredModel | None = None,
+    version: int | None = None,
+    detail: bool = False,
 ) -> ModelVersion | None:
     """The one name -> version lookup: version `version` of the model (by name or object), or its
-    production version when no number is given; None when there is no such version."""
+    production version when no number is given; None when there is no such version. `detail`
+    also loads who registered and promoted it and its features (the model card)."""
     versions = ModelVersion.objects.select_related("registered_model")
+    if detail:
+        versions = versions.select_related("registered_by", "promoted_by").prefetch_related("features")
     versions = (
         versions.filter(registered_model=model)
         if model is not None
@@ -68,15 +76,20 @@ def version_lookup(
     return versions.filter(version=version).first()
 
 
+def production_versions() -> QuerySet[ModelVersion]:
+    """Every model's production version, by model name."""
+    return (
+        ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION)
+        .select_related("registered_model")
+        .order_by("registered_model__name")
+    )
+
+
 def model_version_get(*, name: str, version: int) -> ModelVersion:
-    try:
-        return (
-            ModelVersion.objects.select_related("registered_model", "registered_by", "promoted_by")
-            .prefetch_related("features")
-            .get(registered_model__name=name, version=version)
-        )
-    except ModelVersion.DoesNotExist:
-        raise Http404(f"No version {version} of model {name!r}.") from None
+    found = version_lookup(name=name, version=version, detail=True)
+    if found is None:
+        raise Http404(f"No version {version} of model {name!r}.")
+    return found
 
 
 def _username(user) -> str | None:
@@ -167,7 +180,7 @@ def _version_diff(version: ModelVersion, previous: ModelVersion | None) -> dict 
             "current": current,
             "delta": round(current - earlier, 4) if current is not None and earlier is not None else None,
         }
-    for tier in ("high", "medium"):
+    for tier in ALERT_TIERS:
         current = (metrics_now.get("alerts_per_100", {}).get(tier) or {}).get("value")
         earlier = (metrics_before.get("alerts_per_100", {}).get(tier) or {}).get("value")
         deltas[f"alerts_per_100_{tier}"] = {
@@ -182,8 +195,8 @@ def _version_diff(version: ModelVersion, previous: ModelVersion | None) -> dict 
         "features_changed": changed,
         "metrics": deltas,
         "tiers": {
-            "previous": {"high": previous.tier_high, "medium": previous.tier_medium},
-            "current": {"high": version.tier_high, "medium": version.tier_medium},
+            "previous": previous.thresholds,
+            "current": version.thresholds,
         },
     }
 
@@ -253,7 +266,7 @@ def model_card(version: ModelVersion) -> dict:
         "subgroup_tables": subgroup_tables(version.subgroups),
         "tiers": {
             tier: {"threshold": threshold, "alerts_per_100": alerts.get(tier)}
-            for tier, threshold in (("high", version.tier_high), ("medium", version.tier_medium))
+            for tier, threshold in version.thresholds.items()
         },
         "performance": performance,
         "checks": _checks(version),

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine import treeshap as core
-from engine.encoding import Codec, EncodingError, bare, encode_column_fast, encode_value
+from engine.encoding import Codec, EncodingError, bare, encode_column_fast, encode_value, is_missing
 from models_registry.bundle import sha256_bytes
 from models_registry.formats import ModelFormatError, TreeModel, load_model
 from models_registry.models import ModelVersion
@@ -53,10 +53,8 @@ class ServingModel:
         """
         row = np.full(len(self.codecs), np.nan, dtype=np.float64)
         for i, codec in enumerate(self.codecs):
-            value = values.get(codec.name)
-            if isinstance(value, Mapping):
-                value = value.get("value")
-            if value is None or (isinstance(value, float) and np.isnan(value)):
+            value = bare(values.get(codec.name))
+            if is_missing(value):
                 if not self.model.handles_missing:
                     raise EncodingError(
                         codec.name,

@@ -88,7 +88,7 @@ def _report(version: ModelVersion) -> tuple[dict, dict]:
         features=features,
         reference=serving.reference,
         label=spec["reference"]["label"],
-        tiers={"high": version.tier_high, "medium": version.tier_medium},
+        tiers=version.thresholds,
         shap_of=lambda: core.explain(serving.explainer, serving.model.prepare(inputs)).values,
         input_names=serving.feature_names,
         settings=subgroup_settings(),

@@ -19,12 +19,14 @@ def registry_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def card_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
     found = model_version_get(name=name, version=version)
+    # An admin reaches the registry's work from here: upload a new version, recompute the cohort
+    # (both in Django's admin).
+    in_admin = permissions.may_use_django_admin(request.user)
     context = {
         "card": model_card(found),
         "version_pk": found.pk,
-        # An admin reaches the registry's work from here: upload a new version, recompute the cohort.
-        "may_manage": permissions.may_manage_registry(request.user),
-        "may_recompute": permissions.may_run_cohort_jobs(request.user),
+        "may_upload": in_admin and permissions.may_manage_registry(request.user),
+        "may_recompute": in_admin and permissions.may_run_cohort_jobs(request.user),
     }
     return render(request, "models_registry/model_card.html", context)
 

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from sightline.celery import app
 
 from .services import CACHE_PREFIX
+from .tasks import monitoring_version_refresh
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,6 @@ def summaries_refresh_on_scores(sender, *, version_ids, **kwargs) -> None:
     scoring service's request, and the dashboard computes what it needs when it is opened."""
     if app.conf.task_always_eager:
         return
-    from .tasks import monitoring_version_refresh
-
     debounce = int(settings.MONITORING_REFRESH_DEBOUNCE_SECONDS)
     for version_id in sorted(version_ids):
         key = f"{CACHE_PREFIX}:refresh-scheduled:{version_id}"

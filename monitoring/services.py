@@ -18,14 +18,17 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from celery import signature
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Max
 from django.utils import timezone
 
+from common.timestamps import iso_utc
 from engine import burden, drift, performance
 from engine.tiers import TIER_NAMES_MILDEST_FIRST
 from models_registry.models import ModelVersion
+from models_registry.selectors import production_versions
 from models_registry.serving import serving_model
 from patients.actions import reason_labels
 from patients.models import Prediction
@@ -58,7 +61,7 @@ class Comparison:
     def as_json(self) -> dict:
         out = asdict(self)
         for key in ("start", "end", "reference_start", "reference_end"):
-            out[key] = out[key].isoformat() if out[key] else None
+            out[key] = iso_utc(out[key])
         return out
 
     @classmethod
@@ -321,7 +324,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
                 **burden.alert_burden(current.patient_days, groups, seconds),
                 "reason_labels": reason_labels("dismiss"),
             },
-            "computed_at": timezone.now().isoformat(),
+            "computed_at": iso_utc(timezone.now()),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -334,10 +337,9 @@ def summary_request(*, comparison: Comparison) -> dict | None:
     summary = summary_cached(comparison)
     if summary is not None:
         return summary
-    from .tasks import monitoring_summary_task
-
     if cache.add(f"{comparison.cache_key}:queued", 1, timeout=300):
-        monitoring_summary_task.delay(comparison.as_json())
+        # By name: the tasks module imports these services.
+        signature("monitoring.tasks.monitoring_summary_task", args=(comparison.as_json(),)).delay()
     # With tasks executed in-process (the embedded default, tests) the summary is already there.
     return summary_cached(comparison)
 
@@ -350,7 +352,7 @@ def default_comparisons(*, now: datetime | None = None, version_ids=None) -> lis
     """What the periodic task keeps warm: for every production version (or those of `version_ids`),
     the last 7 days against its reference set, overall, per unit scored in that window, and per shift."""
     out = []
-    versions = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION)
+    versions = production_versions()
     if version_ids is not None:
         versions = versions.filter(pk__in=version_ids)
     for version in versions:

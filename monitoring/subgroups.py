@@ -19,11 +19,13 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from celery import signature
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from common.timestamps import iso_utc
 from engine.shifts import shift_of_hour
 from engine.subgroup_flags import disparity_flags, sort_by_disparity, subgroup_burden, subgroup_cbpe
 from engine.subgroups import Subgroup, assign_groups, subgroup_metrics
@@ -175,7 +177,7 @@ def subgroup_window(
     monitored, unseen = monitored_subgroups(version)
     inputs = tuple(m.spec.column for m in monitored if m.source == "feature")
     frame = window_encounters(version, start, end, where, feature_columns=inputs)
-    tiers = {"high": version.tier_high, "medium": version.tier_medium}
+    tiers = version.thresholds
     specs = [
         Monitored(Subgroup("unit", "Unit"), "patient"),
         Monitored(Subgroup("shift", "Shift"), "patient"),
@@ -206,19 +208,18 @@ def subgroups_compute(*, comparison) -> dict:
     view = subgroup_window(
         version=version, start=comparison.start, end=comparison.end, where=Slice.parse(comparison.where)
     )
-    view.update(status="ready", computed_at=timezone.now().isoformat(), comparison=comparison.as_json())
+    view.update(status="ready", computed_at=iso_utc(timezone.now()), comparison=comparison.as_json())
     cache.set(f"{comparison.cache_key}:subgroups", view, cache_seconds())
     return view
 
 
 def subgroups_request(*, comparison) -> dict | None:
     """The cached subgroup view, or None after queueing its computation (once, however often asked)."""
-    from .tasks import monitoring_subgroups_task  # the task module imports this one
-
     key = f"{comparison.cache_key}:subgroups"
     view = cache.get(key)
     if view is None and cache.add(f"{key}:queued", 1, timeout=600):
-        monitoring_subgroups_task.delay(comparison.as_json())
+        # By name: the tasks module imports this one.
+        signature("monitoring.tasks.monitoring_subgroups_task", args=(comparison.as_json(),)).delay()
         view = cache.get(key)  # tasks run in-process (the embedded default, tests): it is there
     return view
 

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from explanations.tasks import RETRY
 
 from . import services
+from .subgroups import subgroups_compute
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ def monitoring_refresh() -> int:
 @shared_task(**RETRY, soft_time_limit=900, time_limit=960)
 def monitoring_subgroups_task(comparison: dict) -> str:
     """Compute and cache one comparison's subgroup view (a bootstrap per subgroup: minutes)."""
-    from .subgroups import subgroups_compute
-
     parsed = services.Comparison.from_json(comparison)
     key = f"{parsed.cache_key}:subgroups"
     try:

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.permissions import may_view_monitoring
 from engine.tiers import TIER_NAMES_MILDEST_FIRST
 from models_registry.models import ModelVersion
+from models_registry.selectors import production_versions
 from patients.models import Patient
 from sightline.api_errors import error_body
 
@@ -68,6 +69,13 @@ def _when(params: QueryDict, name: str, default: datetime | None) -> datetime | 
     return value
 
 
+def _computing() -> JsonResponse:
+    """202: still being computed; ask again in POLL_SECONDS."""
+    response = JsonResponse({"status": "computing", "retry_after": POLL_SECONDS}, status=202)
+    response["Retry-After"] = str(POLL_SECONDS)
+    return response
+
+
 def comparison_from(params: QueryDict) -> Comparison:
     """The comparison the parameters ask for; BadParameter names the parameter that is wrong."""
     raw_version = params.get("version")
@@ -78,7 +86,7 @@ def comparison_from(params: QueryDict) -> Comparison:
         if version is None:
             raise BadParameter("version", f"No model version {raw_version}.")
     else:
-        version = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION).order_by("pk").first()
+        version = production_versions().first()
         if version is None:
             raise BadParameter("version", "No model version is in production; choose one.")
     default_start, default_end = default_window(version.pk)
@@ -128,9 +136,7 @@ def summary_json(shape):
             return _error(400, "invalid", f"{exc.field}: {exc}", exc.field)
         summary = summary_request(comparison=comparison)
         if summary is None:
-            response = JsonResponse({"status": "computing", "retry_after": POLL_SECONDS}, status=202)
-            response["Retry-After"] = str(POLL_SECONDS)
-            return response
+            return _computing()
         try:
             return JsonResponse(shape(request, summary))
         except BadParameter as exc:
@@ -212,9 +218,7 @@ def subgroups_data(request: HttpRequest) -> JsonResponse:
         return _error(400, "invalid", f"{exc.field}: {exc}", exc.field)
     view = subgroups_request(comparison=comparison)
     if view is None:
-        response = JsonResponse({"status": "computing", "retry_after": POLL_SECONDS}, status=202)
-        response["Retry-After"] = str(POLL_SECONDS)
-        return response
+        return _computing()
     return JsonResponse({**view, "calibration": calibration_points(view)})
 
 

@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from accounts.permissions import visible_units
+from accounts.permissions import may_act_on_alerts, visible_units
 
 from .models import Alert, AlertAction, AuditEvent, CurrentScore, Patient, Prediction
+
+ACT_DENIED = "Only the unit's clinicians and admins act on alerts; auditors have read access."
 
 
 def _restrict(queryset: QuerySet, user, field: str = "unit") -> QuerySet:
@@ -66,6 +69,19 @@ def alert_for_user(user, alert_id: int) -> Alert:
         return alerts_for_user(user).select_related("prediction", "patient").get(pk=alert_id)
     except Alert.DoesNotExist:
         raise Http404("No such alert.") from None
+
+
+def alert_rw_for_user(user, alert_id: int) -> tuple[Alert, bool]:
+    """The alert (404 outside the user's units) and whether the user may act on it."""
+    return alert_for_user(user, alert_id), may_act_on_alerts(user)
+
+
+def alert_to_act_on(user, alert_id: int) -> Alert:
+    """The alert the user acts on: 404 outside their units, 403 when their role only reads."""
+    alert, may_act = alert_rw_for_user(user, alert_id)
+    if not may_act:
+        raise PermissionDenied(ACT_DENIED)
+    return alert
 
 
 @lru_cache(maxsize=8)

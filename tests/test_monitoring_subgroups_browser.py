@@ -3,8 +3,8 @@ disparity table and the calibration-per-subgroup chart. Screenshots in tests/art
 
 import pytest
 
-from monitoring.tests.test_subgroups import END, START, ward_create
 from tests.fixtures.browser import ARTIFACTS, log_in
+from tests.fixtures.subgroup_ward import END, START, ward_create
 
 pytestmark = pytest.mark.browser
 

@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 
 from accounts import permissions
 from engine.headline import shown_percent
+from engine.tiers import Tier
 from patients.actions import reason_label
 
 from ..selectors import model_card_path
@@ -16,7 +17,7 @@ from ..selectors import model_card_path
 register = template.Library()
 
 # Tier is carried by word and shape, never by colour alone.
-_TIER_SHAPES = {"high": "▲", "medium": "◆", "low": "○"}
+_TIER_SHAPES = {Tier.HIGH: "▲", Tier.MEDIUM: "◆", Tier.LOW: "○"}
 
 
 @register.inclusion_tag("clinician_ui/_tier_badge.html")
@@ -183,3 +184,13 @@ def model_card_url(version) -> str:
 @register.simple_tag
 def may_read_audit(user) -> bool:
     return permissions.may_read_audit(user)
+
+
+@register.simple_tag
+def may_view_monitoring(user) -> bool:
+    return permissions.may_view_monitoring(user)
+
+
+@register.simple_tag
+def may_use_django_admin(user) -> bool:
+    return permissions.may_use_django_admin(user)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+from celery import group, signature
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max, Window
@@ -36,6 +37,8 @@ from .cohort import EXPLAIN_BATCH, cohort_explanation_add, sample_size
 
 log = logging.getLogger(__name__)
 
+CHUNK_TASK = "explanations.tasks.cohort_chunk_task"
+
 
 def cohort_job_run(*, job: CohortJob) -> int:
     """Dispatch the job's chunks that are not done (a Celery group); return how many.
@@ -43,11 +46,6 @@ def cohort_job_run(*, job: CohortJob) -> int:
     Running it again after a worker died resumes the job. With nothing left to do, the job is
     finalised here.
     """
-    from celery import group
-
-    # tasks import these services: the task is looked up when a job is dispatched.
-    from explanations.tasks import cohort_chunk_task
-
     now = timezone.now()
     CohortJob.objects.filter(
         pk=job.pk, status__in=[CohortJob.Status.PENDING, CohortJob.Status.FAILED]
@@ -62,7 +60,8 @@ def cohort_job_run(*, job: CohortJob) -> int:
         cohort_job_finalize(job_id=job.pk)
         return 0
     CohortJob.objects.filter(pk=job.pk).update(dispatched_at=now)
-    group(cohort_chunk_task.si(chunk_id) for chunk_id in missing).apply_async()
+    # By name: the tasks module imports these services.
+    group(signature(CHUNK_TASK, args=(chunk_id,), immutable=True) for chunk_id in missing).apply_async()
     return len(missing)
 
 

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
+from celery import signature
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -32,15 +33,14 @@ ENQUEUE_BATCH = 200  # explanation_batch.BATCH_MAX
 
 
 def _messages(explanation_ids: Sequence[int]):
-    # tasks import these services: the tasks are looked up when explanations are queued.
-    from explanations.tasks import explanation_compute_batch_task, explanation_compute_task
-
+    """(task signature, how many explanations it carries). Tasks by name: the tasks module imports
+    these services."""
     if len(explanation_ids) == 1:
-        yield explanation_compute_task, (explanation_ids[0],), 1
+        yield signature("explanations.tasks.explanation_compute_task", args=(explanation_ids[0],)), 1
         return
     for start in range(0, len(explanation_ids), ENQUEUE_BATCH):
         chunk = list(explanation_ids[start : start + ENQUEUE_BATCH])
-        yield explanation_compute_batch_task, (chunk,), len(chunk)
+        yield signature("explanations.tasks.explanation_compute_batch_task", args=(chunk,)), len(chunk)
 
 
 def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
@@ -54,14 +54,14 @@ def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
 
     if app.conf.task_always_eager:
         # No broker (the embedded default, or tests): the tasks run here and now.
-        for task, args, _ in _messages(explanation_ids):
-            task.apply_async(args)
+        for task, _ in _messages(explanation_ids):
+            task.apply_async()
         return len(explanation_ids)
     queued = 0
     try:
         with app.producer_or_acquire() as producer:
-            for task, args, count in _messages(explanation_ids):
-                task.apply_async(args, producer=producer)
+            for task, count in _messages(explanation_ids):
+                task.apply_async(producer=producer)
                 queued += count
     except (BrokerError, RedisError, ConnectionError) as exc:
         log.error(

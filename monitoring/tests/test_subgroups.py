@@ -2,7 +2,7 @@
 there and nowhere else, and every figure equals fairlearn / scikit-learn on the same rows."""
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -11,70 +11,14 @@ from sklearn.metrics import roc_auc_score
 
 from monitoring.selectors import Slice
 from monitoring.subgroups import subgroup_window
-from patients.models import Alert, Encounter, Outcome, Patient, Prediction
+from patients.models import Alert, Encounter, Patient, Prediction
 from tests.fixtures.factories import model_version_create
-
-START = datetime(2026, 11, 1, tzinfo=UTC)
-END = START + timedelta(days=7)
-UNITS = ("CCU", "MICU", "NEURO-ICU", "RESP-ICU")
-AGES = (30, 50, 70, 85)  # one patient age in each band: 18-44, 45-64, 65-79, 80+
-PER_CELL = 24  # true risks 0.30..0.70 sum to 12: each cell's events equal its expected events
-UNDER_PREDICTED = 0.16  # MICU patients aged 80+: the model's risk is 0.16 below the truth
-
-
-def _systematic_outcomes(true_risk: np.ndarray) -> np.ndarray:
-    """Outcomes whose count over any run of the cell follows its cumulative risk (no sampling noise)."""
-    cumulative = np.floor(np.cumsum(true_risk) + 0.5)
-    return np.diff(np.r_[0.0, cumulative]).astype(bool)
+from tests.fixtures.subgroup_ward import END, START, UNDER_PREDICTED, UNITS, ward_create
 
 
 @pytest.fixture
 def ward(db):
     return ward_create()
-
-
-def ward_create():
-    """4 units x 2 sexes x 4 age bands x 2 races, 24 encounters each, calibrated everywhere except
-    MICU's 80+ (risk 0.16 too low). Scores spread over the day, so both shifts hold every cell."""
-    version = model_version_create()
-    rng = np.random.default_rng(3)
-    cells = [
-        (u, s, a, r) for u in UNITS for s in ("female", "male") for a in AGES for r in ("2106-3", "2054-5")
-    ]
-    patients, rows = [], []
-    for cell in cells:
-        unit, sex, age, race = cell
-        true_risk = rng.permutation(np.linspace(0.3, 0.7, PER_CELL))
-        risk = true_risk - (UNDER_PREDICTED if (unit, age) == ("MICU", 85) else 0.0)
-        for i, (p, died) in enumerate(zip(risk, _systematic_outcomes(true_risk), strict=True)):
-            n = len(patients)
-            patients.append(Patient(external_id=f"S-{n}", unit=unit, sex=sex, age=age, race=race))
-            rows.append((n, float(p), bool(died), START + timedelta(hours=1 + (i * 7) % 160)))
-    Patient.objects.bulk_create(patients)
-    by_id = {p.external_id: p for p in Patient.objects.all()}
-    encounters = Encounter.objects.bulk_create(
-        [Encounter(external_id=f"E-{n}", patient=by_id[f"S-{n}"]) for n, *_ in rows]
-    )
-    predictions = Prediction.objects.bulk_create(
-        [
-            Prediction(
-                registered_model=version.registered_model, model_version=version, external_id=f"r/{n}",
-                patient=by_id[f"S-{n}"], encounter=encounters[n], unit=by_id[f"S-{n}"].unit, bed="1",
-                scored_at=at, risk=risk, margin=math.log(risk / (1 - risk)), tier=version.tier_for(risk),
-                features={}, payload_sha256="0" * 64,
-            )
-            for n, risk, _, at in rows
-        ]
-    )  # fmt: skip
-    Outcome.objects.bulk_create([Outcome(encounter=encounters[n], outcome=died) for n, _, died, _ in rows])
-    Alert.objects.bulk_create(
-        [
-            Alert(prediction=p, patient=p.patient, unit=p.unit, tier=p.tier, risk=p.risk)
-            for p in predictions
-            if p.tier != "low"
-        ]
-    )
-    return version
 
 
 def _calibration_flags(result: dict) -> set[tuple[str, str]]:
