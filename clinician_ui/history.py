@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F, Q, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils.dateparse import parse_datetime
 
 from accounts import permissions
 from common.timestamps import iso_utc
+from engine.headline import shown_percent
 from models_registry.models import ModelFeature
 from patients import access
 from patients.models import Prediction
@@ -50,10 +51,12 @@ class Trend:
 
     @property
     def delta_points(self) -> int | None:
-        """Risk change since the previous score in whole percentage points (None: first score)."""
+        """Risk change since the previous score in whole percentage points (None: first score), the
+        difference of the two risks as the page prints them (engine.headline.shown_percent): 90% then
+        65% reads -25, never the -26 of the unrounded 0.904 -> 0.646."""
         if self.previous is None:
             return None
-        return round((self.current.risk - self.previous.risk) * 100)
+        return shown_percent(self.current.risk) - shown_percent(self.previous.risk)
 
     @property
     def previous_tier(self) -> str | None:
@@ -152,12 +155,16 @@ def _trends_indexed(*, user, patient_ids: list[int], points: int) -> dict[int, T
 
 
 def earlier_scores(*, user, prediction: Prediction, limit: int = EARLIER_SCORES) -> list[Prediction]:
-    """The patient's scores before this one (newest first) that the user may see, with features."""
+    """The patient's scores before this one (newest first) that the user may see, with features.
+
+    Each carries `abstains` (its explanation abstains), so the page never shows the tier of a score
+    the model called unreliable."""
     before = Q(scored_at__lt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__lt=prediction.id)
     return list(
         access.predictions_for_user(user)
         .filter(before, patient_id=prediction.patient_id)
         .only("id", "scored_at", "risk", "tier", "unit", "features", "patient_id")
+        .annotate(abstains=Coalesce(F("explanation__abstain"), Value(False)))
         .order_by("-scored_at", "-id")[:limit]
     )
 

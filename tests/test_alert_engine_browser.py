@@ -8,6 +8,7 @@ tests/artifacts/ (git-ignored) for a person to look at.
 
 import pytest
 
+from engine.headline import shown_percent
 from tests.fixtures.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
@@ -78,6 +79,14 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
         risk_line = page.locator("#whatif-risk").inner_text()
         assert risk_line.startswith(f"Hypothetical risk {100 * expected['risk']:.0f}%, ")
         assert f"(this score: {100 * high.risk:.0f}%" in risk_line
+        # The change is the difference of the two risks as shown, not of the unrounded risks.
+        change = shown_percent(expected["risk"]) - shown_percent(high.risk)
+        said = (
+            "no change"
+            if change == 0
+            else f"{'+' if change > 0 else chr(0x2212)}{abs(change)} percentage points"
+        )
+        assert risk_line.endswith(f"; {said}).")
         changed = page.locator("#whatif-rows tr.whatif-changed").inner_text()
         assert "Mean arterial pressure" in changed and "→ 55" in changed
         page.screenshot(path=str(ARTIFACTS / "alert_engine_whatif.png"), full_page=True)
@@ -112,12 +121,28 @@ def test_high_alert_shows_uncertainty_similar_patients_stability_and_what_if(bro
             "!!(document.querySelector('#action-form').compareDocumentPosition("
             "document.querySelector('#whatif-form')) & Node.DOCUMENT_POSITION_FOLLOWING)"
         )
-        # Touch targets of at least 44 x 44 px for the actions.
-        for selector in ("#action-form label.radio", "#action-form button[type=submit]", "#action-reason"):
+        # Touch targets of at least 44 x 44 px for the actions, the chart's units and the what-if.
+        for selector in (
+            "#action-form label.radio",
+            "#action-form button[type=submit]",
+            "#action-reason",
+            "#waterfall-units",
+            "#whatif-form input[data-kind]",
+            "#whatif-form select",  # none in the demo bundle: its choices are not care decisions
+            "#whatif-form button",
+        ):
+            assert page.locator(selector).count() or selector == "#whatif-form select", selector
             for box in (
                 page.locator(selector).nth(i).bounding_box() for i in range(page.locator(selector).count())
             ):
-                assert box["height"] >= 44, (selector, box)
+                assert box["height"] >= 44 and box["width"] >= 44, (selector, box)
+        # The what-if result on a tablet, for a person to look at.
+        page.fill("#wi-map", "55")
+        page.click("#whatif-form button[type=submit]")
+        page.wait_for_selector("#whatif-result:not([hidden])")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        page.locator("#what-if").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "alert_whatif_tablet.png"))
     finally:
         tablet.close()
 
@@ -150,6 +175,28 @@ def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, liv
             ".compareDocumentPosition(document.querySelector(s)) & Node.DOCUMENT_POSITION_FOLLOWING)"
         )
         assert "secondary: the model abstains" in page.locator("#bedside-title").inner_text()
+        # Abstention is its own state: the neutral badge, no tier badge or tier colour anywhere on
+        # this score (the risk box, the patient's scores).
+        assert "Abstains" in page.locator(".risk-box .tier-abstains").inner_text()
+        assert page.locator(".risk-box.risk-abstains").count() == 1
+        assert page.locator(".risk-box.risk-high, .risk-box.risk-medium, .risk-box .tier-high").count() == 0
+        assert page.locator(".history-current .tier-abstains").count() == 1
+        assert page.locator(".history-current .tier-high, .history-current .tier-medium").count() == 0
         page.screenshot(path=str(ARTIFACTS / "alert_abstains.png"), full_page=True)
     finally:
         context.close()
+
+    tablet = browser.new_context(viewport={"width": 820, "height": 1180})
+    try:
+        page = tablet.new_page()
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/alerts/{abstains.alert.pk}/")
+        assert page.locator(".risk-box .tier-high").count() == 0
+        # The reason and the actions are on the first screen.
+        assert page.locator("#abstention").bounding_box()["y"] < 1180
+        assert page.locator("#action-form").bounding_box()["y"] < 1180
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        page.screenshot(path=str(ARTIFACTS / "alert_abstains_tablet.png"))
+        page.screenshot(path=str(ARTIFACTS / "alert_abstains_tablet_full.png"), full_page=True)
+    finally:
+        tablet.close()

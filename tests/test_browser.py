@@ -314,7 +314,8 @@ def test_alert_is_operable_with_the_keyboard_alone(browser, live_server, ward):
             info = page.evaluate(
                 """() => { const el = document.activeElement; const s = getComputedStyle(el);
                   return {tag: el.tagName, name: el.name || '', href: el.getAttribute('href') || '',
-                          text: (el.textContent || '').trim().slice(0, 40), outline: s.outlineStyle}; }"""
+                          id: el.id, text: (el.textContent || '').trim().slice(0, 40),
+                          outline: s.outlineStyle}; }"""
             )
             reached.append(info)
             if info["tag"] == "INPUT" and info["name"] == "action":
@@ -323,6 +324,9 @@ def test_alert_is_operable_with_the_keyboard_alone(browser, live_server, ward):
         assert any(r["href"] == "/models/icu-mortality-30d/versions/1/" for r in reached)
         assert all(r["outline"] != "none" for r in reached), [r for r in reached if r["outline"] == "none"]
         assert reached[-1]["name"] == "action"
+        # The actions come before the what-if: no what-if field takes the focus on the way.
+        assert page.locator("[id^=wi-]").count() > 0
+        assert [r["id"] for r in reached if r["id"].startswith("wi-")] == []
         # Radios: space checks the first, arrows move along the group to "dismiss".
         page.keyboard.press("Space")
         page.keyboard.press("ArrowRight")

@@ -115,6 +115,12 @@ class ScoreDetail:
         return [r for r in self.rows if not r.mutable]
 
     @property
+    def points_by_name(self) -> dict[str, float]:
+        """Each input's stored contribution in probability points, so the what-if result can show
+        its change from the figure the inputs table prints."""
+        return {r.name: r.probability_points for r in self.rows if r.probability_points is not None}
+
+    @property
     def ready(self) -> bool:
         return self.status == Explanation.Status.READY
 

@@ -63,6 +63,44 @@ def test_abstaining_model_shows_the_reason_not_a_confident_number(alice_client, 
     assert "The model abstains for this patient." in html
     assert reason in html
     assert "<title>" in html and "model abstains · Sightline" in html
+    # Abstention is its own state: the neutral badge the worklist uses, no tier badge or colour.
+    head = html[html.index('<div class="risk-box') : html.index('class="model-line"')]
+    assert '<div class="risk-box risk-abstains">' in head
+    assert "tier-abstains" in head and "⊘</span> Abstains" in head
+    assert "tier-high" not in head and "risk-high" not in head
+    # The patient's scores: this score's row shows the same neutral badge, never "High".
+    current = html[html.index('<tr class="history-current"') :]
+    current = current[: current.index("</tr>")]
+    assert "tier-abstains" in current and "tier-high" not in current and "not reliable" in current
+
+
+def test_an_earlier_abstaining_score_shows_no_tier_in_the_patients_scores(alice_client, ui_model_version):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.fixtures.factories import patient_create
+
+    patient = patient_create(unit="MICU")
+    earlier = prediction_create(
+        model_version=ui_model_version,
+        patient=patient,
+        risk=0.91,
+        scored_at=timezone.now() - timedelta(hours=4),
+    )
+    engine_results_set(earlier, abstain=True, abstain_reason="Out of distribution.")
+    current = prediction_create(model_version=ui_model_version, patient=patient, risk=0.71)
+    engine_results_set(current)
+
+    html = alert_html(alice_client, current)
+
+    rows = html[html.index('<table class="table history-table">') :]
+    rows = rows[: rows.index("</table>")].split("<tr")
+    this_row = next(r for r in rows if "history-current" in r)
+    earlier_row = next(r for r in rows if f"/predictions/{earlier.pk}/" in r)
+    assert "tier-high" in this_row and "tier-abstains" not in this_row
+    assert "91%" in earlier_row and "not reliable" in earlier_row
+    assert "tier-abstains" in earlier_row and "tier-high" not in earlier_row
 
 
 def test_pending_explanation_says_the_sections_are_being_computed(alice_client, ui_model_version):

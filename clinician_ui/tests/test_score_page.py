@@ -26,7 +26,11 @@ def test_high_alert_shows_risk_tier_model_waterfall_and_table(alice_client, ui_m
     assert '<span class="risk-value">71%</span>' in html
     assert "▲</span> High" in html
     assert "icu-mortality-30d v1" in html
-    assert "SHAP background of 200 patients" in html
+    # SHAP's background is explained in "About this explanation", not in the model line.
+    model_line = html[html.index('<p class="model-line">') :]
+    assert "background" not in model_line[: model_line.index("</p>")]
+    about = html[html.index('id="about-explanation"') :]
+    assert "200 background patients" in about[: about.index("</section>")]
     assert 'id="waterfall"' in html
     assert f'data-url="{reverse("explanation-json", args=[prediction.pk])}"' in html
     assert "vendor/plotly/plotly.min.js" in html

@@ -66,6 +66,21 @@ def test_change_down_within_the_same_tier_and_first_score(alice_client, ui_model
     assert '<span class="change change-first">first score</span>' in html
 
 
+def test_change_since_previous_score_is_the_difference_of_the_shown_risks(alice_client, ui_model_version):
+    """0.904 -> 0.646 prints as 90% -> 65%: the change reads -25, not the -26 of the unrounded risks."""
+    patient = patient_create(unit="MICU")
+    prediction_create(model_version=ui_model_version, patient=patient, risk=0.904, scored_at=scored(1))
+    prediction_create(model_version=ui_model_version, patient=patient, risk=0.646)
+    response = alice_client.get(reverse("worklist"))
+    (alert,) = response.context["worklist"].alerts
+    assert alert.trend.delta_points == -25
+    html = response.content.decode()
+    row = html[html.index(f'data-key="alert-{alert.pk}"') :].split("</tr>")[0]
+    assert "oldest first: 90%, 65%" in row
+    assert "risk down</span> −25 pts</span>" in row
+    assert round((0.646 - 0.904) * 100) == -26  # what the unrounded difference would have shown
+
+
 def test_history_holds_only_scores_from_the_users_units(alice_client, bob_client, ui_model_version):
     """A patient moved from CCU to MICU: Alice (MICU) sees only the MICU score in the trend."""
     patient = patient_create(unit="CCU")

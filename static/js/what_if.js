@@ -3,13 +3,42 @@
 // the contributions that changed. Only fields the clinician changed are sent; errors the API
 // names ("changes.<feature>") are shown next to that field. Everything shown comes from the
 // API's JSON and is inserted as text, never as HTML.
+//
+// Figures read as the page prints them: a risk rounds as engine.headline.shown_percent (Python's
+// round, halves to even), and every difference is taken between the figures shown, so 90% -> 65%
+// reads "-25 percentage points" whatever the unrounded risks were. The log-odds columns show only
+// when the clinician asks for exact log-odds (static/js/waterfall.js's units toggle).
 (function () {
   "use strict";
+
+  // Round half to even, as Python's round() does (engine.headline.shown_percent).
+  function roundHalfEven(value) {
+    var floor = Math.floor(value);
+    var rest = value - floor;
+    if (rest > 0.5) { return floor + 1; }
+    if (rest < 0.5) { return floor; }
+    return floor % 2 === 0 ? floor : floor + 1;
+  }
+
+  // A probability as the page prints it, in whole percent: 0.684 -> 68.
+  function shownPercent(risk) {
+    return roundHalfEven(100 * risk);
+  }
 
   function percent(risk) {
     var value = risk * 100;
     if (value > 0 && value < 1) { return "<1%"; }
-    return Math.round(value) + "%";
+    return shownPercent(risk) + "%";
+  }
+
+  // Probability points as the inputs table prints them (the `points` filter, one decimal): 0.1234 -> 12.3.
+  function shownPoints(points) {
+    return Number((points * 100).toFixed(1));
+  }
+
+  function signedPoints(value) {
+    var text = Math.abs(value).toFixed(1);
+    return (value > 0 ? "+" : value < 0 ? "\u2212" : "\u00b1") + text;
   }
 
   function signed(value) {
@@ -58,6 +87,8 @@
 
   // Each input's kind ({"name": "binary" | "numeric" | "categorical"}), from the page.
   var kinds = {};
+  // Each input's contribution in probability points as the inputs table shows it, from the page.
+  var pointsBefore = {};
 
   // A value as the clinician reads it: a binary input is yes/no whether the score stored it as
   // 1/0 or the what-if sent true/false.
@@ -80,7 +111,8 @@
   function showResult(body) {
     var result = document.getElementById("whatif-result");
     var line = document.getElementById("whatif-risk");
-    var delta = Math.round(body.delta.risk * 100);
+    // The difference of the two risks as shown, never the rounding of their unrounded difference.
+    var delta = shownPercent(body.risk) - shownPercent(body.original.risk);
     line.textContent = "";
     var strong = document.createElement("strong");
     strong.textContent = "Hypothetical risk " + percent(body.risk) + ", " + tierText(body.tier);
@@ -99,8 +131,17 @@
       cell(tr, f.label);
       var value = valueText(f.name, f.value);
       cell(tr, f.changed ? valueText(f.name, f.original_value) + " \u2192 " + value : value);
-      cell(tr, signed(f.shap), "num");
-      cell(tr, (f.shap_delta > 0 ? "\u2191 " : f.shap_delta < 0 ? "\u2193 " : "") + signed(f.shap_delta), "num");
+      var now = shownPoints(f.points);
+      cell(tr, signedPoints(now), "num");
+      if (pointsBefore.hasOwnProperty(f.name)) {
+        var change = Math.round(10 * (now - shownPoints(pointsBefore[f.name]))) / 10;
+        cell(tr, (change > 0 ? "\u2191 " : change < 0 ? "\u2193 " : "") + signedPoints(change), "num");
+      } else {
+        cell(tr, "", "num");
+      }
+      cell(tr, signed(f.shap), "num log-odds");
+      cell(tr, (f.shap_delta > 0 ? "\u2191 " : f.shap_delta < 0 ? "\u2193 " : "") + signed(f.shap_delta),
+        "num log-odds");
       rows.appendChild(tr);
     });
     result.hidden = false;
@@ -111,6 +152,8 @@
     if (!form) { return; }
     var kindsElement = document.getElementById("whatif-kinds");
     if (kindsElement) { kinds = JSON.parse(kindsElement.textContent); }
+    var pointsElement = document.getElementById("whatif-points");
+    if (pointsElement) { pointsBefore = JSON.parse(pointsElement.textContent); }
     var status = document.getElementById("whatif-status");
     var button = form.querySelector("button[type=submit]");
 
