@@ -61,6 +61,8 @@ class ApiToken(models.Model):
     issued_role = models.CharField(max_length=12, blank=True, default="")
     expires_at = models.DateTimeField(null=True)
     revoked_reason = models.CharField(max_length=200, blank=True, default="")
+    # When it was revoked (revoke_api_token, the Django admin, a role change); its reason says by whom.
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "models_registry_apitoken"

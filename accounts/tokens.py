@@ -93,15 +93,29 @@ def api_token_authenticate(*, key_hash: str) -> ApiToken | None:
     return token
 
 
-def api_token_revoke(*, token: ApiToken, reason: str = "revoked") -> ApiToken:
-    token.is_active = False
-    token.revoked_reason = reason[:200]
-    token.save(update_fields=["is_active", "revoked_reason"])
-    return token
+def api_token_revoke(*, token: ApiToken, reason: str = "revoked") -> bool:
+    """Revoke the token, recording when and why (who revoked it goes in `reason`); False if it
+    was already revoked (its first revocation is kept)."""
+    now = timezone.now()
+    changed = ApiToken.objects.filter(pk=token.pk, is_active=True).update(
+        is_active=False, revoked_reason=reason[:200], revoked_at=now
+    )
+    token.refresh_from_db(fields=["is_active", "revoked_reason", "revoked_at"])
+    return bool(changed)
 
 
 def api_tokens_revoke(*, user, reason: str) -> int:
     """Revoke every active token of this user (e.g. when their role changes); how many."""
     return ApiToken.objects.filter(user=user, is_active=True).update(
-        is_active=False, revoked_reason=reason[:200]
+        is_active=False, revoked_reason=reason[:200], revoked_at=timezone.now()
     )
+
+
+def api_token_state(token: ApiToken) -> str:
+    """ "active", "expired" or "revoked <when>: <reason>", as the command and the admin show it."""
+    if not token.is_active:
+        when = f" {token.revoked_at:%Y-%m-%d %H:%M} UTC" if token.revoked_at else ""
+        return f"revoked{when}: {token.revoked_reason or 'no reason recorded'}"
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        return "expired"
+    return "active"

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts import permissions
 from accounts.auth import SessionLoginAuthentication
+from common.timestamps import iso_utc
 from patients import access
 from patients.models import AlertAction
 from sightline.api_errors import ApiError
@@ -21,6 +22,7 @@ from .exports import (
     ExportParamError,
     csv_stream,
     export_chunks,
+    export_snapshot,
     export_window_parse,
     overrides_queryset,
     parquet_write,
@@ -152,8 +154,16 @@ class OverridesExportApi(APIView):
             window = export_window_parse(request.query_params)
         except ExportParamError as exc:
             raise ApiError(code="invalid", detail=str(exc), fields={exc.field: [exc.message]}) from None
-        access.audit_view(request, action="export")
-        chunks = export_chunks(overrides_queryset(access.alert_actions_for_user(request.user), window))
+        snapshot = export_snapshot(overrides_queryset(access.alert_actions_for_user(request.user), window))
+        # Who was exported (the file itself holds only pseudonyms), over how many rows of which query.
+        access.audit_list(
+            request,
+            action="export",
+            patients=snapshot.patients,
+            rows=snapshot.rows,
+            note=f"{snapshot.rows} rows, acted_at from {iso_utc(window.start)} to {iso_utc(window.end)}",
+        )
+        chunks = export_chunks(snapshot.queryset)
         if window.format == "csv":
             response = StreamingHttpResponse(csv_stream(chunks), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="{window.filename}"'

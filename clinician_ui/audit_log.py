@@ -1,6 +1,7 @@
 """Reads of the audit log for auditors and admins: who saw which patient, when, through what."""
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -72,3 +73,14 @@ def audit_events_search(*, query: AuditQuery) -> QuerySet[AuditEvent]:
             at__lt=datetime.combine(query.date_to + timedelta(days=1), time.min, tzinfo=UTC)
         )
     return events.order_by("-at", "-id")
+
+
+def patients_shown(events: Iterable[AuditEvent]) -> list:
+    """The patients a page of records shows: each record's own patient (a Patient), and the
+    external ids a record of a list or query names."""
+    shown: list = []
+    for event in events:
+        if event.patient is not None:
+            shown.append(event.patient)
+        shown.extend(event.patients or [])
+    return shown

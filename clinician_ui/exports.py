@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import IO
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
 from common.timestamps import iso_utc
@@ -168,6 +168,27 @@ def overrides_queryset(actions: QuerySet[AlertAction], window: ExportWindow) -> 
         .defer("alert__prediction__features")
         .order_by("acted_at", "id")
     )
+
+
+@dataclass(frozen=True)
+class ExportSnapshot:
+    """What an export writes, fixed before its first row: the rows (`queryset`), the external ids
+    of their patients and how many rows, for the audit record (patients.access.audit_list)."""
+
+    queryset: QuerySet[AlertAction]
+    patients: list[str]
+    rows: int
+
+
+def export_snapshot(queryset: QuerySet[AlertAction]) -> ExportSnapshot:
+    """`queryset` up to its newest action now, so that an action recorded while the export streams
+    is neither written nor missing from the audit record; with its patients and row count."""
+    newest = queryset.order_by().aggregate(newest=Max("pk"))["newest"]
+    if newest is None:
+        return ExportSnapshot(queryset=queryset.none(), patients=[], rows=0)
+    fixed = queryset.filter(pk__lte=newest)
+    patients = fixed.order_by().values_list("alert__patient__external_id", flat=True).distinct()
+    return ExportSnapshot(queryset=fixed, patients=sorted(patients), rows=fixed.count())
 
 
 class _Labels:

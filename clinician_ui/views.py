@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
+from django.template import RequestContext, Template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
@@ -19,8 +20,16 @@ from common.timestamps import iso_utc
 from engine.tiers import TIERS, Tier
 from patients import access
 from patients.models import Alert, Prediction
+from sightline.api_errors import error_body
 
-from .audit_log import KNOWN_ACTIONS, PAGE_SIZE, AuditQuery, AuditSearchForm, audit_events_search
+from .audit_log import (
+    KNOWN_ACTIONS,
+    PAGE_SIZE,
+    AuditQuery,
+    AuditSearchForm,
+    audit_events_search,
+    patients_shown,
+)
 from .history import EARLIER_SCORES
 from .selectors import (
     ScoreDetail,
@@ -31,6 +40,7 @@ from .selectors import (
     score_page_get,
     worklist_get,
 )
+from .selectors.worklist import PageNumberInvalid
 from .services import alert_view_record
 from .worklist_poll import worklist_poll
 from .worklist_rows import alert_rows_json, low_rows_json, rows_html, worklist_rows
@@ -60,10 +70,30 @@ def _page_url(request: HttpRequest, **changes) -> str:
     return "?" + params.urlencode()
 
 
+# A page parameter that is no page number (selectors.worklist._page_number): the page says which
+# and how to get back, in the site's frame.
+_BAD_PAGE = Template(
+    '{% extends "base.html" %}{% block title %}Bad page number{% endblock %}{% block content %}'
+    "<h1>Bad page number</h1><p>{{ message }}</p>"
+    "<p><a href=\"{% url 'worklist' %}\">Back to the first page of the worklist</a></p>{% endblock %}"
+)
+
+
+def _bad_page(request: HttpRequest, error: PageNumberInvalid) -> HttpResponse:
+    return HttpResponse(_BAD_PAGE.render(RequestContext(request, {"message": str(error)})), status=400)
+
+
+def _bad_page_json(error: PageNumberInvalid) -> JsonResponse:
+    return JsonResponse(error_body("invalid", str(error), {error.field: [error.message]}), status=400)
+
+
 @require_GET
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
-    data = worklist_get(user=request.user, **_worklist_filters(request))
+    try:
+        data = worklist_get(user=request.user, **_worklist_filters(request))
+    except PageNumberInvalid as error:
+        return _bad_page(request, error)
     _audit_worklist(request, data, action="view_worklist")
     alert_rows, low_rows = worklist_rows(data)
     poll = worklist_poll(data=data, alert_rows=alert_rows, low_rows=low_rows, client_versions=[])
@@ -115,8 +145,12 @@ def worklist_json(request: HttpRequest) -> HttpResponse:
     holds unchanged by key alone (worklist_poll).
 
     Every answer with rows is audited with the patients it lists (a 304 carries no patient data,
-    so an unchanged list polled every 15 s writes nothing)."""
-    data = worklist_get(user=request.user, **_worklist_filters(request))
+    so an unchanged list polled every 15 s writes nothing). A page parameter that is no page
+    number is 400 JSON naming it."""
+    try:
+        data = worklist_get(user=request.user, **_worklist_filters(request))
+    except PageNumberInvalid as error:
+        return _bad_page_json(error)
     alert_rows, low_rows = worklist_rows(data)
     poll = worklist_poll(
         data=data, alert_rows=alert_rows, low_rows=low_rows, client_versions=_client_versions(request)
@@ -221,7 +255,15 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         page = Paginator(audit_events_search(query=query), PAGE_SIZE).get_page(request.GET.get("page"))
         # Read before this view's own record is written, so the page matches its count.
         page.object_list = list(page.object_list)
-    access.audit_view(request, action="view_audit_log")
+    shown = page.object_list if page is not None else []
+    # The page shows the patients its records name (name and id) and the ids of lists they record.
+    access.audit_list(
+        request,
+        action="view_audit_log",
+        patients=patients_shown(shown),
+        rows=len(shown),
+        note=f"{len(shown)} of {page.paginator.count} records" if page is not None else "",
+    )
     params = request.GET.copy()
     params.pop("page", None)
     return render(

@@ -5,8 +5,6 @@ Celery tasks executed in-process): for a newcomer's first run only. Tests, CI an
 production set both and run a real Celery worker.
 """
 
-import os
-import secrets
 import warnings
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import plotly
 from django.core.exceptions import ImproperlyConfigured
 
 from sightline.envvars import env, envbool, envint
+from sightline.settings_security import installation_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,13 +49,7 @@ if PRODUCTION:
             "the login throttle's counts are shared through it."
         )
 elif not PSEUDONYM_KEY:
-    _key_file = BASE_DIR / "var" / "pseudonym.key"
-    if not _key_file.is_file():
-        _key_file.parent.mkdir(parents=True, exist_ok=True)
-        _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(_fd, "w") as _handle:
-            _handle.write(secrets.token_urlsafe(32))
-    PSEUDONYM_KEY = _key_file.read_text().strip()
+    PSEUDONYM_KEY = installation_key(BASE_DIR / "var" / "pseudonym.key")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -147,14 +140,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# Login throttling by backoff (clinician_ui.login_throttle): free failures per username and per
-# address, the first wait, the longest waits, and how long a count is remembered.
-LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
-LOGIN_FAILURE_IP_LIMIT = envint("LOGIN_FAILURE_IP_LIMIT", 20)
-LOGIN_BACKOFF_SECONDS = envint("LOGIN_BACKOFF_SECONDS", 1)
-LOGIN_BACKOFF_MAX_SECONDS = envint("LOGIN_BACKOFF_MAX_SECONDS", 300)
-LOGIN_BACKOFF_IP_MAX_SECONDS = envint("LOGIN_BACKOFF_IP_MAX_SECONDS", 30)
-LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# Login throttling (LOGIN_FAILURE_*, LOGIN_BACKOFF_*): sightline/settings_security.py.
 # Personal API tokens (create_api_token): how long one lasts unless --expires says, and at most.
 API_TOKEN_DEFAULT_DAYS = envint("API_TOKEN_DEFAULT_DAYS", 90)
 API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
@@ -355,17 +341,22 @@ WORKLIST_LEFT_AFTER_HOURS = envint("WORKLIST_LEFT_AFTER_HOURS", 12)
 # Rows per database fetch, CSV write and Parquet row group in the outcome-study export.
 EXPORT_CHUNK_SIZE = envint("EXPORT_CHUNK_SIZE", 2000)
 
+# What a model bundle .zip may unpack to (the declared sizes and the bytes really written alike),
+# and the largest upload of one (POST /api/v1/models/, the whole multipart body): a zip is never
+# much larger than what it unpacks to, so a bigger upload could never be accepted and is refused
+# (413 JSON) before it is read or written to a temporary file. Raise them together (and nginx's
+# client_max_body_size, docker/nginx.conf).
+MODEL_BUNDLE_MAX_UNPACKED_BYTES = envint("MODEL_BUNDLE_MAX_UNPACKED_BYTES", 256 * 1024 * 1024)
+MODEL_UPLOAD_MAX_BYTES = envint("MODEL_UPLOAD_MAX_BYTES", MODEL_BUNDLE_MAX_UNPACKED_BYTES + 1024 * 1024)
 # Largest request body accepted by the API, per path prefix; larger bodies get 413 JSON unread.
 # A bulk ingest of 10,000 predictions is ~20 MB; a model bundle upload is a zip file.
 API_BODY_LIMIT_DEFAULT = envint("API_BODY_LIMIT_DEFAULT", 1024 * 1024)
 API_BODY_LIMITS = {
     "/api/v1/predictions/bulk/": envint("API_BODY_LIMIT_BULK", 40 * 1024 * 1024),
-    "/api/v1/models/": envint("API_BODY_LIMIT_MODELS", 1024 * 1024 * 1024),
+    "/api/v1/models/": envint("API_BODY_LIMIT_MODELS", MODEL_UPLOAD_MAX_BYTES),
     "/fhir/": envint("API_BODY_LIMIT_FHIR", 4 * 1024 * 1024),
     "/cds-services/": envint("API_BODY_LIMIT_CDS", 4 * 1024 * 1024),
 }
-# What a model bundle .zip may unpack to (the declared sizes and the bytes really written alike).
-MODEL_BUNDLE_MAX_UNPACKED_BYTES = envint("MODEL_BUNDLE_MAX_UNPACKED_BYTES", 256 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 40 * 1024 * 1024)
 BULK_MAX_ITEMS = 10_000
 # A prediction scored further ahead of this server's clock is refused (clock fault).

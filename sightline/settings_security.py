@@ -1,7 +1,39 @@
-"""Security settings read by sightline.settings: the Content-Security-Policy (django-csp) and the
-session limits (accounts.sessions). Environment-driven like the rest (sightline.envvars)."""
+"""Security settings read by sightline.settings: the Content-Security-Policy (django-csp), the
+session limits (accounts.sessions), login throttling (clinician_ui.login_throttle) and the client's
+address behind a proxy. Environment-driven like the rest (sightline.envvars)."""
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from sightline.envvars import env, envint, envlist
+
+
+def installation_key(path: Path, *, wait_seconds: float = 5.0) -> str:
+    """This installation's own secret, made on its first start and kept in `path` (mode 0600).
+    Processes that start together (web workers, a Celery worker) race to make it: one creates the
+    file (O_EXCL), the others find it and read it once its writer has filled it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        deadline = time.monotonic() + wait_seconds
+        while not (key := path.read_text().strip()):
+            if time.monotonic() > deadline:
+                raise ImproperlyConfigured(
+                    f"{path} is empty: delete it to make a new key (exports made with the old one "
+                    "get new pseudonyms), or set PSEUDONYM_KEY."
+                ) from None
+            time.sleep(0.05)
+        return key
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
+
 
 # Content-Security-Policy (django-csp): scripts, styles, images, fonts and fetches from this
 # origin only; no inline script, no eval, no plugins, no <base>. Plotly (served from our static
@@ -48,3 +80,15 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 # is trusted and forwarded headers are ignored (a client could write them).
 TRUSTED_PROXIES = envlist("TRUSTED_PROXIES")
 CLIENT_IP_HEADER = env("CLIENT_IP_HEADER", "X-Forwarded-For")
+
+# Login throttling by backoff (clinician_ui.login_throttle): free failures and the longest wait for
+# a username from one address, for a username from anywhere (at most ~100 failures an hour on one
+# account, ASVS 2.2.1) and for an address; the first wait; how long a count is remembered.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_BACKOFF_MAX_SECONDS = envint("LOGIN_BACKOFF_MAX_SECONDS", 300)
+LOGIN_FAILURE_USER_LIMIT = envint("LOGIN_FAILURE_USER_LIMIT", 20)
+LOGIN_BACKOFF_USER_MAX_SECONDS = envint("LOGIN_BACKOFF_USER_MAX_SECONDS", 50)
+LOGIN_FAILURE_IP_LIMIT = envint("LOGIN_FAILURE_IP_LIMIT", 20)
+LOGIN_BACKOFF_IP_MAX_SECONDS = envint("LOGIN_BACKOFF_IP_MAX_SECONDS", 30)
+LOGIN_BACKOFF_SECONDS = envint("LOGIN_BACKOFF_SECONDS", 1)
+LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)

@@ -2,11 +2,14 @@
 
 Over the limit the API answers 429 JSON with Retry-After. Rates are in REST_FRAMEWORK
 DEFAULT_THROTTLE_RATES (scopes "service", "user", "anon"), counted in the shared cache (Redis).
+An anonymous caller's address is patients.access.client_ip's (X-Forwarded-For only from one of
+TRUSTED_PROXIES), never DRF's get_ident, which believes any X-Forwarded-For a client writes.
 """
 
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.permissions import is_service
+from patients.access import client_ip
 
 
 class CallerRateThrottle(SimpleRateThrottle):
@@ -26,6 +29,9 @@ class CallerRateThrottle(SimpleRateThrottle):
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
+
+    def get_ident(self, request) -> str:
+        return client_ip(request) or ""
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.ident}

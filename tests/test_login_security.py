@@ -4,13 +4,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from django.contrib.auth import forms as auth_forms
 from django.core.cache import cache
+from django.db import connections
 from django.test import Client
 
 from clinician_ui import login_throttle
@@ -37,6 +40,8 @@ def clock(settings, monkeypatch) -> Clock:
     settings.LOGIN_BACKOFF_SECONDS = 1
     settings.LOGIN_BACKOFF_MAX_SECONDS = 300
     settings.LOGIN_BACKOFF_IP_MAX_SECONDS = 30
+    settings.LOGIN_FAILURE_USER_LIMIT = 20
+    settings.LOGIN_BACKOFF_USER_MAX_SECONDS = 50
     settings.LOGIN_FAILURE_WINDOW_SECONDS = 900
     cache.clear()
     clock = Clock()
@@ -64,8 +69,6 @@ def test_after_five_failures_the_next_attempt_waits_and_no_password_is_checked(a
     assert response["Retry-After"] == "1"
     assert WAIT_TEXT in response.content and b"Wait 1 seconds" in response.content
     assert "_auth_user_id" not in client.session
-    # From another address too: the wait is the username's.
-    assert attempt(PASSWORD, ip="10.0.0.2")[0].status_code == 429
     # A second later the right password logs in: a delay, never a lock.
     clock.now += 1
     assert attempt(PASSWORD)[0].status_code == 302
@@ -87,9 +90,10 @@ def test_the_wait_doubles_with_each_failure_up_to_its_cap(alice, clock, settings
 @pytest.mark.django_db
 def test_counts_are_forgotten_a_window_after_the_last_failure(alice, clock):
     fail(5)
-    key = login_throttle._key("user", "alice")
+    key = login_throttle._key("user-ip", "alice\x0010.0.0.1")
     client = cache._cache.get_client(None, write=False)
     assert 890 <= client.ttl(cache.make_and_validate_key(key)) <= 900
+    assert cache.get(key) == 5
     assert cache.touch(key, 1) and cache.touch(login_throttle._key("ip", "10.0.0.1"), 1)
     time.sleep(1.2)
     assert cache.get(key) is None
@@ -135,6 +139,77 @@ def test_many_failures_from_one_address_make_it_wait(alice, bob, settings):
     response = attempt(PASSWORD, username="bob")[0]
     assert response.status_code == 429 and WAIT_TEXT in response.content
     assert attempt(PASSWORD, username="bob", ip="10.9.9.9")[0].status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_owner_at_another_address_is_not_delayed_by_a_guessers_failures(alice, clock):
+    """Pen test finding 8 (audit of issue 15): the username's backoff applied from any address, up
+    to 300 s, so one wrong password every 5 minutes kept the owner out for good. Now it is the
+    guesser's address that waits."""
+    for _ in range(12):  # a guesser at 10.6.6.6 waits out every backoff, for over half an hour
+        response = attempt("wrong-password", ip="10.6.6.6")[0]
+        if response.status_code == 429:
+            clock.now += int(response["Retry-After"])
+            response = attempt("wrong-password", ip="10.6.6.6")[0]
+        assert response.status_code == 200
+        # Meanwhile the owner, at the ward's workstation, signs in at once, every time.
+        owner, client = attempt(PASSWORD, ip="10.0.0.7")
+        assert owner.status_code == 302 and "_auth_user_id" in client.session
+    refused = attempt("wrong-password", ip="10.6.6.6")[0]
+    assert refused.status_code == 429 and int(refused["Retry-After"]) == 128
+
+
+@pytest.mark.django_db
+def test_guesses_spread_over_many_addresses_are_slowed_to_100_an_hour_and_the_owner_by_seconds(alice, clock):
+    """A username from anywhere: after LOGIN_FAILURE_USER_LIMIT failures each attempt waits up to
+    LOGIN_BACKOFF_USER_MAX_SECONDS (50), so at most ~100 failures an hour reach one account (ASVS
+    2.2.1), and the owner is slowed, never kept out."""
+    start, admitted, address = clock.now, 0, 0
+    with mock.patch.object(auth_forms, "authenticate", wraps=auth_forms.authenticate) as authenticate:
+        while clock.now < start + 3600:
+            address += 1  # a fresh address for every guess
+            response = attempt("wrong-password", ip=f"10.{address // 250}.{address % 250}.9")[0]
+            if response.status_code == 429:
+                assert int(response["Retry-After"]) <= 50
+                clock.now += int(response["Retry-After"])
+            else:
+                admitted += 1
+        assert authenticate.call_count == admitted
+    assert 80 <= admitted <= 100
+    owner = attempt(PASSWORD, ip="10.0.0.7")[0]
+    if owner.status_code == 429:
+        assert int(owner["Retry-After"]) <= 50
+        clock.now += int(owner["Retry-After"])
+        owner = attempt(PASSWORD, ip="10.0.0.7")[0]
+    assert owner.status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_wrong_attempts_are_each_counted_and_none_skips_the_backoff(alice):
+    """Checked before any failure was recorded, with a get-then-set, 10 guesses sent at once were
+    all checked and some lost their count. Now each attempt is counted atomically first: 5 (the
+    free failures) are checked, the others must wait, and the count says 5."""
+    barrier = threading.Barrier(10)
+
+    def guess(_) -> int:
+        client = Client(REMOTE_ADDR="10.0.0.1")
+        barrier.wait()
+        try:
+            return client.post("/login/", {"username": "alice", "password": "wrong"}).status_code
+        finally:
+            connections.close_all()
+
+    with (
+        mock.patch.object(auth_forms, "authenticate", wraps=auth_forms.authenticate) as authenticate,
+        ThreadPoolExecutor(max_workers=10) as pool,
+    ):
+        statuses = sorted(pool.map(guess, range(10)))
+    assert statuses == [200] * 5 + [429] * 5
+    assert authenticate.call_count == 5
+    assert cache.get(login_throttle._key("user-ip", "alice\x0010.0.0.1")) == 5
+    assert cache.get(login_throttle._key("user", "alice")) == 5
+    assert cache.get(login_throttle._key("ip", "10.0.0.1")) == 5
+    assert attempt(PASSWORD)[0].status_code == 429  # the next one waits too
 
 
 @pytest.mark.django_db

@@ -1,7 +1,11 @@
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +86,47 @@ def test_an_installation_generates_its_own_pseudonym_key_once():
         assert key_file.is_file() and (key_file.stat().st_mode & 0o777) == 0o600
         assert live.PSEUDONYM_KEY == key_file.read_text().strip() != live.SECRET_KEY
         assert len(live.PSEUDONYM_KEY) >= 40
+
+
+def _key_when_started_together(path: str, barrier, keys) -> None:
+    from sightline.settings_security import installation_key
+
+    barrier.wait()
+    keys.put(installation_key(Path(path)))
+
+
+def test_processes_starting_together_read_one_pseudonym_key(tmp_path):
+    """Created with O_EXCL, the key file made a process starting at the same moment as another
+    fail (FileExistsError) or read it empty; now every process reads the one key made."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "var" / "pseudonym.key"
+    barrier, keys = context.Barrier(6), context.Queue()
+    workers = [
+        context.Process(target=_key_when_started_together, args=(str(path), barrier, keys)) for _ in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [w.exitcode for w in workers] == [0] * 6
+    made = path.read_text().strip()
+    assert len(made) >= 40 and (path.stat().st_mode & 0o777) == 0o600
+    assert [keys.get(timeout=5) for _ in workers] == [made] * 6
+
+
+def test_a_key_file_being_written_is_waited_for_not_read_empty(tmp_path):
+    from sightline.settings_security import installation_key
+
+    path = tmp_path / "pseudonym.key"
+    path.touch(mode=0o600)  # another process has created it and not yet written its key
+    writer = threading.Timer(0.3, path.write_text, args=("k" * 43,))
+    writer.start()
+    assert installation_key(path) == "k" * 43
+    writer.join()
+    # A file left empty for good (a crash while writing) is an error saying what to do, not "".
+    stuck = tmp_path / "stuck.key"
+    stuck.touch()
+    with pytest.raises(ImproperlyConfigured, match="stuck.key is empty: delete it"):
+        installation_key(stuck, wait_seconds=0.2)

@@ -114,11 +114,28 @@ class Page:
 MAX_PAGE_NUMBER = 1_000_000
 
 
-def _page_number(raw) -> int:
-    try:
-        return min(max(1, int(raw)), MAX_PAGE_NUMBER)
-    except (TypeError, ValueError, OverflowError):
+class PageNumberInvalid(ValueError):
+    """A page parameter that is no page number (the views answer 400 naming `field`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _page_number(raw, field: str = "page") -> int:
+    """A page number from 1 (missing: 1). A whole number past the last page shows the last page (a
+    ward's list shrinks under a clinician on page 3, and its live refresh keeps asking for page 3);
+    anything else, or a number past MAX_PAGE_NUMBER, is PageNumberInvalid."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text:
         return 1
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or not digits:
+        raise PageNumberInvalid(field, f"{text[:20]!r} is not a page number; pages are numbered from 1.")
+    if len(digits) > len(str(MAX_PAGE_NUMBER)) or int(digits) > MAX_PAGE_NUMBER:
+        raise PageNumberInvalid(field, f"{text[:20]} is past any page; at most {MAX_PAGE_NUMBER:,}.")
+    return int(digits)
 
 
 def _paged(
@@ -237,8 +254,9 @@ def worklist_get(
     listed, unless `include_left`. Five queries whatever the number of patients or scores (one more
     for an admin's unit list): the units' newest scores, the count left out, a page of alerts and
     one of low-tier predictions (each in its index's order, joining only its page's rows), and the
-    listed patients' last scores."""
+    listed patients' last scores. A page parameter that is no page number: PageNumberInvalid."""
     size = page_size or WORKLIST_PAGE_SIZE
+    page, low_page = _page_number(page, "page"), _page_number(low_page, "low_page")
     units = worklist_units(user)
     unit = unit if unit in units else None
     tier = tier if tier in TIERS else None
@@ -256,7 +274,7 @@ def worklist_get(
     if not include_left:
         current, data.left = _still_in_unit(current, hours=data.left_after_hours)
     if data.shows_alerts:
-        data.alerts, data.alerts_page = _alerts_page(user, current, data, _page_number(page), size)
+        data.alerts, data.alerts_page = _alerts_page(user, current, data, page, size)
     if data.shows_low:
         data.low, data.low_page = _paged(
             current.filter(tier=Tier.LOW),
@@ -267,7 +285,7 @@ def worklist_get(
             .only(*_LOW_FIELDS)
             .annotate(abstains=_abstains("pk"))
             .order_by(*_LOW_ROW_ORDER),
-            number=_page_number(low_page),
+            number=low_page,
             size=size,
         )
 

@@ -112,7 +112,25 @@ def test_clinicians_are_refused_and_anonymous_sent_to_login(client, alice_client
 def test_reading_the_log_is_recorded(auditor, auditor_client, log):
     auditor_client.get(URL, {"user": "alice"})
     event = AuditEvent.objects.filter(action="view_audit_log").get()
-    assert (event.user, event.path) == (auditor, "/audit/?user=alice")
+    assert (event.user, event.path) == (auditor, "/audit/?user=alice [2 of 2 records]")
+
+
+def test_reading_the_log_records_the_patients_it_shows(auditor, auditor_client, log):
+    """Pen test finding 4: the page shows patients' names and ids, so its record names them."""
+    listing = AuditEvent.objects.create(
+        user=auditor, action="worklist_json", path="/w", patients=["P-LIST-9"]
+    )
+    response = auditor_client.get(URL)
+    assert "P-LIST-9" in response.content.decode()
+    event = AuditEvent.objects.filter(action="view_audit_log").get()
+    named = {log["micu"].patient.external_id, log["ccu"].patient.external_id, "P-LIST-9"}
+    assert (event.patients, event.rows) == (sorted(named), 4)
+    assert event.path == "/audit/ [4 of 4 records]"
+    # A search showing only Bob's record names only Bob's patient.
+    auditor_client.get(URL, {"user": "bob"})
+    latest = AuditEvent.objects.filter(action="view_audit_log").latest("id")
+    assert (latest.patients, latest.rows) == ([log["ccu"].patient.external_id], 1)
+    assert listing.pk
 
 
 def test_query_count_is_constant(auditor_client, log, django_assert_num_queries):

@@ -228,9 +228,38 @@ def test_each_export_is_audited(charlie, charlie_client, actions):
     assert (event.user, event.patient, event.path) == (
         charlie,
         None,
-        f"{URL}?from=2026-11-01&to=2026-11-30&format=csv",
+        f"{URL}?from=2026-11-01&to=2026-11-30&format=csv [4 rows, acted_at from 2026-11-01T00:00:00Z "
+        "to 2026-12-01T00:00:00Z]",
     )
     assert event.at >= before
+    # Which patients were exported (the file holds only their pseudonyms), and how many rows.
+    exported = {a.alert.patient.external_id for a in expected_rows()}
+    assert len(exported) == 3
+    assert (event.patients, event.rows) == (sorted(exported), 4)
+
+
+def test_an_export_records_only_the_patients_of_its_window_and_units(auditor_client, actions):
+    """Pen test finding 4: the export's audit record named no patient and no row count."""
+    auditor_client.get(URL, {"from": "2026-11-04", "to": "2026-11-30", "format": "parquet"})
+    event = AuditEvent.objects.get(action="export")
+    in_window = [a for a in expected_rows() if a.acted_at >= datetime(2026, 11, 4, tzinfo=UTC)]
+    assert event.rows == len(in_window) == 2
+    assert event.patients == sorted({a.alert.patient.external_id for a in in_window})
+    # A window with no action: an export of nothing, audited as such.
+    auditor_client.get(URL, {"from": "2025-01-01", "to": "2025-01-31"})
+    empty = AuditEvent.objects.filter(action="export").latest("id")
+    assert (empty.patients, empty.rows) == ([], 0)
+
+
+def test_an_action_recorded_after_the_audit_record_is_not_exported(charlie_client, actions, alice):
+    """The rows written are those the audit record counted, even if an action lands meanwhile."""
+    response = charlie_client.get(URL, {"from": "2026-11-01", "to": "2099-01-01"})
+    alert = actions["micu"].alert
+    late = alert_action_record(alert=alert, user=alice, action="escalate", reason="senior_review")
+    rows = read_csv(response)
+    event = AuditEvent.objects.get(action="export")
+    assert late[0].pk not in {int(v) for v in rows["action_id"]}
+    assert len(rows) == event.rows
 
 
 @pytest.mark.parametrize(
@@ -290,6 +319,9 @@ def test_management_command_writes_the_same_rows(charlie_client, actions, tmp_pa
         "manage.py export_overrides --from 2026-11-01 --to 2026-11-30 --format csv",
         "manage.py export_overrides --from 2026-11-01 --to 2026-11-30 --format parquet",
     ]
+    # Each names the patients it wrote (by the ids behind the pseudonyms) and how many rows.
+    written = sorted(set(AlertAction.objects.values_list("alert__patient__external_id", flat=True)))
+    assert [(e.patients, e.rows) for e in events] == [(written, 4), (written, 4)]
 
 
 def test_management_command_rejects_a_bad_date(db, tmp_path):

@@ -98,6 +98,39 @@ def test_too_large_upload_is_413(db, model_store, demo_bundle_dir, charlie_clien
     assert RegisteredModel.objects.count() == 0
 
 
+def test_an_upload_larger_than_any_bundle_may_unpack_to_is_refused_unread(
+    db, model_store, demo_bundle_dir, charlie_client, settings, monkeypatch
+):
+    """The upload limits were 512 MiB (the view) and 1 GiB (the body limit, nginx), above the
+    256 MiB a bundle may unpack to: an upload that could never be accepted was still written to
+    /tmp. By default the upload cap is the unpack cap plus 1 MiB, and anything larger is refused
+    from its Content-Length, before a byte of it is read."""
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+    unpacked = settings.MODEL_BUNDLE_MAX_UNPACKED_BYTES
+    assert unpacked == 256 * 1024 * 1024
+    assert settings.MODEL_UPLOAD_MAX_BYTES == settings.API_BODY_LIMITS[URL] == unpacked + 1024 * 1024
+    written = []
+    monkeypatch.setattr(TemporaryFileUploadHandler, "new_file", lambda *a, **k: written.append(a))
+    declared = unpacked + 2 * 1024 * 1024  # 258 MiB: accepted before (under 512 MiB and 1 GiB)
+    response = charlie_client.post(URL, {"bundle": _zip(demo_bundle_dir)}, CONTENT_LENGTH=str(declared))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert f"({unpacked + 1024 * 1024:,} bytes)" in response.json()["detail"]
+    assert written == [] and RegisteredModel.objects.count() == 0
+
+
+def test_nginx_takes_no_larger_body_than_the_upload_cap(settings):
+    from pathlib import Path
+
+    conf = (Path(settings.BASE_DIR) / "docker" / "nginx.conf").read_text()
+    size = next(
+        line.split()[1] for line in conf.splitlines() if line.strip().startswith("client_max_body_size")
+    )
+    assert size.endswith("m;")
+    assert int(size[:-2]) * 1024 * 1024 == settings.MODEL_UPLOAD_MAX_BYTES
+
+
 def test_upload_promotion_refused_by_the_gate_is_422_and_override_is_audited(
     db, model_store, demo_bundle_dir, charlie_client
 ):

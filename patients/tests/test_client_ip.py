@@ -70,3 +70,35 @@ def test_the_login_throttle_counts_the_forwarded_client(client, settings, alice)
     )  # fmt: skip
     assert innocent.status_code == 302
     cache.clear()
+
+
+def _anonymous_throttled(remote: str, forwarded: str) -> bool:
+    """Whether the API's throttle lets one more anonymous request through (False: 429)."""
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from sightline.throttling import CallerRateThrottle
+
+    request = Request(
+        APIRequestFactory().get("/api/v1/x/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    )
+    request.user = None
+    return CallerRateThrottle().allow_request(request, view=None)
+
+
+@pytest.mark.django_db
+def test_a_spoofed_forwarded_header_gets_no_fresh_throttle_bucket(settings, monkeypatch):
+    """DRF's get_ident believed any X-Forwarded-For: an anonymous caller writing a new address in
+    it each time was never throttled. The API's throttle asks client_ip (TRUSTED_PROXIES) instead."""
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    cache.clear()
+    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "anon", "2/min")
+    settings.TRUSTED_PROXIES = ["172.16.0.0/12"]
+    allowed = [_anonymous_throttled("203.0.113.7", f"198.51.100.{i}") for i in range(4)]
+    assert allowed == [True, True, False, False]
+    # Through the trusted proxy, two clients are two buckets.
+    assert _anonymous_throttled("172.18.0.5", "198.51.100.20")
+    assert _anonymous_throttled("172.18.0.5", "198.51.100.21")
+    cache.clear()

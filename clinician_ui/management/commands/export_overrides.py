@@ -9,6 +9,7 @@ from clinician_ui.exports import (
     ExportParamError,
     csv_stream,
     export_chunks,
+    export_snapshot,
     export_window_parse,
     overrides_queryset,
     parquet_write,
@@ -40,23 +41,21 @@ class Command(BaseCommand):
             raise CommandError(f"--{exc.field}: {exc.message}") from None
         if not output.parent.is_dir():
             raise CommandError(f"--output: directory {output.parent} does not exist.")
-        # Whoever runs manage.py has the database itself: every unit is exported.
-        counted = [0]
-
-        def counting(chunks):
-            for chunk in chunks:
-                counted[0] += len(chunk)
-                yield chunk
-
-        chunks = counting(export_chunks(overrides_queryset(AlertAction.objects.all(), window)))
+        # Whoever runs manage.py has the database itself: every unit is exported. The rows are fixed
+        # at the newest action now, so the audit record names exactly the patients written.
+        snapshot = export_snapshot(overrides_queryset(AlertAction.objects.all(), window))
+        chunks = export_chunks(snapshot.queryset)
         if window.format == "csv":
             with output.open("w", encoding="utf-8", newline="") as handle:
                 handle.writelines(csv_stream(chunks))
         else:
             parquet_write(chunks, str(output))
-        rows = counted[0]
         command = ["manage.py", "export_overrides", "--from", start, "--to", end, "--format", fmt]
         AuditEvent.objects.create(
-            user=None, action="export", path=shlex.join([*command, "--output", str(output)])[:500]
+            user=None,
+            action="export",
+            path=shlex.join([*command, "--output", str(output)])[:500],
+            patients=snapshot.patients,
+            rows=snapshot.rows,
         )
-        self.stdout.write(f"Wrote {rows} actions to {output} ({window.format}).")
+        self.stdout.write(f"Wrote {snapshot.rows} actions to {output} ({window.format}).")
