@@ -7,9 +7,14 @@ with GET is sent to the login page, anything else goes on as anonymous (the API 
 page's JSON poll meets the login redirect); the login page then says why. Background requests (the worklist's
 refresh, a job's progress; header `X-Sightline-Background: 1`) never count as activity, so a
 screen left open still times out. GET /session/ tells the page's timer how long is left.
+
+A session signed in from an EHR (SMART App Launch, interop.smart_views) also ends when the EHR's
+access token does (session_expire_at): an absolute moment that no activity moves, counted as the
+absolute limit.
 """
 
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, logout
@@ -22,6 +27,8 @@ from sightline.api_errors import error_body
 
 LOGIN_AT = "_sightline_login_at"
 ACTIVE_AT = "_sightline_active_at"
+# When the session must end whatever the activity (epoch seconds): the EHR token's expiry.
+EXPIRES_AT = "_sightline_expires_at"
 # Why the last session ended ("idle" or "absolute"), kept in the anonymous session that follows,
 # for the login page (templates/registration/login.html), whichever request noticed it.
 ENDED = "sightline_ended"
@@ -40,6 +47,8 @@ def seconds_left(session, now: float) -> dict[str, int]:
     """How long this session has before its idle and its absolute limit."""
     idle = settings.SESSION_IDLE_TIMEOUT_SECONDS - (now - session.get(ACTIVE_AT, now))
     absolute = settings.SESSION_ABSOLUTE_SECONDS - (now - session.get(LOGIN_AT, now))
+    if session.get(EXPIRES_AT) is not None:
+        absolute = min(absolute, session[EXPIRES_AT] - now)
     return {"idle": int(idle), "absolute": int(absolute)}
 
 
@@ -62,13 +71,24 @@ def _is_page(request: HttpRequest) -> bool:
 
 
 def session_clocks_start(sender, request, user, **kwargs) -> None:
-    """user_logged_in receiver (accounts.apps): the login starts both clocks."""
+    """user_logged_in receiver (accounts.apps): the login starts both clocks (and drops the end of
+    an earlier EHR session: a SMART launch sets its own after signing in)."""
     session = getattr(request, "session", None)
     if session is not None:
         now = time.time()
         session[LOGIN_AT] = now
         session[ACTIVE_AT] = now
         session.pop(ENDED, None)
+        if session.pop(EXPIRES_AT, None) is not None:
+            session.set_expiry(None)
+
+
+def session_expire_at(session, moment: float) -> None:
+    """End this signed-in session at `moment` (epoch seconds) however active its user is: the
+    middleware signs them out then, and the session row and cookie expire at that absolute time
+    (a datetime expiry, which a save does not push back, unlike seconds of inactivity)."""
+    session[EXPIRES_AT] = moment
+    session.set_expiry(datetime.fromtimestamp(moment, tz=UTC))
 
 
 def _counts_as_activity(request: HttpRequest, now: float) -> bool:

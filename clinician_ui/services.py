@@ -46,8 +46,11 @@ def alert_action_record(
 
     The caller has validated `action` and `reason` and checked access. With an idempotency key
     that this user already used on this alert, nothing is written and the first action is
-    returned (created=False): a double click is one action. The same key with another action,
-    reason or comment is a 409 (ApiError idempotency_conflict) and writes nothing. Without a key
+    returned (created=False): a double click is one action. On the EHR channel the key is the
+    alert's, whoever the action is credited to: a CDS Hooks feedback item delivered again is the
+    first action even if another clinician has been shown the card since. The same key with
+    another action, reason or comment is a 409 (ApiError idempotency_conflict) and writes
+    nothing. Without a key
     every call is a new action. seconds_to_decision counts from when the alert was first shown
     to this user; a user who acts without ever having been shown it (an API client) starts the
     clock now. `decided_at` is when the decision was made if the caller knows it (CDS Hooks
@@ -58,9 +61,12 @@ def alert_action_record(
         # Serialises concurrent actions on one alert, so two identical clicks cannot both insert.
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if idempotency_key:
-            existing = AlertAction.objects.filter(
-                alert=locked, user=user, idempotency_key=idempotency_key
-            ).first()
+            same_key = AlertAction.objects.filter(alert=locked, idempotency_key=idempotency_key)
+            if channel == AlertAction.Channel.EHR:
+                same_key = same_key.filter(channel=channel)
+            else:
+                same_key = same_key.filter(user=user)
+            existing = same_key.order_by("id").first()
             if existing is not None:
                 if (existing.action, existing.reason, existing.comment) != (action, reason, comment):
                     raise _key_conflict(existing)

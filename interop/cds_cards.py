@@ -26,10 +26,11 @@ OVERRIDE_SYSTEM_PATH = "/cds-services/override-reasons"
 CARD_NAMESPACE = uuid.UUID("5b0f7c1e-8d1b-4c55-9a57-3c0f5e3d2a61")
 
 
-def card_uuid(*, service_id: str, alert_id: int | None, prediction_id: int) -> uuid.UUID:
-    """Stable per (alert, card): the same alert always answers the same card uuid."""
+def card_uuid(*, service_id: str, ehr_iss: str, alert_id: int | None, prediction_id: int) -> uuid.UUID:
+    """Stable per (EHR, alert, card): the same alert always answers the same card uuid to one EHR,
+    and each EHR its own, so each EHR's feedback finds the card it was shown."""
     subject = f"alert:{alert_id}" if alert_id is not None else f"prediction:{prediction_id}"
-    return uuid.uuid5(CARD_NAMESPACE, f"{service_id}/{subject}/risk-card")
+    return uuid.uuid5(CARD_NAMESPACE, f"{ehr_iss}|{service_id}/{subject}/risk-card")
 
 
 def override_reason_system(base: str) -> str:
@@ -118,18 +119,14 @@ def card_detail(detail: ScoreDetail) -> str:
     return "\n".join(lines)
 
 
-def risk_card(detail: ScoreDetail, *, service_id: str, base: str) -> dict:
+def risk_card(detail: ScoreDetail, *, card_id: uuid.UUID, base: str) -> dict:
     """One CDS Hooks 2.0 card (uuid, summary, indicator, source, detail, links, overrideReasons)."""
     prediction = detail.prediction
     version = prediction.model_version
     alert = detail.alert
     name = version.registered_model.name
     return {
-        "uuid": str(
-            card_uuid(
-                service_id=service_id, alert_id=alert.pk if alert else None, prediction_id=prediction.pk
-            )
-        ),
+        "uuid": str(card_id),
         "summary": card_summary(detail),
         "indicator": INDICATOR.get(prediction.tier, "info"),
         "detail": card_detail(detail),

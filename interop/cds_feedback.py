@@ -1,10 +1,13 @@
 """CDS Hooks 2.0 feedback on Sightline's cards, recorded as clinician actions (CONTRACT.md section 4).
 
 ``accepted`` is an ``accept``; ``overridden`` is a ``dismiss`` with the override reason's code (one of
-the dismiss reasons the card offered) and the user's comment. The clinician is the Sightline user
-the card was last shown to through this EHR (feedback itself names no user), the time to decision
-runs from when the card was first shown to them to ``outcomeTimestamp``, and the action is marked as
-coming from the EHR. A feedback item sent again carries the same idempotency key: nothing changes.
+the dismiss reasons the card offered) and the user's comment. Feedback itself names no user: the
+clinician credited is the one the card was last shown to at or before ``outcomeTimestamp`` (the
+first one it was shown to when every showing came later, an EHR clock behind ours), so later
+showings never change who is credited. The time to decision runs from when the card was first shown
+to them to ``outcomeTimestamp``, and the action is marked as coming from the EHR. A feedback item
+sent again carries the same idempotency key, which is the alert's for the EHR channel whoever it
+would now be credited to: nothing changes.
 """
 
 from __future__ import annotations
@@ -67,13 +70,27 @@ def _override(raw, field: str, base: str) -> tuple[str, str]:
     return reason["code"], comment
 
 
-def _decided_at(raw, field: str, shown_at: datetime) -> datetime:
+def _outcome_time(raw, field: str) -> datetime:
     moment = parse_datetime(raw) if isinstance(raw, str) else None
     if moment is None or moment.tzinfo is None:
         raise invalid(field, "Required: an ISO-8601 instant with its time zone, e.g. 2026-11-22T10:40:00Z.")
     if moment > timezone.now() + timedelta(seconds=settings.CDS_JWT_LEEWAY_SECONDS):
         raise invalid(field, "Is in the future.", status=422)
-    return max(moment, shown_at)
+    return moment
+
+
+def _credited_showing(card: CdsCard, decided: datetime) -> CdsCardShown | None:
+    """The showing whose clinician made the decision: the last at or before it, else the first."""
+    showings = CdsCardShown.objects.filter(card=card).select_related("user")
+    before = showings.filter(shown_at__lte=decided).order_by("-shown_at", "-id").first()
+    return before or showings.order_by("shown_at", "id").first()
+
+
+def _decided_at(moment: datetime, card: CdsCard, shown: CdsCardShown) -> datetime:
+    """When the clinician decided: ``outcomeTimestamp``, but never before the card was first shown
+    to them (an EHR clock behind ours), so the time to decision is never negative."""
+    first = CdsCardShown.objects.filter(card=card, user=shown.user).order_by("shown_at", "id").first()
+    return max(moment, first.shown_at)
 
 
 def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str, base: str) -> FeedbackItem:
@@ -93,7 +110,8 @@ def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str, base: s
         )
     if card.alert is None:
         raise invalid(f"{field}.card", "A low-tier card has no alert to accept or override.", 422)
-    shown = CdsCardShown.objects.filter(card=card).select_related("user").first()
+    moment = _outcome_time(raw.get("outcomeTimestamp"), f"{field}.outcomeTimestamp")
+    shown = _credited_showing(card, moment)
     if shown is None:
         raise invalid(f"{field}.card", "This card was not shown to a user mapped to Sightline.", 422)
     outcome = raw.get("outcome")
@@ -103,7 +121,7 @@ def _item_parse(raw, index: int, *, ehr: RegisteredEhr, service_id: str, base: s
         reason, comment = ACCEPTED_REASON, ""
     else:
         reason, comment = _override(raw.get("overrideReason"), f"{field}.overrideReason", base)
-    decided = _decided_at(raw.get("outcomeTimestamp"), f"{field}.outcomeTimestamp", shown.shown_at)
+    decided = _decided_at(moment, card, shown)
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     key = hashlib.sha256(f"cds-feedback:{canonical}".encode()).hexdigest()
     return FeedbackItem(field, card, shown, outcome, reason, comment, decided, key)

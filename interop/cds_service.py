@@ -46,6 +46,18 @@ class CdsCaller:
     token: VerifiedCall
 
 
+FEEDBACK_SUFFIX = "/feedback"
+
+
+def audiences(base: str, path: str) -> list[str]:
+    """The ``aud`` a call's token may carry: the URL called, and for feedback also its service's URL
+    (CDS Hooks 2.0 says the audience is "the CDS Service endpoint"; EHRs read that either way)."""
+    urls = [base + path]
+    if path.endswith(FEEDBACK_SUFFIX):
+        urls.append(base + path.removesuffix(FEEDBACK_SUFFIX))
+    return urls
+
+
 def caller_verify(request: HttpRequest, *, base: str) -> CdsCaller:
     """The EHR whose JWT this is, checked against the URL called (``aud``); EhrAuthError otherwise.
     The token's jti is recorded last, so a refused token stores nothing."""
@@ -54,7 +66,7 @@ def caller_verify(request: HttpRequest, *, base: str) -> CdsCaller:
         bearer_token(request.headers.get("Authorization")),
         jwks_for_issuer=keys.jwks,
         algorithms_for_issuer=keys.algorithms,
-        audience=base + request.path,
+        audience=audiences(base, request.path),
         seen_jti=jti_seen,
         leeway=settings.CDS_JWT_LEEWAY_SECONDS,
         max_lifetime=settings.CDS_JWT_MAX_LIFETIME_SECONDS,

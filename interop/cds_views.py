@@ -2,8 +2,8 @@
 
 Thin: verify the EHR's JWT first (any fault: 401 with the section-7 body, nothing stored), parse,
 call interop's services, answer JSON. Each call runs in one transaction with the token's jti, so a
-call that fails stores nothing, its jti included; each call that passes is audited (EHR, user,
-patient).
+call that fails stores nothing, its jti included, but its audit row (interop.cds_audit): every call
+whose token verified is audited with the EHR, the user, the patient and the outcome.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from clinician_ui.selectors import score_detail_get
 from clinician_ui.services import alert_view_record
+from explanations.models import Explanation
+from explanations.services import explanation_compute
 from patients import access
 from patients.models import Alert, Prediction
 from sightline.parsers import strict_loads
 
 from . import cds_discovery
+from .cds_audit import CallAudit
 from .cds_cards import card_uuid, risk_card
 from .cds_feedback import feedback_record
 from .cds_prefetch import prefetch_score
@@ -80,24 +83,38 @@ def _body(request: HttpRequest):
         raise CdsError(400, "invalid", f"The body is not valid JSON: {exc}", {"body": [str(exc)]}) from None
 
 
-def _audit(request: HttpRequest, caller: CdsCaller, *, action: str, user, hook_user: str | None, **rows):
-    request.user = user if user is not None else request.user
-    note = f"EHR {caller.ehr.iss}; userId {hook_user or '-'}"
-    access.audit_view(request, action=action, note=note, **rows)
-
-
 @_only("GET")
 def discovery(request: HttpRequest) -> JsonResponse:
     """Public, as CDS Hooks discovery is: it names the services and their prefetch, no patient data."""
     return JsonResponse(cds_discovery.discovery())
 
 
-def _prediction_for(hook: HookRequest, user, service) -> Prediction | None:
+def _explained_now(prediction: Prediction) -> None:
+    """Explain a score the prefetch produced within this call, so its first card lists the factors.
+
+    explanation_compute claims the pending explanation (PENDING -> RUNNING) inside this call's
+    transaction, so the worker the ingest queued on commit finds it ready and does nothing. If it
+    fails, the savepoint leaves it pending for that worker and the card says to open Sightline."""
+    explanation = Explanation.objects.filter(prediction=prediction, status=Explanation.Status.PENDING).first()
+    if explanation is None:
+        return
+    try:
+        with transaction.atomic():
+            explanation_compute(explanation_id=explanation.pk)
+    except Exception:
+        log.exception("explaining prefetch-scored prediction %s in the CDS call failed", prediction.pk)
+
+
+def _prediction_for(hook: HookRequest, user, service, audit: CallAudit) -> Prediction | None:
     model_id = service.version.registered_model_id
     prediction = current_prediction(user, patient_id=hook.patient_id, registered_model_id=model_id)
-    if prediction is not None or not may_see_cards(user):
+    if prediction is not None:
         return prediction
-    if scored_anywhere(patient_id=hook.patient_id, registered_model_id=model_id):
+    if user is None:
+        audit.no_card = "EHR user not mapped to a Sightline clinician"
+        return None
+    if not may_see_cards(user) or scored_anywhere(patient_id=hook.patient_id, registered_model_id=model_id):
+        audit.no_card = "patient not visible to this user"
         return None
     scored = prefetch_score(hook, version=service.version)
     if scored is None:
@@ -107,7 +124,11 @@ def _prediction_for(hook: HookRequest, user, service) -> Prediction | None:
             "Sightline has no score for this patient and the prefetch does not carry the model's inputs "
             "(patient, encounter and coded observations); send the prefetch the discovery names.",
         )
-    return access.predictions_for_user(user).filter(pk=scored.pk).first()
+    _explained_now(scored)
+    visible = access.predictions_for_user(user).filter(pk=scored.pk).first()
+    if visible is None:
+        audit.no_card = "patient not visible to this user"
+    return visible
 
 
 def _base(request: HttpRequest) -> str:
@@ -117,30 +138,24 @@ def _base(request: HttpRequest) -> str:
     return base
 
 
-def _handle_call(request: HttpRequest, service_id: str, base: str):
-    caller = caller_verify(request, base=base)
+def _handle_call(request: HttpRequest, service_id: str, base: str, audit: CallAudit):
+    audit.caller = caller_verify(request, base=base)
     service = cds_discovery.service_get(service_id)
     if service is None:
         raise CdsError(404, "not_found", f"No CDS service {service_id!r}; GET /cds-services lists them.")
-    hook = hook_request_parse(_body(request), expected_hook=cds_discovery.HOOK)
-    user = practitioner_user(caller.ehr, hook.user_id)
-    prediction = _prediction_for(hook, user, service)
-    _audit(
-        request,
-        caller,
-        action="cds_patient_view",
-        user=user,
-        hook_user=hook.user_id,
-        patient=prediction.patient if prediction else None,
-        prediction=prediction,
-    )
-    return caller, hook, user, service, prediction
+    body = _body(request)
+    if isinstance(body, dict) and isinstance(body.get("context"), dict):
+        # Named in the audit even when the rest of the request is refused.
+        context = body["context"]
+        audit.patient_id = str(context.get("patientId") or "")[:100] or None
+        audit.hook_user = str(context.get("userId") or "")[:300] or None
+    hook = hook_request_parse(body, expected_hook=cds_discovery.HOOK)
+    audit.user = practitioner_user(audit.caller.ehr, hook.user_id)
+    audit.prediction = _prediction_for(hook, audit.user, service, audit)
+    return hook, service
 
 
-def _card_record(caller: CdsCaller, hook: HookRequest, user, service_id: str, prediction, alert) -> None:
-    card_id = card_uuid(
-        service_id=service_id, alert_id=alert.pk if alert else None, prediction_id=prediction.pk
-    )
+def _card_record(caller: CdsCaller, hook: HookRequest, user, card_id, service_id: str, prediction, alert):
     card, _ = CdsCard.objects.get_or_create(
         uuid=card_id,
         defaults={"service_id": service_id, "ehr": caller.ehr, "prediction": prediction, "alert": alert},
@@ -150,51 +165,73 @@ def _card_record(caller: CdsCaller, hook: HookRequest, user, service_id: str, pr
         alert_view_record(alert=alert, user=user)
 
 
+def _card(audit: CallAudit, hook: HookRequest, service, base: str) -> dict | None:
+    """The call's card (recorded as shown to its clinician), or None below the model's card tier."""
+    prediction = audit.prediction
+    if prediction is None:
+        return None
+    if prediction.tier not in CdsServiceSetting.card_tiers(service.version.registered_model):
+        audit.no_card = f"{prediction.tier} tier gets no card"
+        return None
+    alert = Alert.objects.filter(prediction=prediction).first()
+    card_id = card_uuid(
+        service_id=service.id,
+        ehr_iss=audit.caller.ehr.iss,
+        alert_id=alert.pk if alert else None,
+        prediction_id=prediction.pk,
+    )
+    detail = score_detail_get(prediction=prediction, alert=alert)
+    _card_record(audit.caller, hook, audit.user, card_id, service.id, prediction, alert)
+    return risk_card(detail, card_id=card_id, base=base)
+
+
 @csrf_exempt
 @_only("POST")
 def service_call(request: HttpRequest, service_id: str) -> JsonResponse:
+    audit = CallAudit(action="cds_patient_view")
     try:
         base = _base(request)
         with transaction.atomic():
-            caller, hook, user, service, prediction = _handle_call(request, service_id, base)
-    except (CdsError, EhrAuthError) as exc:
+            hook, service = _handle_call(request, service_id, base, audit)
+    except EhrAuthError as exc:
+        return _error(exc)  # nothing stored
+    except CdsError as exc:
+        audit.refused(request, exc)  # after the rollback, so the refusal is on record
         return _error(exc)
-    # After the commit: a prefetch scored just now has had its explanation queued (or computed).
-    if prediction is None or prediction.tier not in CdsServiceSetting.card_tiers(
-        service.version.registered_model
-    ):
-        return JsonResponse({"cards": []})
-    alert = Alert.objects.filter(prediction=prediction).first()
-    detail = score_detail_get(prediction=prediction, alert=alert)
+    # After the commit: a prefetch scored just now is in (and explained).
     with transaction.atomic():
-        _card_record(caller, hook, user, service.id, prediction, alert)
-    return JsonResponse({"cards": [risk_card(detail, service_id=service.id, base=base)]})
+        card = _card(audit, hook, service, base)
+        audit.answered(request, cards=1 if card else 0)
+    return JsonResponse({"cards": [card] if card else []})
 
 
 @csrf_exempt
 @_only("POST")
 def feedback(request: HttpRequest, service_id: str) -> JsonResponse:
+    audit = CallAudit(action="cds_feedback")
     try:
         base = _base(request)
         with transaction.atomic():
-            caller = caller_verify(request, base=base)
+            audit.caller = caller_verify(request, base=base)
             if cds_discovery.service_get(service_id) is None:
                 raise CdsError(404, "not_found", f"No CDS service {service_id!r}.")
             body = _body(request)
-            recorded = feedback_record(body=body, ehr=caller.ehr, service_id=service_id, base=base)
-            for action, _created in recorded:
-                alert = action.alert
-                _audit(
-                    request,
-                    caller,
+            recorded = feedback_record(body=body, ehr=audit.caller.ehr, service_id=service_id, base=base)
+            for action, created in recorded:
+                item = CallAudit(
                     action="cds_feedback",
+                    caller=audit.caller,
                     user=action.user,
-                    hook_user=None,
-                    patient=alert.patient,
-                    prediction=alert.prediction,
+                    patient_id=action.alert.patient.external_id,
+                    prediction=action.alert.prediction,
                 )
-    except (CdsError, EhrAuthError) as exc:
+                done = "recorded" if created else "already recorded"
+                item.write(request, outcome=f"{action.action} {done}")
+    except EhrAuthError as exc:
+        return _error(exc)  # nothing stored
+    except (CdsError, Http404) as exc:
+        if isinstance(exc, Http404):
+            exc = CdsError(404, "not_found", "The card's alert is not one its clinician may see.")
+        audit.refused(request, exc)
         return _error(exc)
-    except Http404:
-        return _error(CdsError(404, "not_found", "The card's alert is not one its clinician may see."))
     return JsonResponse({"recorded": sum(1 for _, created in recorded if created), "items": len(recorded)})

@@ -5,10 +5,11 @@ Django-free on purpose: the views pass in two callables that the database backs
 can be tested against a fake EHR without a database and reused by any transport.
 
 Algorithm policy (decided here, see ``DEFAULT_ALGORITHMS``): CDS Hooks 2.0 names ES384 and RS384 as
-the algorithms a CDS Service must support, so those two are accepted by default. A deployment may
-widen the list per EHR (e.g. RS256/ES256 for an EHR that cannot sign with SHA-384), but only within
-``ASYMMETRIC_ALGORITHMS``: ``none`` and every HMAC algorithm (HS*) are refused before any key is
-looked at, which is what defeats the "HS256 signed with the public key as the secret" attack.
+the algorithms a CDS Service must support, so those two are accepted by default. An administrator
+may widen the list per EHR only with an explicit opt-in (``register_ehr --allow-other-asymmetric``,
+e.g. RS256 for an EHR that cannot sign with SHA-384), and only within ``ASYMMETRIC_ALGORITHMS``:
+``none`` and every HMAC algorithm (HS*) are refused before any key is looked at, which is what
+defeats the "HS256 signed with the public key as the secret" attack.
 
 Keys come only from the JWKS an administrator registered for the issuer. A ``jku`` header in the
 token is ignored, never fetched: fetching a URL the token names would let anyone choose the key.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +207,7 @@ def verify_cds_jwt(
     token: str,
     *,
     jwks_for_issuer: Callable[[str], dict | None],
-    audience: str,
+    audience: str | Sequence[str],
     seen_jti: Callable[[str, str, float], bool],
     leeway: int = 60,
     max_lifetime: int = 300,
@@ -215,12 +216,13 @@ def verify_cds_jwt(
 ) -> VerifiedCall:
     """Verify a CDS Hooks 2.0 bearer JWT and record its jti; raise EhrAuthError on any doubt.
 
-    ``audience`` is the URL of the CDS Service endpoint being called (``aud`` may be that string or a
-    list holding it). ``seen_jti(iss, jti, exp)`` must atomically record the pair and return True if
-    it was already there; it is called last, so only tokens that passed every other check are stored,
-    and ``exp`` tells the store when the row may be purged. ``algorithms`` may narrow or widen the
-    default ES384/RS384, but never beyond ``ASYMMETRIC_ALGORITHMS``; ``algorithms_for_issuer(iss)``,
-    when given, narrows it further to what that EHR was registered with.
+    ``audience`` is the URL of the CDS Service endpoint called, or the URLs it may be known by (``aud``
+    may be one string or a list holding one of them). ``seen_jti(iss, jti, exp)`` must atomically
+    record the pair and return True if it was already there; it is called last, so only tokens that
+    passed every other check are stored, and ``exp`` tells the store when the row may be purged.
+    ``algorithms`` may narrow or widen the default ES384/RS384, but never beyond
+    ``ASYMMETRIC_ALGORITHMS``; ``algorithms_for_issuer(iss)``, when given, narrows it further to what
+    that EHR was registered with.
     """
     alg, kid = _algorithm_and_kid(token, algorithms)
     iss = _unverified_issuer(token)
@@ -323,7 +325,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _translate(exc: jwt.PyJWTError, *, iss: str, audience: str, token: str) -> EhrAuthError:
+def _translate(exc: jwt.PyJWTError, *, iss: str, audience: str | Sequence[str], token: str) -> EhrAuthError:
     """One actionable sentence per PyJWT failure (order matters: subclasses first)."""
     if isinstance(exc, jwt.InvalidSignatureError):
         return EhrAuthError(
@@ -349,9 +351,10 @@ def _translate(exc: jwt.PyJWTError, *, iss: str, audience: str, token: str) -> E
         )
     if isinstance(exc, jwt.InvalidAudienceError):
         got = _unverified_claim(token, "aud")
+        wanted = repr(audience) if isinstance(audience, str) else " or ".join(repr(a) for a in audience)
         return EhrAuthError(
             "wrong_audience",
-            f"The token's audience {got!r} is not this service's URL {audience!r}; the EHR must set "
+            f"The token's audience {got!r} is not this service's URL {wanted}; the EHR must set "
             "'aud' to the exact CDS Service URL it calls.",
         )
     if isinstance(exc, jwt.InvalidIssuerError):

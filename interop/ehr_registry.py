@@ -8,6 +8,7 @@ allow-listed fetcher: nothing fetches a key at request time, or from a URL a tok
 from __future__ import annotations
 
 import shlex
+import urllib.parse
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +18,8 @@ from django.utils import timezone
 
 from patients.models import AuditEvent
 
-from .ehr_http import AllowListedHttp, SmartLaunchError
-from .ehr_jwt import ASYMMETRIC_ALGORITHMS, EhrAuthError, select_jwk
+from .ehr_http import AllowListedHttp, SmartLaunchError, url_origin
+from .ehr_jwt import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS, EhrAuthError, select_jwk
 from .models import RegisteredEhr, SeenJti
 
 JTI_MAX_LENGTH = 255
@@ -80,12 +81,37 @@ def _audit(action: str, command: list[str]) -> None:
     AuditEvent.objects.create(user=None, action=action, path=shlex.join(["manage.py", *command])[:500])
 
 
-def algorithms_check(algorithms: Collection[str]) -> list[str]:
+def algorithms_check(algorithms: Collection[str], *, other_asymmetric: bool = False) -> list[str]:
+    """The algorithms an EHR's tokens may be signed with: ES384 and RS384, the two CDS Hooks 2.0
+    names; another asymmetric one only with the explicit opt-in (--allow-other-asymmetric), and
+    never none or a shared-secret (HS*) algorithm."""
     wrong = [a for a in algorithms if a not in ASYMMETRIC_ALGORITHMS]
     if wrong or not algorithms:
-        allowed = ", ".join(ASYMMETRIC_ALGORITHMS)
-        raise EhrRegistrationError("--algorithms", f"{', '.join(wrong) or 'none'}: choose from {allowed}.")
-    return list(algorithms)
+        allowed = ", ".join(DEFAULT_ALGORITHMS)
+        raise EhrRegistrationError(
+            "--algorithms", f"{', '.join(wrong) or 'none'}: choose from {allowed} (asymmetric only)."
+        )
+    others = [a for a in algorithms if a not in DEFAULT_ALGORITHMS]
+    if others and not other_asymmetric:
+        raise EhrRegistrationError(
+            "--algorithms",
+            f"{', '.join(others)}: CDS Hooks 2.0 names {', '.join(DEFAULT_ALGORITHMS)}; to accept another "
+            "asymmetric algorithm from this EHR, add --allow-other-asymmetric.",
+        )
+    return list(dict.fromkeys(algorithms))
+
+
+def smart_origins_check(origins: Collection[str]) -> list[str]:
+    """Origins (scheme://host[:port], no path) where this EHR's token endpoint and JWKS may live."""
+    checked = []
+    for origin in origins:
+        parts = urllib.parse.urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise EhrRegistrationError(
+                "--smart-origin", f"{origin!r} is not an origin such as https://auth.ehr.example.org."
+            )
+        checked.append(url_origin(origin))
+    return list(dict.fromkeys(checked))
 
 
 def ehr_register(
@@ -96,6 +122,8 @@ def ehr_register(
     name: str = "",
     client_id: str = "",
     algorithms: Collection[str] | None = None,
+    other_asymmetric: bool = False,
+    smart_origins: Collection[str] = (),
     command: list[str],
 ) -> tuple[RegisteredEhr, bool]:
     """Register (or update, un-revoking) the EHR ``iss`` with its JWKS (given, or fetched from
@@ -113,10 +141,11 @@ def ehr_register(
         "jwks_url": jwks_url,
         "jwks_fetched_at": timezone.now() if jwks_url else None,
         "client_id": client_id,
+        "smart_origins": smart_origins_check(smart_origins),
         "revoked_at": None,
     }
     if algorithms is not None:
-        values["algorithms"] = algorithms_check(algorithms)
+        values["algorithms"] = algorithms_check(algorithms, other_asymmetric=other_asymmetric)
     with transaction.atomic():
         ehr, created = RegisteredEhr.objects.update_or_create(iss=iss.rstrip("/"), defaults=values)
         _audit("register_ehr", command)

@@ -32,6 +32,9 @@ class RegisteredEhr(models.Model):
     algorithms = models.JSONField(default=_default_algorithms)
     # The client id Sightline was given when registered as a SMART app in this EHR.
     client_id = models.CharField(max_length=200, blank=True)
+    # Origins (scheme://host:port) besides the iss's own where its SMART configuration may place the
+    # token endpoint and JWKS (register_ehr --smart-origin); anything else there is refused.
+    smart_origins = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

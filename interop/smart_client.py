@@ -3,7 +3,9 @@
 Django-free: every network call goes through an injected ``http_get``/``http_post`` so that the
 views can pass an allow-listed fetcher (``AllowListedHttp``): nothing may fetch a URL an
 administrator did not register, i.e. the registered ``iss`` (its ``/.well-known/smart-configuration``)
-and the endpoints that configuration names. The ``iss`` of a launch request is attacker-controlled
+and the token endpoint and JWKS that configuration names, when they are on the iss's origin or an
+origin registered for that EHR. The OAuth 2 client is authlib's (``OAuth2Client``), posting through
+that fetcher rather than an HTTP library of its own. The ``iss`` of a launch request is attacker-controlled
 until it has been matched against the registered EHRs; the caller does that before ``discover``.
 
 The flow the views implement with these pieces::
@@ -22,16 +24,16 @@ The flow the views implement with these pieces::
 
 from __future__ import annotations
 
-import base64
 import hmac
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from authlib.common.security import generate_token
-from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from authlib.common.urls import url_decode
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.client import OAuth2Client
 
 from interop.ehr_http import (
     AllowListedHttp,
@@ -40,6 +42,7 @@ from interop.ehr_http import (
     HttpResponse,
     SmartLaunchError,
     smart_configuration_url,
+    url_origin,
 )
 from interop.smart_id_token import ID_TOKEN_ALGORITHMS, validate_id_token
 
@@ -77,9 +80,24 @@ class SmartConfiguration:
     code_challenge_methods_supported: tuple[str, ...]
     capabilities: tuple[str, ...]
     raw: dict[str, Any] = field(repr=False)
+    #: Origins besides the iss's own an administrator registered for this EHR's endpoints.
+    extra_origins: tuple[str, ...] = ()
 
     def endpoint_urls(self) -> frozenset[str]:
-        """The URLs this configuration lets the client call (token, JWKS), for an allow-list."""
+        """The URLs this configuration lets the client call (token, JWKS), for an allow-list: only on
+        the registered iss's origin (scheme, host, port) or an origin registered for this EHR, so a
+        configuration cannot point the server at a host no administrator named."""
+        allowed = {url_origin(self.iss), *(url_origin(o) for o in self.extra_origins)}
+        for key, url in (("token_endpoint", self.token_endpoint), ("jwks_uri", self.jwks_uri)):
+            if url_origin(url) not in allowed:
+                raise SmartLaunchError(
+                    "endpoint_not_registered",
+                    f"The SMART configuration's {key} ({url}) is not on the EHR's origin "
+                    f"{url_origin(self.iss)}, and this app fetches nothing an administrator did not "
+                    "register; if the EHR does serve it there, an administrator registers that origin: "
+                    f"manage.py register_ehr ISS ... --smart-origin {url_origin(url)}.",
+                    status=502,
+                )
         return frozenset({self.token_endpoint, self.jwks_uri})
 
 
@@ -104,8 +122,9 @@ class LaunchContext:
         return "/".join(parts[-2:]) if len(parts) >= 2 else self.fhir_user
 
 
-def discover(iss: str, http_get: HttpGet) -> SmartConfiguration:
-    """Read and check the EHR's SMART configuration; PKCE S256 and OpenID Connect are required."""
+def discover(iss: str, http_get: HttpGet, *, extra_origins: Sequence[str] = ()) -> SmartConfiguration:
+    """Read and check the EHR's SMART configuration; PKCE S256 and OpenID Connect are required, and
+    the token endpoint and JWKS must be on the iss's origin or one of ``extra_origins``."""
     _require_http_url(iss, "The launch's iss")
     url = smart_configuration_url(iss)
     doc = _json_object(_call(lambda: http_get(url), url), url, "smart-configuration")
@@ -130,7 +149,7 @@ def discover(iss: str, http_get: HttpGet) -> SmartConfiguration:
             status=502,
         )
     capabilities = doc.get("capabilities") or []
-    return SmartConfiguration(
+    config = SmartConfiguration(
         iss=iss,
         issuer=doc["issuer"],
         authorization_endpoint=doc["authorization_endpoint"],
@@ -139,7 +158,10 @@ def discover(iss: str, http_get: HttpGet) -> SmartConfiguration:
         code_challenge_methods_supported=tuple(str(m) for m in methods),
         capabilities=tuple(str(c) for c in capabilities) if isinstance(capabilities, list) else (),
         raw=doc,
+        extra_origins=tuple(extra_origins),
     )
+    config.endpoint_urls()  # refused here, before the browser is sent anywhere
+    return config
 
 
 def authorization_url(
@@ -154,25 +176,22 @@ def authorization_url(
 ) -> tuple[str, str, str]:
     """The URL to send the browser to, and the ``state`` and PKCE ``code_verifier`` to keep server-side.
 
-    ``aud`` is the FHIR base URL (``iss``), as SMART v2 requires, so a token meant for another server
-    cannot be obtained with this request.
+    Built by authlib's OAuth 2 client (PKCE S256). ``aud`` is the FHIR base URL (``iss``), as SMART
+    v2 requires, so a token meant for another server cannot be obtained with this request.
     """
-    state = generate_token(43)
     code_verifier = generate_token(64)  # 43..128 characters of the unreserved set (RFC 7636 4.1)
-    params = [
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", redirect_uri),
-        ("launch", launch),
-        ("scope", scope),
-        ("state", state),
-        ("aud", iss),
-        ("code_challenge", create_s256_code_challenge(code_verifier)),
-        ("code_challenge_method", "S256"),
-    ]
-    if nonce is not None:
-        params.append(("nonce", nonce))
-    return add_params_to_uri(config.authorization_endpoint, params), state, code_verifier
+    client = OAuth2Client(
+        None, client_id=client_id, redirect_uri=redirect_uri, scope=scope, code_challenge_method="S256"
+    )
+    url, state = client.create_authorization_url(
+        config.authorization_endpoint,
+        state=generate_token(43),
+        code_verifier=code_verifier,
+        launch=launch,
+        aud=iss,
+        nonce=nonce,
+    )
+    return url, state, code_verifier
 
 
 def callback_code(query: Mapping[str, str], *, expected_state: str | None) -> str:
@@ -201,6 +220,46 @@ def callback_code(query: Mapping[str, str], *, expected_state: str | None) -> st
     return code
 
 
+class _TokenEndpointResponse:
+    """An allow-listed fetcher's response, as authlib's OAuth2Client reads one."""
+
+    def __init__(self, response: HttpResponse, url: str) -> None:
+        self.status_code = response.status
+        self._response = response
+        self._url = url
+
+    def json(self) -> Any:
+        return self._response.json()
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise SmartLaunchError(
+                "token_exchange_failed",
+                f"The EHR's token endpoint {self._url} answered HTTP {self.status_code} without a JSON "
+                "error; start the launch again from the EHR.",
+                status=502,
+            )
+
+
+class _AllowListedTransport:
+    """The ``session`` authlib's OAuth2Client posts through: the injected (allow-listed) fetcher, so
+    the client reaches nothing the allow-list does not hold, and never follows a redirect."""
+
+    def __init__(self, http_post: HttpPost) -> None:
+        self.http_post = http_post
+        self.status: int | None = None
+
+    def post(self, url: str, data=None, headers=None, auth=None, **kwargs) -> _TokenEndpointResponse:
+        body = urllib.parse.urlencode(dict(data or {}))
+        headers = dict(headers or {})
+        if auth is not None:  # the client's authentication (client_id, or HTTP Basic with a secret)
+            url, headers, body = auth.prepare("POST", url, headers, body)
+        form = dict(url_decode(body))
+        response = _call(lambda: self.http_post(url, form, headers), url, accept_errors=True)
+        self.status = response.status
+        return _TokenEndpointResponse(response, url)
+
+
 def exchange_code(
     config: SmartConfiguration,
     *,
@@ -211,43 +270,51 @@ def exchange_code(
     http_post: HttpPost,
     client_secret: str | None = None,
 ) -> dict[str, Any]:
-    """POST the code and PKCE verifier to the token endpoint and return its checked JSON response.
+    """Exchange the code and PKCE verifier at the token endpoint (authlib's OAuth2Client, over the
+    injected fetcher) and return the checked token response.
 
     A public client sends ``client_id`` in the form; a confidential symmetric client
     (``client_secret``) authenticates with HTTP Basic, as SMART's client-confidential-symmetric says.
     """
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect_uri,
-        "code_verifier": code_verifier,
-    }
-    headers = {"Accept": "application/json"}
-    if client_secret is None:
-        form["client_id"] = client_id
-    else:
-        pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    transport = _AllowListedTransport(http_post)
+    client = OAuth2Client(
+        transport,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_endpoint_auth_method="client_secret_basic" if client_secret else "none",
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
+    )
     url = config.token_endpoint
-    response = _call(lambda: http_post(url, form, headers), url, accept_errors=True)
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if response.status != 200:
-        reason = ""
-        if isinstance(body, dict) and body.get("error"):
-            reason = f" ({body['error']}: {body.get('error_description') or 'no description'})"
-        raise SmartLaunchError(
-            "token_exchange_failed",
-            f"The EHR's token endpoint refused the authorization code with HTTP {response.status}{reason}; "
-            "start the launch again from the EHR.",
-            status=502,
+        body = dict(
+            client.fetch_token(
+                url,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+                headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+            )
         )
-    if not isinstance(body, dict):
+    except OAuth2Error as exc:
         raise SmartLaunchError(
             "token_exchange_failed",
-            f"The token endpoint {url} did not answer with a JSON object.",
+            f"The EHR's token endpoint refused the authorization code with HTTP {transport.status} "
+            f"({exc.error}: {exc.description or 'no description'}); start the launch again from the EHR.",
+            status=502,
+        ) from None
+    except ValueError:
+        raise SmartLaunchError(
+            "token_exchange_failed", f"The token endpoint {url} did not answer a JSON object.", status=502
+        ) from None
+    return _token_response_check(body, status=transport.status)
+
+
+def _token_response_check(body: dict[str, Any], *, status: int | None) -> dict[str, Any]:
+    if status != 200:
+        raise SmartLaunchError(
+            "token_exchange_failed",
+            f"The EHR's token endpoint answered HTTP {status}; start again from the EHR.",
             status=502,
         )
     if not isinstance(body.get("access_token"), str) or not body["access_token"]:

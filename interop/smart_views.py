@@ -12,6 +12,7 @@ units is the usual 404.
 from __future__ import annotations
 
 import logging
+import time
 
 from authlib.common.security import generate_token
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from accounts.sessions import session_expire_at
 from patients import access
 
 from .cds_service import practitioner_user
@@ -92,7 +94,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         callback_uri = redirect_uri(request)
         iss, launch_id = _param(request, "iss"), _param(request, "launch")
         ehr = _ehr(iss)
-        config = discover(ehr.iss, _http(ehr).get)
+        config = discover(ehr.iss, _http(ehr).get, extra_origins=ehr.smart_origins)
         nonce = generate_token(32)
         url, state, verifier = authorization_url(
             config,
@@ -116,7 +118,7 @@ def _signed_in_context(request: HttpRequest):
     request.session.pop(SESSION_KEY, None)
     ehr = _ehr(pending["iss"])
     http = _http(ehr)
-    config = discover(ehr.iss, http.get)
+    config = discover(ehr.iss, http.get, extra_origins=ehr.smart_origins)
     http = http.allowing(*config.endpoint_urls())
     tokens = exchange_code(
         config,
@@ -163,7 +165,8 @@ def callback(request: HttpRequest) -> HttpResponse:
     lifetime = min(
         context.expires_in or settings.SMART_SESSION_MAX_SECONDS, settings.SMART_SESSION_MAX_SECONDS
     )
-    request.session.set_expiry(lifetime)
+    # An absolute end: activity in Sightline does not outlive the EHR's token.
+    session_expire_at(request.session, time.time() + lifetime)
     request.session["smart"] = {"iss": ehr.iss, "patient": context.patient, "fhir_user": context.fhir_user}
     current = (
         access.current_scores_for_user(user)

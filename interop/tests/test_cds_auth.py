@@ -97,11 +97,23 @@ def test_an_algorithm_the_ehr_was_not_registered_with_is_401(cds, high, ehr):
     assert ok.status_code == 200
 
 
-def test_feedback_needs_a_token_for_its_own_url(cds, high):
-    token = cds.fake_ehr.cds_jwt(URL)  # the service's aud, not the feedback endpoint's
-    response = cds.feedback(SERVICE, {"feedback": []}, token=token)
+@pytest.mark.parametrize("aud", [URL, f"{URL}/feedback"], ids=["service URL", "feedback URL"])
+def test_feedback_takes_the_service_url_or_its_own_as_aud(cds, high, aud):
+    (card,) = cds.call(SERVICE, hook_body(high.patient.external_id)).json()["cards"]
+    item = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": timezone.now().isoformat()}
+    response = cds.feedback(SERVICE, {"feedback": [item]}, token=cds.fake_ehr.cds_jwt(aud))
+    assert response.json() == {"recorded": 1, "items": 1}
+    assert AlertAction.objects.get().action == "accept"
+
+
+@pytest.mark.parametrize(
+    "aud", [f"{BASE}/cds-services/other-model", f"{BASE}/cds-services/other-model/feedback"]
+)
+def test_feedback_refuses_another_services_url_and_stores_nothing(cds, high, aud):
+    before = _stored()
+    response = cds.feedback(SERVICE, {"feedback": []}, token=cds.fake_ehr.cds_jwt(aud))
     assert (response.status_code, response.json()["error"]) == (401, "wrong_audience")
-    assert SeenJti.objects.count() == 0
+    assert _stored() == before
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,6 +17,7 @@ from patients.models import AlertAction, AuditEvent
 from tests.fixtures.factories import engine_results_set, prediction_create
 
 from .cds_spec import card_problems, discovery_problems
+from .conftest import ALICE_PRACTITIONER as ALICE
 from .conftest import BASE, hook_body
 
 SERVICE = "icu-mortality-30d"
@@ -141,7 +142,63 @@ def test_bad_requests_name_the_field_and_store_nothing(cds, mapped, high, change
     assert response.status_code == 400
     assert list(response.json()["fields"]) == [field]
     assert SeenJti.objects.count() == 0 and CdsCard.objects.count() == 0
-    assert not AuditEvent.objects.filter(action="cds_patient_view").exists()
+    # The refusal itself is on record, with the EHR and what it asked for.
+    (audit,) = AuditEvent.objects.filter(action="cds_patient_view_refused")
+    assert audit.path.endswith("; outcome refused 400 invalid]") and cds.fake_ehr.iss in audit.path
+
+
+def _audit_rows():
+    rows = AuditEvent.objects.filter(action__startswith="cds_patient_view").order_by("id")
+    return [
+        (a.action, a.user.username if a.user else None, a.patient_id, a.path.split("[", 1)[1]) for a in rows
+    ]
+
+
+def test_every_call_is_audited_with_ehr_user_patient_and_outcome(cds, mapped, high, production_version):
+    low = prediction_create(model_version=production_version, unit="MICU", risk=0.1)
+    engine_results_set(low)
+    patient = high.patient.external_id
+    iss = cds.fake_ehr.iss
+    assert len(cds.call(SERVICE, hook_body(patient)).json()["cards"]) == 1
+    assert cds.call(SERVICE, hook_body(patient, user_id="Practitioner/999")).json() == {"cards": []}
+    assert cds.call(SERVICE, hook_body(patient, user_id="Practitioner/456")).json() == {"cards": []}
+    assert cds.call(SERVICE, hook_body(low.patient.external_id)).json() == {"cards": []}
+    assert cds.call(SERVICE, hook_body("NOBODY")).status_code == 412
+    assert _audit_rows() == [
+        (
+            "cds_patient_view",
+            "alice",
+            high.patient_id,
+            f"EHR {iss}; userId {ALICE}; patientId {patient}; outcome cards=1]",
+        ),
+        (
+            "cds_patient_view",
+            None,
+            high.patient_id,
+            f"EHR {iss}; userId Practitioner/999; patientId {patient}; outcome cards=0 "
+            "(EHR user not mapped to a Sightline clinician)]",
+        ),
+        (
+            "cds_patient_view",
+            "bob",
+            high.patient_id,
+            f"EHR {iss}; userId Practitioner/456; patientId {patient}; outcome cards=0 "
+            "(patient not visible to this user)]",
+        ),
+        (
+            "cds_patient_view",
+            "alice",
+            low.patient_id,
+            f"EHR {iss}; userId {ALICE}; patientId {low.patient.external_id}; outcome cards=0 "
+            "(low tier gets no card)]",
+        ),
+        (
+            "cds_patient_view_refused",
+            "alice",
+            None,
+            f"EHR {iss}; userId {ALICE}; patientId NOBODY; outcome refused 412 precondition_failed]",
+        ),
+    ]
 
 
 def test_unknown_service_is_404_json(cds, mapped, high):
@@ -210,6 +267,8 @@ def test_bad_feedback_names_the_field_and_records_nothing(cds, mapped, high, ite
     assert response.status_code == status
     assert list(response.json()["fields"]) == [field]
     assert AlertAction.objects.count() == 0
+    (audit,) = AuditEvent.objects.filter(action="cds_feedback_refused")
+    assert audit.path.endswith(f"outcome refused {status} {response.json()['error']}]")
 
 
 def test_an_oversized_call_is_413_json_and_stores_nothing(cds, mapped, high, settings):

@@ -3,10 +3,15 @@ through the POST /fhir/ pipeline, then answered with a card like any other."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+import redis
+
+from clinician_ui.selectors import score_detail_get
 from clinician_ui.templatetags.sightline import percent
 from explanations.models import Explanation
+from explanations.tasks import explanation_compute_task
 from interop.models import CdsServiceSetting, PractitionerMapping, RegisteredEhr
 from patients.models import Prediction
 
@@ -106,3 +111,35 @@ def test_prefetch_with_a_wrong_unit_names_the_observation_and_stores_nothing(
     body = response.json()
     assert "furlongs" in body["detail"] and list(body["fields"]) == ["prefetch"]
     assert not Prediction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_eager_celery_the_first_card_lists_the_factors(
+    settings, fake_ehr, alice, model_version, prediction_payload, worker_queue, redis_url
+):
+    """The prefetch's score is explained within the call (no worker runs here), claimed so the
+    worker the ingest queued finds it done and computes nothing again."""
+    settings.CDS_PUBLIC_BASE_URL = BASE
+    ehr = RegisteredEhr.objects.create(iss=fake_ehr.iss, jwks=fake_ehr.jwks(), client_id="sightline")
+    PractitionerMapping.objects.create(ehr=ehr, fhir_user=ALICE_PRACTITIONER, user=alice)
+    CdsServiceSetting.objects.create(registered_model=model_version.registered_model, low_tier="info")
+    body = hook_body(PATIENT, prefetch=_prefetch(model_version, prediction_payload(0)))
+
+    response = CdsClient(fake_ehr).call(model_version.registered_model.name, body)
+
+    assert response.status_code == 200, response.content
+    (card,) = response.json()["cards"]
+    explanation = Explanation.objects.get(prediction__patient__external_id=PATIENT)
+    assert (explanation.status, explanation.attempts) == (Explanation.Status.READY, 1)
+    assert "**Largest factors**" in card["detail"] and "open Sightline for the factors" not in card["detail"]
+    # The factors are the stored explanation's, as the alert page ranks them.
+    detail = score_detail_get(prediction=explanation.prediction, alert=None)
+    ranked = [r for r in detail.rows if r.shap is not None][: settings.CDS_CARD_TOP_FACTORS]
+    assert ranked and all(f"- **{r.label}**: " in card["detail"] for r in ranked)
+    # The ingest still queued its task; when a worker runs it, it finds the explanation done.
+    queued = [json.loads(m) for m in redis.Redis.from_url(redis_url).lrange(worker_queue, 0, -1)]
+    tasks = [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in queued]
+    assert ("explanations.tasks.explanation_compute_task", f"({explanation.pk},)") in tasks
+    assert explanation_compute_task.apply(args=(explanation.pk,)).get() == Explanation.Status.READY
+    explanation.refresh_from_db()
+    assert explanation.attempts == 1

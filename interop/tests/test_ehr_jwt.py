@@ -269,6 +269,35 @@ def test_wrong_code_verifier_is_refused_by_the_token_endpoint(fake_ehr: FakeEhr)
         )
 
 
+def test_the_oauth_client_reaches_only_allow_listed_urls(fake_ehr: FakeEhr) -> None:
+    """authlib's client posts through the allow-listed fetcher: a token endpoint it was not given
+    is refused before any request leaves."""
+    fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
+    config, _http, url, state, verifier = start_launch(fake_ehr)
+    code = callback_code(follow_authorize(url), expected_state=state)
+    with pytest.raises(SmartLaunchError) as caught:
+        exchange_code(
+            config,
+            client_id=CLIENT_ID,
+            redirect_uri=REDIRECT_URI,
+            code=code,
+            code_verifier=verifier,
+            http_post=AllowListedHttp.for_issuer(fake_ehr.iss).post,  # the discovery URL only
+        )
+    assert caught.value.code == "url_not_registered"
+    assert fake_ehr.requests_to("/token") == []
+
+
+def test_endpoints_must_be_on_the_iss_origin_or_a_registered_one(fake_ehr: FakeEhr) -> None:
+    fake_ehr.smart_configuration_overrides = {"jwks_uri": "https://keys.example.org/jwks.json"}
+    http = AllowListedHttp.for_issuer(fake_ehr.iss)
+    with pytest.raises(SmartLaunchError) as caught:
+        discover(fake_ehr.iss, http.get)
+    assert caught.value.code == "endpoint_not_registered" and "jwks_uri" in caught.value.detail
+    config = discover(fake_ehr.iss, http.get, extra_origins=["https://KEYS.example.org:443"])
+    assert "https://keys.example.org/jwks.json" in config.endpoint_urls()
+
+
 def test_id_token_signed_by_another_key_is_refused(fake_ehr: FakeEhr) -> None:
     fake_ehr.register_client(CLIENT_ID, [REDIRECT_URI])
     fake_ehr.id_token_key = "other"

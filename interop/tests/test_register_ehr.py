@@ -88,3 +88,31 @@ def test_unreachable_url_and_missing_keys_are_clear_errors(db, fake_ehr):
         _run(fake_ehr.iss)
     with pytest.raises(CommandError, match="is not a registered EHR"):
         _run(fake_ehr.iss, "--revoke")
+
+
+def test_algorithms_beyond_es384_rs384_need_the_opt_in_and_never_hmac(db, fake_ehr, tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(fake_ehr.jwks()))
+    with pytest.raises(CommandError, match="--algorithms: RS256: .* add --allow-other-asymmetric"):
+        _run(fake_ehr.iss, "--jwks-file", str(path), "--algorithms", "RS384,RS256")
+    assert not RegisteredEhr.objects.exists()
+    for forbidden in ("HS256", "none"):
+        with pytest.raises(CommandError, match=f"--algorithms: {forbidden}"):
+            _run(
+                fake_ehr.iss, "--jwks-file", str(path), "--algorithms", forbidden, "--allow-other-asymmetric"
+            )
+    _run(fake_ehr.iss, "--jwks-file", str(path), "--algorithms", "RS384,RS256", "--allow-other-asymmetric")
+    assert RegisteredEhr.objects.get().algorithms == ["RS384", "RS256"]
+    assert AuditEvent.objects.get().path.endswith("--algorithms RS384,RS256 --allow-other-asymmetric")
+
+
+def test_smart_origins_are_registered_listed_and_checked(db, fake_ehr, tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(fake_ehr.jwks()))
+    with pytest.raises(
+        CommandError, match="--smart-origin: 'https://auth.example.org/oauth2' is not an origin"
+    ):
+        _run(fake_ehr.iss, "--jwks-file", str(path), "--smart-origin", "https://auth.example.org/oauth2")
+    _run(fake_ehr.iss, "--jwks-file", str(path), "--smart-origin", "https://Auth.example.org")
+    assert RegisteredEhr.objects.get().smart_origins == ["https://auth.example.org:443"]
+    assert "smart_origins=https://auth.example.org:443" in _run("--list")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
+from accounts import sessions
 from interop.models import PractitionerMapping, RegisteredEhr
 from interop.smart_views import SESSION_KEY
 from patients.models import AuditEvent
@@ -81,6 +85,28 @@ def test_ehr_launch_opens_the_patients_alert_page(smart, high):
     assert client.get(back.removeprefix(BASE)).json()["error"] == "no_launch_in_progress"
 
 
+def test_the_session_ends_with_the_ehr_token_however_active_the_user(smart, high, settings, monkeypatch):
+    settings.SMART_SESSION_MAX_SECONDS = 120  # shorter than the fake EHR's one-hour token
+    client = Client()
+    response = _launch(client, smart, high.patient.external_id)
+    page = client.get(_authorize(response["Location"]).removeprefix(BASE))["Location"]
+    ends = client.session.get_expiry_date()
+    start = time.time()
+    clock = SimpleNamespace(time=lambda: start)
+    monkeypatch.setattr(sessions, "time", clock)  # the session middleware's clock only
+    for offset in (30, 60, 90, 115):  # active all along: never idle
+        clock.time = lambda offset=offset: start + offset
+        assert client.get(page).status_code == 200, offset
+    assert client.session.get_expiry_date() == ends  # activity does not push the end back
+    assert client.get("/session/").json()["absolute"] <= 5
+    clock.time = lambda: start + 125  # the token has expired
+    late = client.get(page)
+    login = f"{reverse('login')}?next={page.replace('/', '%2F')}"
+    assert (late.status_code, late["Location"]) == (302, login)
+    assert "_auth_user_id" not in client.session
+    assert "time limit" in client.get(late["Location"]).content.decode()
+
+
 def test_another_units_clinician_gets_404(smart, high):
     client = Client()
     response = _launch(client, smart, high.patient.external_id, practitioner=BOB_PRACTITIONER)
@@ -140,3 +166,20 @@ def test_an_admin_account_is_never_signed_in_from_the_ehr(smart, high, ehr, char
     landed = client.get(_authorize(response["Location"]).removeprefix(BASE))
     assert (landed.status_code, landed.json()["error"]) == (403, "user_not_mapped")
     assert "_auth_user_id" not in client.session
+
+
+def test_endpoints_off_the_iss_origin_are_refused_unless_registered(smart, high, ehr):
+    # The same fake EHR under another host name: another origin than the registered iss's.
+    elsewhere = f"http://localhost:{smart.port}"
+    smart.smart_configuration_overrides = {"token_endpoint": f"{elsewhere}/token"}
+    response = Client().get("/smart/launch", {"iss": smart.iss, "launch": "abc"})
+    assert (response.status_code, response.json()["error"]) == (502, "endpoint_not_registered")
+    assert f"--smart-origin {elsewhere}" in response.json()["detail"]
+    assert [r.path for r in smart.requests] == ["/fhir/.well-known/smart-configuration"]
+    # An administrator registers that origin for this EHR: the whole launch goes through it.
+    RegisteredEhr.objects.filter(pk=ehr.pk).update(smart_origins=[f"{elsewhere}"])
+    client = Client()
+    launched = _launch(client, smart, high.patient.external_id)
+    landed = client.get(_authorize(launched["Location"]).removeprefix(BASE))
+    assert (landed.status_code, landed["Location"]) == (302, f"/alerts/{high.alert.pk}/")
+    assert len(smart.requests_to("/token")) == 1

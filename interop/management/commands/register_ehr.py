@@ -1,4 +1,5 @@
 """python manage.py register_ehr ISS (--jwks-file PATH | --jwks-url URL) [--name NAME] [--client-id ID]
+    [--smart-origin ORIGIN ...] [--algorithms ES384,RS384 [--allow-other-asymmetric]]
 python manage.py register_ehr --list | register_ehr ISS --revoke | register_ehr ISS --refresh
 
 CONTRACT.md sections 6 and 8: an EHR that may call the CDS Hooks service and launch the SMART app.
@@ -39,7 +40,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--algorithms",
             default=",".join(DEFAULT_ALGORITHMS),
-            help="Signature algorithms accepted from this EHR (default ES384,RS384; asymmetric only).",
+            help="Signature algorithms accepted from this EHR's CDS Hooks tokens (default and only "
+            "ES384,RS384, the ones CDS Hooks 2.0 names; never none or HS*).",
+        )
+        parser.add_argument(
+            "--allow-other-asymmetric",
+            action="store_true",
+            help="Opt in to an asymmetric algorithm besides ES384/RS384 in --algorithms (e.g. RS256 for "
+            "an EHR that cannot sign with SHA-384).",
+        )
+        parser.add_argument(
+            "--smart-origin",
+            action="append",
+            default=[],
+            help="An origin (https://host[:port]) besides the ISS's own where the EHR's SMART token "
+            "endpoint and JWKS live; repeat for several. Endpoints elsewhere are refused.",
         )
         actions = parser.add_mutually_exclusive_group()
         actions.add_argument("--list", action="store_true", help="List the registered EHRs.")
@@ -73,6 +88,8 @@ class Command(BaseCommand):
                 name=options["name"].strip(),
                 client_id=options["client_id"].strip(),
                 algorithms=algorithms,
+                other_asymmetric=options["allow_other_asymmetric"],
+                smart_origins=options["smart_origin"],
                 command=command,
             )
         except EhrRegistrationError as exc:
@@ -80,7 +97,8 @@ class Command(BaseCommand):
         verb = "Registered" if created else "Updated"
         self.stdout.write(
             f"{verb} {ehr.iss} ({ehr.name or 'no name'}): {len(ehr.jwks['keys'])} keys, "
-            f"algorithms {', '.join(ehr.algorithms)}, SMART client id {ehr.client_id or '(none)'}."
+            f"algorithms {', '.join(ehr.algorithms)}, SMART client id {ehr.client_id or '(none)'}"
+            + (f", SMART endpoints also at {', '.join(ehr.smart_origins)}." if ehr.smart_origins else ".")
         )
         return None
 
@@ -99,6 +117,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{ehr.iss}\t{ehr.name or '-'}\t{state}\tclient_id={ehr.client_id or '-'}\t"
                 f"keys={len(ehr.jwks.get('keys', []))} from {source}\talgorithms={','.join(ehr.algorithms)}"
+                f"\tsmart_origins={','.join(ehr.smart_origins) or '-'}"
             )
         AuditEvent.objects.create(user=None, action="list_ehrs", path=shlex.join(["manage.py", *command]))
 
@@ -111,5 +130,10 @@ def _command_line(options: dict) -> list[str]:
     for flag in ("jwks_file", "jwks_url", "name", "client_id"):
         if options.get(flag):
             line += [f"--{flag.replace('_', '-')}", str(options[flag])]
-    line += [f"--{flag}" for flag in ("list", "revoke", "refresh") if options.get(flag)]
+    for origin in options.get("smart_origin") or []:
+        line += ["--smart-origin", origin]
+    if options.get("algorithms") and options["algorithms"] != ",".join(DEFAULT_ALGORITHMS):
+        line += ["--algorithms", options["algorithms"]]
+    flags = ("allow_other_asymmetric", "list", "revoke", "refresh")
+    line += [f"--{flag.replace('_', '-')}" for flag in flags if options.get(flag)]
     return line
