@@ -21,6 +21,10 @@ ACTED_ON = ("accept", "escalate")
 # Logit-scale figures are not comparable with the probability-scale ones, so they are left out of the
 # default disparity sort (pass ``metrics=`` to include them).
 _NOT_SORTED_BY_DEFAULT = ("calibration_intercept", "calibration_slope", "mean_risk", "event_rate")
+# Override-rate disparity: a gap in the share of alerts dismissed above OVERRIDE_MARGIN (probability
+# points) between two groups that each have at least OVERRIDE_MIN_ALERTS alerts.
+OVERRIDE_MARGIN = 0.10
+OVERRIDE_MIN_ALERTS = 20
 
 
 def _value(entry: dict[str, Any], metric: str) -> float | None:
@@ -28,7 +32,11 @@ def _value(entry: dict[str, Any], metric: str) -> float | None:
 
 
 def disparity_flags(
-    result: dict[str, Any], *, calibration_margin: float = 0.05, alert_ratio_floor: float = 0.8
+    result: dict[str, Any],
+    *,
+    calibration_margin: float = 0.05,
+    alert_ratio_floor: float = 0.8,
+    override_margin: float = OVERRIDE_MARGIN,
 ) -> list[dict[str, Any]]:
     """Flags for a model card or monitoring window, each ``{"kind", "group"/"groups", figures...,
     "message"}``. Groups marked too_few are never flagged. Works on any result shape from
@@ -36,15 +44,19 @@ def disparity_flags(
 
     (a) ``calibration_in_large``: |mean risk - event rate| in a group exceeds ``calibration_margin``
         (probability scale; the offset-logistic intercept is reported alongside).
-    (b) ``auroc_below_overall``: the group's AUROC 95% interval lies wholly below the overall AUROC,
-        read as: upper bound of the group interval < overall point estimate.
+    (b) ``auroc_below_overall``: the group's AUROC 95% interval lies wholly below the overall one:
+        upper bound of the group's interval < lower bound of the overall interval.
     (c) ``alert_rate_ratio``: per tier, lowest / highest group alerts-per-100 is below
         ``alert_ratio_floor`` (the four-fifths rule), naming both groups.
+    (d) ``override_rate``: (burden results with actions) the share of alerts dismissed in one group
+        exceeds that of another by more than ``override_margin`` (probability points), both groups
+        with at least the result's ``min_alerts`` alerts: clinicians overriding one group's alerts
+        more than another's.
     """
     flags: list[dict[str, Any]] = []
     groups = {k: e for k, e in result.get("groups", {}).items() if not e.get("too_few")}
     overall = result.get("overall", {})
-    overall_auc = None if overall.get("too_few") else _value(overall, "auroc")
+    overall_auc = None if overall.get("too_few") else overall.get("metrics", {}).get("auroc")
     if result.get("kind") == "performance":
         for name, e in groups.items():
             flags += _calibration_flag(name, e["metrics"], calibration_margin)
@@ -52,6 +64,9 @@ def disparity_flags(
     for tier, r in result.get("disparity", {}).get("alert_rate_ratio", {}).items():
         if r.get("ratio") is not None and r["ratio"] < alert_ratio_floor:
             flags.append(_ratio_flag(tier, r, alert_ratio_floor))
+    overrides = result.get("disparity", {}).get("override_rate")
+    if overrides and overrides.get("difference") is not None and overrides["difference"] > override_margin:
+        flags.append(_override_flag(overrides, override_margin))
     return flags
 
 
@@ -80,9 +95,11 @@ def _calibration_flag(name: str, m: dict[str, Any], margin: float) -> list[dict[
     ]
 
 
-def _auroc_flag(name: str, m: dict[str, Any], overall_auc: float | None) -> list[dict[str, Any]]:
+def _auroc_flag(name: str, m: dict[str, Any], overall: dict[str, Any] | None) -> list[dict[str, Any]]:
     auc, lo, hi = m["auroc"]["value"], m["auroc"]["ci_low"], m["auroc"]["ci_high"]
-    if None in (overall_auc, auc, lo, hi) or not hi < overall_auc:
+    whole = overall or {}
+    o_auc, o_lo, o_hi = whole.get("value"), whole.get("ci_low"), whole.get("ci_high")
+    if None in (auc, lo, hi, o_auc, o_lo, o_hi) or not hi < o_lo:
         return []
     return [
         {
@@ -91,13 +108,32 @@ def _auroc_flag(name: str, m: dict[str, Any], overall_auc: float | None) -> list
             "auroc": auc,
             "ci_low": lo,
             "ci_high": hi,
-            "overall_auroc": overall_auc,
+            "overall_auroc": o_auc,
+            "overall_ci_low": o_lo,
+            "overall_ci_high": o_hi,
             "message": (
-                f"AUROC in {name} is {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}),"
-                f" wholly below the overall {overall_auc:.2f}."
+                f"AUROC in {name} is {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}), wholly below the overall"
+                f" {o_auc:.2f} (95% CI {o_lo:.2f}-{o_hi:.2f})."
             ),
         }
     ]
+
+
+def _override_flag(r: dict[str, Any], margin: float) -> dict[str, Any]:
+    low, high = r["lowest"], r["highest"]
+    return {
+        "kind": "override_rate",
+        "groups": [high, low],
+        **{k: r[k] for k in ("highest", "highest_rate", "highest_alerts", "lowest", "lowest_rate")},
+        **{k: r[k] for k in ("lowest_alerts", "difference", "ratio")},
+        "margin": margin,
+        "message": (
+            f"Clinicians dismiss {r['highest_rate']:.0%} of the alerts in {high}"
+            f" ({r['highest_alerts']} alerts) against {r['lowest_rate']:.0%} in {low}"
+            f" ({r['lowest_alerts']} alerts): a gap of"
+            f" {r['difference']:.0%}, over the {margin:.0%} margin."
+        ),
+    }
 
 
 def _ratio_flag(tier: str, r: dict[str, Any], floor: float) -> dict[str, Any]:
@@ -121,8 +157,10 @@ def _ratio_flag(tier: str, r: dict[str, Any], floor: float) -> dict[str, Any]:
 
 
 def sort_by_disparity(result: dict[str, Any], metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Rows ``{"group", "metric", "value", "overall", "difference"}`` (difference = group - overall, in
-    the metric's own units) for every reported group and metric, largest disparity first.
+    """Rows ``{"group", "metric", "value", "ci_low", "ci_high", "overall", "overall_ci_low",
+    "overall_ci_high", "difference", "estimate"}`` (difference = group - overall, in the metric's own
+    units; intervals None where the result has none; estimate True for CBPE figures) for every
+    reported group and metric, largest disparity first.
 
     The sort key is |difference|, with alerts-per-100 divided by 100 so that every default metric is on
     a probability scale. By default the logit-scale intercept/slope and raw mean risk/event rate are
@@ -144,13 +182,19 @@ def sort_by_disparity(result: dict[str, Any], metrics: Sequence[str] | None = No
             if v is None or o is None:
                 continue
             scale = 100.0 if m.startswith("alerts_per_100") else 1.0
+            fig, whole = e["metrics"][m], overall["metrics"][m]
             rows.append(
                 {
                     "group": group,
                     "metric": m,
                     "value": v,
+                    "ci_low": fig.get("ci_low"),
+                    "ci_high": fig.get("ci_high"),
                     "overall": o,
+                    "overall_ci_low": whole.get("ci_low"),
+                    "overall_ci_high": whole.get("ci_high"),
                     "difference": v - o,
+                    "estimate": bool(fig.get("estimate", False)),
                     "_key": abs(v - o) / scale,
                 }
             )
@@ -186,12 +230,15 @@ def subgroup_burden(
     actions: pd.DataFrame | None = None,
     *,
     min_size: int = 50,
+    min_alerts: int = OVERRIDE_MIN_ALERTS,
 ) -> dict[str, Any]:
     """Label-free alert burden per group: alerts per 100 patients at each tier and the alert-rate ratio.
 
     ``actions`` (one row per alert: ``group``, ``action`` in acknowledge/accept/dismiss/escalate/none,
     ``reason``) adds, per group, ``actions`` figures from :func:`_action_figures`; shares use the alerts in
-    the actions table as denominator. Groups with ``n < min_size`` patients are too_few (no figures)."""
+    the actions table as denominator, and ``disparity["override_rate"]`` compares the override rates of
+    the groups with at least ``min_alerts`` alerts (:func:`_override_gap`). Groups with
+    ``n < min_size`` patients are too_few (no figures)."""
     p, g, _ = _prepare(risk, groups)
     order = _order(g)
     g = g.astype(str).to_numpy()
@@ -213,13 +260,45 @@ def subgroup_burden(
         return out
 
     entries = {k: entry(g == k, None if acts is None else acts[acts["group"] == k]) for k in order}
+    disparity = {"alert_rate_ratio": _alert_ratio(entries, thresholds)}
+    if acts is not None:
+        disparity["override_rate"] = _override_gap(entries, min_alerts)
     return {
         "kind": "burden",
         "thresholds": {k: float(v) for k, v in thresholds.items()},
-        "settings": {"min_size": min_size},
+        "settings": {"min_size": min_size, "min_alerts": min_alerts},
         "overall": entry(np.ones(len(p), bool), acts),
         "groups": entries,
-        "disparity": {"alert_rate_ratio": _alert_ratio(entries, thresholds)},
+        "disparity": disparity,
+    }
+
+
+def _override_gap(entries: Mapping[str, dict], min_alerts: int) -> dict[str, Any]:
+    """Highest and lowest override rate over the groups (not too_few) with ``min_alerts`` alerts or
+    more: their difference (probability points) and ratio (lowest / highest)."""
+    rates = {
+        g: (e["actions"]["override_rate"], e["actions"]["alerts_with_actions"])
+        for g, e in entries.items()
+        if not e["too_few"]
+        and e["actions"]["override_rate"] is not None
+        and e["actions"]["alerts_with_actions"] >= min_alerts
+    }
+    out: dict[str, Any] = {"min_alerts": min_alerts, "groups_compared": list(rates), "difference": None}
+    if len(rates) < 2:
+        return {**out, "ratio": None, "lowest": None, "highest": None}
+    lo = min(rates, key=lambda k: rates[k][0])
+    hi = max(rates, key=lambda k: rates[k][0])
+    (lo_rate, lo_n), (hi_rate, hi_n) = rates[lo], rates[hi]
+    return {
+        **out,
+        "difference": hi_rate - lo_rate,
+        "ratio": _num(lo_rate / hi_rate) if hi_rate > 0 else None,
+        "lowest": lo,
+        "lowest_rate": lo_rate,
+        "lowest_alerts": lo_n,
+        "highest": hi,
+        "highest_rate": hi_rate,
+        "highest_alerts": hi_n,
     }
 
 

@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 import sklearn
 from fairlearn.metrics import MetricFrame, equalized_odds_difference
-from scipy.optimize import brentq
-from scipy.special import expit, logit
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -39,8 +37,25 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from engine.demographics import DEMOGRAPHIC_CATEGORIES, omb_category
+from engine.subgroup_calibration import (  # re-exported: the card's and tests' one import
+    _two_classes,
+    calibration_intercept,
+    calibration_slope,
+    expected_calibration_error,
+)
+from engine.subgroup_shap import mean_abs_shap_intervals
+
+__all__ = [
+    "Subgroup",
+    "assign_groups",
+    "calibration_intercept",
+    "calibration_slope",
+    "expected_calibration_error",
+    "subgroup_metrics",
+]
+
 NOT_RECORDED = "not recorded"
-_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,12 @@ def assign_groups(values: pd.Series, spec: Subgroup) -> pd.Series:
 
     Numeric columns with ``spec.bands`` are cut into bands (lower edge inclusive); other columns use
     ``spec.value_labels[value]`` or the value as text (floats that are whole numbers lose ".0").
-    Missing values become ``"not recorded"``, ordered last."""
+    A race or ethnicity column without value labels is grouped by OMB category
+    (engine.demographics), as monitoring groups posted patients. Missing values become
+    ``"not recorded"``, ordered last."""
     values = pd.Series(values)
+    if spec.column in DEMOGRAPHIC_CATEGORIES and not spec.value_labels and not spec.bands:
+        values = values.map(lambda v: omb_category(v, spec.column))
     if spec.bands:
         cuts = sorted(float(b) for b in spec.bands)
         labels = band_labels(cuts)
@@ -117,65 +136,6 @@ def _num(x: Any) -> float | None:
         return None
     x = float(x)
     return x if np.isfinite(x) else None
-
-
-def _two_classes(y: np.ndarray) -> bool:
-    return 0 < y.sum() < len(y)
-
-
-def expected_calibration_error(y_true: Any, risk: Any, n_bins: int = 10) -> float:
-    """ECE: 10 equal-width bins on [0, 1]; sum over bins of (bin share) * |mean risk - event rate|."""
-    y, p = np.asarray(y_true, dtype=float), np.asarray(risk, dtype=float)
-    if len(y) == 0:
-        return float("nan")
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, p, n_bins) - np.bincount(bins, y, n_bins))  # sums per bin
-    return float(gap.sum() / counts.sum())
-
-
-def calibration_intercept(y_true: Any, risk: Any) -> float:
-    """Calibration-in-the-large: ``a`` in logit P(y=1) = a + logit(risk) (slope fixed at 1, i.e. an
-    offset logistic regression), solved exactly by root-finding the score equation. 0 is ideal;
-    positive means the model under-predicts. NaN when only one class is present."""
-    y, x = np.asarray(y_true, dtype=float), logit(np.clip(np.asarray(risk, dtype=float), _EPS, 1 - _EPS))
-    if not _two_classes(y):
-        return float("nan")
-    return float(brentq(lambda a: float(np.sum(y - expit(a + x))), -30.0, 30.0))
-
-
-def calibration_slope(y_true: Any, risk: Any, max_iter: int = 50) -> float:
-    """Calibration slope: ``b`` in the unpenalised logistic regression logit P(y=1) = a + b*logit(risk),
-    fitted by damped Newton-Raphson (the maximum-likelihood fit statsmodels Logit would give).
-    1 is ideal; < 1 means risks too extreme.
-    NaN when only one class is present or the fit does not converge."""
-    y, x = np.asarray(y_true, dtype=float), logit(np.clip(np.asarray(risk, dtype=float), _EPS, 1 - _EPS))
-    if not _two_classes(y):
-        return float("nan")
-    design = np.column_stack([np.ones_like(x), x])
-
-    def loglik(b: np.ndarray) -> float:
-        eta = design @ b
-        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
-
-    beta = np.array([float(logit(y.mean())), 0.0])
-    ll = loglik(beta)
-    for _ in range(max_iter):
-        mu = expit(design @ beta)
-        hess = design.T @ (design * (mu * (1 - mu))[:, None])
-        try:
-            step = np.linalg.solve(hess, design.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            return float("nan")
-        for _halving in range(30):  # damped Newton: halve until the (concave) log-likelihood rises
-            new_ll = loglik(beta + step)
-            if new_ll >= ll - 1e-12:
-                break
-            step = step / 2
-        beta, ll = beta + step, new_ll
-        if np.max(np.abs(step)) < 1e-8:
-            return float(beta[1]) if abs(beta[1]) < 1e3 else float("nan")
-    return float("nan")
 
 
 def _safe(func: Any) -> Any:
@@ -269,7 +229,8 @@ def _metric_frame(
     n_boot: int,
     random_state: int,
 ) -> MetricFrame:
-    """fairlearn's MetricFrame of the metric functions by group, with bootstrap 95% intervals."""
+    """fairlearn's MetricFrame of the metric functions by group, with bootstrap 95% intervals
+    (none with ``n_boot`` 0)."""
     with (
         warnings.catch_warnings(),
         sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
@@ -280,16 +241,20 @@ def _metric_frame(
             y_true=y,
             y_pred=p,
             sensitive_features=pd.Series(g, name="group"),
-            n_boot=n_boot,
-            ci_quantiles=[0.025, 0.975],
+            n_boot=n_boot or None,
+            ci_quantiles=[0.025, 0.975] if n_boot else None,
             random_state=random_state,
         )
 
 
 def _entries(mf: MetricFrame, order: list[str], g, p, y, shap, feature_names, floor) -> tuple[dict, dict]:
     """(overall entry, group -> entry) from the MetricFrame's figures and intervals (arguments: _entry's)."""
-    by_group, (lo_g, hi_g) = mf.by_group, mf.by_group_ci
-    lo_o, hi_o = mf.overall_ci
+    by_group = mf.by_group
+    if mf.n_boot:
+        (lo_g, hi_g), (lo_o, hi_o) = mf.by_group_ci, mf.overall_ci
+    else:  # no bootstrap: intervals undefined (None)
+        lo_g = hi_g = by_group * np.nan
+        lo_o = hi_o = mf.overall * np.nan
     overall = _entry(np.ones(len(p), bool), (mf.overall, lo_o, hi_o), p, y, shap, feature_names, floor)
     entries = {
         k: _entry(g == k, (by_group.loc[k], lo_g.loc[k], hi_g.loc[k]), p, y, shap, feature_names, floor)
@@ -322,7 +287,8 @@ def subgroup_metrics(
     are skipped). Groups with ``n < min_size`` or ``events < min_events`` are reported as too_few.
     ``disparity`` holds, per tier, fairlearn's ``equalized_odds_difference`` (worst of TPR and FPR
     gaps between groups) and the alert-rate ratio, both over groups that are not too_few.
-    With ``shap`` (n x features) each reported entry also gets ``mean_abs_shap`` by feature."""
+    With ``shap`` (n x features) each reported entry also gets ``mean_abs_shap`` by feature and its
+    ``mean_abs_shap_ci`` ({feature: {"ci_low", "ci_high"}}, engine.subgroup_shap)."""
     if y_true is None:
         raise ValueError("subgroup_metrics needs outcomes; use subgroup_burden / subgroup_cbpe before then")
     p, g, y = _prepare(risk, groups, y_true)
@@ -333,6 +299,11 @@ def subgroup_metrics(
         shap = np.abs(np.asarray(shap, dtype=float))
         feature_names = list(feature_names or [f"feature_{i}" for i in range(shap.shape[1])])
     overall, entries = _entries(mf, order, g, p, y, shap, feature_names, (min_size, min_events))
+    if shap is not None:  # the same resamples as the MetricFrame's intervals
+        cis = mean_abs_shap_intervals(shap, g, order, feature_names, n_boot=n_boot, random_state=random_state)
+        for entry, ci in zip([overall, *entries.values()], [cis[0], *cis[1].values()], strict=True):
+            if "mean_abs_shap" in entry:
+                entry["mean_abs_shap_ci"] = ci
     big = np.isin(g, [k for k, e in entries.items() if not e["too_few"]])
     eod = _equalized_odds(y[big], p[big], g[big], thresholds)
     return {

@@ -59,13 +59,21 @@ def _row(group: str, entry: dict, cols: list[dict]) -> dict:
     }
 
 
+def _shap_cells(entry: dict, shown: list[str]) -> list[str] | None:
+    """'0.412 (0.380–0.447)': mean |SHAP| with its bootstrap interval (stored since issue 18's fix;
+    a version computed before shows the value alone)."""
+    values, cis = entry.get("mean_abs_shap"), entry.get("mean_abs_shap_ci") or {}
+    if not values:
+        return None
+    return [figure_text({"value": values[f], **cis.get(f, {})}, 3) for f in shown]
+
+
 def _shap(result: dict, order: list[str]) -> dict:
     overall = result["overall"].get("mean_abs_shap") or {}
     shown = sorted(overall, key=overall.get, reverse=True)[:SHAP_FEATURES_SHOWN]
-    rows = [{"group": "All patients", "values": [f"{overall[f]:.3f}" for f in shown]}]
+    rows = [{"group": "All patients", "values": _shap_cells(result["overall"], shown) or []}]
     for group in order:
-        values = result["groups"][group].get("mean_abs_shap")
-        rows.append({"group": group, "values": [f"{values[f]:.3f}" for f in shown] if values else None})
+        rows.append({"group": group, "values": _shap_cells(result["groups"][group], shown)})
     return {"features": shown, "rows": rows}
 
 

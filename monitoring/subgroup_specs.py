@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.demographics import DEMOGRAPHIC_CATEGORIES, omb_category
 from engine.subgroups import Subgroup
 from models_registry.bundle_spec import parse_subgroups
 from models_registry.models import ModelVersion
@@ -67,9 +68,13 @@ def monitored_subgroups(version: ModelVersion) -> tuple[list[Monitored], list[di
     return out, unseen
 
 
-def group_value(value, spec: Subgroup):
+def group_value(value, spec: Subgroup, source: str = "patient"):
     """A posted value as the reference set stores it, so the bundle's value labels ({0: male}) apply:
-    yes/no as 1/0 (JSON booleans included), whole numbers without ".0"."""
+    yes/no as 1/0 (JSON booleans included), whole numbers without ".0". A patient's race or ethnicity
+    becomes its OMB category (engine.demographics.omb_category), so that a code and its text meet in
+    one group."""
+    if source == "patient" and spec.column in DEMOGRAPHIC_CATEGORIES and value is not None:
+        value = omb_category(value, spec.column)
     if isinstance(value, bool):
         value = int(value)
     if isinstance(value, float) and value.is_integer():

@@ -4,13 +4,18 @@ encounters (each encounter's latest score in the window):
 
 - `performance`: engine.subgroups.subgroup_metrics (fairlearn, bootstrap intervals) on the
   encounters whose outcome has arrived;
-- `estimate`: engine.subgroup_flags.subgroup_cbpe on every encounter (before outcomes; an estimate
-  that assumes the model is calibrated);
+- `estimate`: engine.subgroup_flags.subgroup_cbpe on every encounter (an estimate that assumes the
+  model is calibrated);
 - `burden`: alerts per 100 encounters, share acted on and override rate by reason per group, from
   each alert's latest clinician action.
 
-The disparity flags and the rows sorted by disparity come from engine.subgroup_flags. Admin-only
-aggregates (monitoring.views); computed by a Celery task and cached like the dashboard's summary.
+A window usually has some outcomes but not all (a 30-day outcome arrives late): each group is judged
+on its measured figures once it has enough outcomes (SUBGROUP_MIN_SIZE, SUBGROUP_MIN_EVENTS) and on
+its CBPE estimate until then (`basis`). The alert-rate ratio and the override-rate gap need no
+outcome: they are flagged from `burden`, on every encounter, always. Mean |SHAP| per subgroup is not
+computed in monitoring (the model card has it, on the reference set). The flags and the rows sorted
+by disparity come from engine.subgroup_flags. Admin-only aggregates (monitoring.views); computed by a
+Celery task and cached like the dashboard's summary.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from django.utils import timezone
 
 from common.timestamps import iso_utc
 from engine.shifts import shift_of_hour
-from engine.subgroup_flags import disparity_flags, sort_by_disparity, subgroup_burden, subgroup_cbpe
+from engine.subgroup_flags import (
+    OVERRIDE_MARGIN,
+    OVERRIDE_MIN_ALERTS,
+    disparity_flags,
+    sort_by_disparity,
+    subgroup_burden,
+    subgroup_cbpe,
+)
 from engine.subgroups import Subgroup, assign_groups, subgroup_metrics
 from models_registry.models import ModelVersion
 from patients.models import AlertAction
@@ -127,10 +139,21 @@ def window_encounters(
     return pd.DataFrame(out, columns=[*_ENCOUNTER_COLUMNS, *(f"feature:{name}" for name in feature_columns)])
 
 
-def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -> dict:
-    spec = monitored.spec
-    column = f"feature:{spec.column}" if monitored.source == "feature" else spec.column
-    groups = assign_groups(frame[column].map(lambda v: group_value(v, spec)), spec)
+# Flags that need outcomes come from `performance`; those that need none from `burden`, on every
+# encounter of the window, so they show from the first score on.
+_OUTCOME_FLAGS = ("calibration_in_large", "auroc_below_overall")
+
+
+def _flag_settings() -> dict:
+    return {
+        "calibration_margin": settings.SUBGROUP_CALIBRATION_MARGIN,
+        "alert_ratio_floor": settings.SUBGROUP_ALERT_RATIO_FLOOR,
+        "override_margin": getattr(settings, "SUBGROUP_OVERRIDE_MARGIN", OVERRIDE_MARGIN),
+    }
+
+
+def _results(frame: pd.DataFrame, groups: pd.Series, spec, tiers: dict[str, float], n_boot: int) -> dict:
+    """performance (encounters with an outcome), estimate (CBPE) and burden (every encounter)."""
     risk = frame["risk"].to_numpy(dtype=np.float64)
     known = frame["outcome"].notna().to_numpy()
     alerted = frame["alerted"].to_numpy(dtype=bool)
@@ -141,11 +164,12 @@ def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -
             "reason": frame.loc[alerted, "reason"],
         }
     )
+    min_alerts = getattr(settings, "SUBGROUP_OVERRIDE_MIN_ALERTS", OVERRIDE_MIN_ALERTS)
     out: dict = {
-        "subgroup": spec.as_dict(),
-        "group_order": [str(c) for c in groups.cat.categories],
         "estimate": subgroup_cbpe(risk, groups, tiers, min_size=settings.SUBGROUP_MIN_SIZE),
-        "burden": subgroup_burden(risk, groups, tiers, actions, min_size=settings.SUBGROUP_MIN_SIZE),
+        "burden": subgroup_burden(
+            risk, groups, tiers, actions, min_size=settings.SUBGROUP_MIN_SIZE, min_alerts=min_alerts
+        ),
         "performance": None,
     }
     if known.any():
@@ -159,13 +183,65 @@ def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -
             min_events=settings.SUBGROUP_MIN_EVENTS,
             spec=spec,
         )
-    margin, floor = settings.SUBGROUP_CALIBRATION_MARGIN, settings.SUBGROUP_ALERT_RATIO_FLOOR
-    flagged = out["performance"] or out["estimate"]
-    out["flags"] = [
-        {**f, "subgroup": spec.label, "message": f"{spec.label}: {f['message']}"}
-        for f in disparity_flags(flagged, calibration_margin=margin, alert_ratio_floor=floor)
-    ]
-    out["sorted"] = [{**r, "subgroup": spec.label} for r in sort_by_disparity(flagged)]
+    return out
+
+
+def _basis(report: dict) -> dict[str, str]:
+    """Per group (and "overall"): "performance" when enough of its outcomes are in, else "estimate"
+    (CBPE) when the group is big enough, else "too few"."""
+    measured, estimate = report["performance"], report["estimate"]
+    out = {}
+    for key in ["overall", *report["group_order"]]:
+        m = (
+            (measured or {}).get("overall")
+            if key == "overall"
+            else (measured or {}).get("groups", {}).get(key)
+        )
+        e = estimate["overall"] if key == "overall" else estimate["groups"].get(key)
+        if m is not None and not m.get("too_few"):
+            out[key] = "performance"
+        elif e is not None and not e.get("too_few"):
+            out[key] = "estimate"
+        else:
+            out[key] = "too few"
+    return out
+
+
+def _sorted_rows(report: dict) -> list[dict]:
+    """Measured figures of the groups with enough outcomes, CBPE figures (estimate: True) of the
+    others, and every group's burden and clinician actions; alerts per 100 from burden only (all
+    encounters, not just those with an outcome)."""
+    basis = report["basis"]
+    rows = sort_by_disparity(report["burden"])
+    for kind in ("performance", "estimate"):
+        if report[kind] is None:
+            continue
+        rows += [
+            r
+            for r in sort_by_disparity(report[kind])
+            if basis[r["group"]] == kind and not r["metric"].startswith("alerts_per_100")
+        ]
+    return rows
+
+
+def _one(frame: pd.DataFrame, monitored, tiers: dict[str, float], n_boot: int) -> dict:
+    spec = monitored.spec
+    column = f"feature:{spec.column}" if monitored.source == "feature" else spec.column
+    groups = assign_groups(frame[column].map(lambda v: group_value(v, spec, monitored.source)), spec)
+    out: dict = {
+        "subgroup": spec.as_dict(),
+        "group_order": [str(c) for c in groups.cat.categories],
+        **_results(frame, groups, spec, tiers, n_boot),
+    }
+    out["basis"] = _basis(out)
+    flag_settings = _flag_settings()
+    flags = [f for f in disparity_flags(out["burden"], **flag_settings) if f["kind"] not in _OUTCOME_FLAGS]
+    if out["performance"] is not None:
+        flags += [
+            f for f in disparity_flags(out["performance"], **flag_settings) if f["kind"] in _OUTCOME_FLAGS
+        ]
+    out["flags"] = [{**f, "subgroup": spec.label, "message": f"{spec.label}: {f['message']}"} for f in flags]
+    out["sorted"] = [{**r, "subgroup": spec.label} for r in _sorted_rows(out)]
     return out
 
 
@@ -198,6 +274,7 @@ def subgroup_window(
         "subgroups": reports,
         "flags": [f for report in reports for f in report["flags"]],
         "sorted": rows,
+        "burden": burden_rows({"subgroups": reports}),
         "not_monitored": unseen,
     }
 
@@ -224,38 +301,78 @@ def subgroups_request(*, comparison) -> dict | None:
     return view
 
 
+def _calibration_point(report: dict, group: str) -> dict | None:
+    basis = report["basis"].get(group)
+    if basis == "performance":
+        entry = report["performance"]["groups"][group]
+        m = entry["metrics"]
+        gap = m["calibration_in_large"]
+        mean_risk, rate = m["mean_risk"]["value"], m["event_rate"]["value"]
+        low = None if gap["ci_high"] is None else mean_risk - gap["ci_high"]
+        high = None if gap["ci_low"] is None else mean_risk - gap["ci_low"]
+    elif basis == "estimate":
+        entry = report["estimate"]["groups"][group]
+        mean_risk = rate = entry["metrics"]["expected_event_rate"]["value"]
+        low = high = None
+    else:
+        return None
+    return {
+        "group": group,
+        "n": entry["n"],
+        "mean_risk": mean_risk,
+        "rate": rate,
+        "low": low,
+        "high": high,
+        "estimate": basis == "estimate",
+    }
+
+
 def calibration_points(view: dict) -> list[dict]:
     """The calibration chart's traces, one per subgroup: per group (not too few) mean risk against the
-    observed event rate with its interval once outcomes arrived; before, the CBPE expected rate."""
+    observed event rate with its interval once enough of its outcomes arrived; before, the CBPE
+    expected rate (the point's `estimate` is true; the trace's when all of its points are)."""
     traces = []
     for report in view["subgroups"]:
-        measured = report["performance"]
-        source = measured or report["estimate"]
-        points = []
-        for group in report["group_order"]:
-            entry = source["groups"].get(group)
-            if entry is None or entry.get("too_few"):
-                continue
-            m = entry["metrics"]
-            if measured:
-                gap = m["calibration_in_large"]
-                mean_risk, rate = m["mean_risk"]["value"], m["event_rate"]["value"]
-                low = None if gap["ci_high"] is None else mean_risk - gap["ci_high"]
-                high = None if gap["ci_low"] is None else mean_risk - gap["ci_low"]
-            else:
-                mean_risk = rate = m["expected_event_rate"]["value"]
-                low = high = None
-            points.append(
-                {
-                    "group": group,
-                    "n": entry["n"],
-                    "mean_risk": mean_risk,
-                    "rate": rate,
-                    "low": low,
-                    "high": high,
-                }
-            )
+        points = [p for g in report["group_order"] if (p := _calibration_point(report, g)) is not None]
         traces.append(
-            {"subgroup": report["subgroup"]["label"], "estimate": measured is None, "points": points}
+            {
+                "subgroup": report["subgroup"]["label"],
+                "estimate": all(p["estimate"] for p in points),
+                "points": points,
+            }
         )
     return traces
+
+
+def burden_rows(view: dict) -> list[dict]:
+    """The burden table: per subgroup and group (too-few groups included, without figures), encounters,
+    alerts, alerts per 100 at each tier, share acted on (accepted or escalated), override rate and
+    override rate by reason (dismissals with that reason / alerts)."""
+    rows = []
+    for report in view["subgroups"]:
+        groups = report["burden"]["groups"]
+        for group in report["group_order"]:
+            entry = groups.get(group)
+            if entry is None or entry["n"] == 0:  # a band no patient of the window falls in
+                continue
+            row = {"subgroup": report["subgroup"]["label"], "group": group, "n": entry["n"]}
+            if entry["too_few"]:
+                rows.append({**row, "too_few": True})
+                continue
+            actions = entry.get("actions") or {}
+            rows.append(
+                {
+                    **row,
+                    "too_few": False,
+                    "alerts": actions.get("alerts_with_actions"),
+                    "alerts_per_100": {
+                        k[len("alerts_per_100_") :]: v["value"]
+                        for k, v in entry["metrics"].items()
+                        if k.startswith("alerts_per_100_")
+                    },
+                    "acted_on_share": actions.get("acted_on_share"),
+                    "override_rate": actions.get("override_rate"),
+                    "override_rate_by_reason": actions.get("override_rate_by_reason", {}),
+                }
+            )
+    return rows

@@ -235,6 +235,9 @@ SUBGROUP_MIN_SIZE = envint("SUBGROUP_MIN_SIZE", 50)
 SUBGROUP_MIN_EVENTS = envint("SUBGROUP_MIN_EVENTS", 10)
 SUBGROUP_CALIBRATION_MARGIN = float(env("SUBGROUP_CALIBRATION_MARGIN", "0.05"))
 SUBGROUP_ALERT_RATIO_FLOOR = float(env("SUBGROUP_ALERT_RATIO_FLOOR", "0.8"))
+# Monitoring flags an override-rate gap between subgroups above this margin, among groups with enough alerts.
+SUBGROUP_OVERRIDE_MARGIN = float(env("SUBGROUP_OVERRIDE_MARGIN", "0.10"))
+SUBGROUP_OVERRIDE_MIN_ALERTS = envint("SUBGROUP_OVERRIDE_MIN_ALERTS", 20)
 # The monitoring page's subgroup view: bootstrap resamples per window (computed by a task, cached).
 SUBGROUP_MONITORING_RESAMPLES = envint("SUBGROUP_MONITORING_RESAMPLES", 100)
 # A worker computing them for longer than this is taken for dead and the sweep queues them again.

@@ -1,6 +1,8 @@
 """The monitoring page's subgroup view in a real browser: the flag of a miscalibrated subgroup, the
 disparity table and the calibration-per-subgroup chart. Screenshots in tests/artifacts/."""
 
+import re
+
 import pytest
 
 from tests.fixtures.browser import ARTIFACTS, log_in
@@ -37,10 +39,16 @@ def test_admin_sees_the_flagged_subgroup_and_its_calibration(
             timeout=120_000,
         )
         assert page.locator("#subgroup-table tbody tr").count() > 0
-        assert page.locator("#subgroup-table tbody tr").first.inner_text().startswith("Age\t80+")
+        first = page.locator("#subgroup-table tbody tr").first.inner_text()
+        assert first.startswith("Age\t80+")
+        assert re.search(r"\d \(\d[.\d]*–\d[.\d]*\)", page.locator("#subgroup-table tbody").inner_text())
+        old = page.locator("#subgroup-burden-table tbody tr", has_text="80+").first.inner_text()
+        assert old.startswith("Age\t80+\t96\t")  # every 80+ encounter of MICU, with its alerts and actions
+        assert "0%" in old
         page.locator("#subgroups-section").screenshot(
             path=str(ARTIFACTS / f"monitoring_subgroups_{width}.png")
         )
+        page.screenshot(path=str(ARTIFACTS / f"monitoring_subgroups_page_{width}.png"), full_page=False)
         assert errors == []
     finally:
         context.close()

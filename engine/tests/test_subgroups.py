@@ -52,7 +52,7 @@ def _walk_plain(obj):
 
 @pytest.fixture(scope="module")
 def cohort():
-    """2,000 patients with calibrated risk; B's risk doubled, C's risk shuffled (no discrimination),
+    """2,000 patients with calibrated risk; B's risk doubled, C's risk reversed (worse than chance),
     D too small to report."""
     rng = np.random.default_rng(7)
     groups = np.array(["A"] * 800 + ["B"] * 800 + ["C"] * 370 + ["D"] * 30)
@@ -61,7 +61,9 @@ def cohort():
     risk = true_risk.copy()
     risk[groups == "B"] = np.minimum(2 * risk[groups == "B"], 0.99)
     c = groups == "C"
-    risk[c] = rng.permutation(risk[c])
+    # C's risks in reverse order of the truth: the same values (so the same mean risk), no discrimination
+    ranks = np.argsort(np.argsort(-true_risk[c]))
+    risk[c] = np.sort(risk[c])[ranks]
     shap = rng.normal(size=(len(groups), 3))
     result = subgroup_metrics(
         y, risk, pd.Series(groups), THRESHOLDS, n_boot=20, shap=shap, feature_names=["hr", "lactate", "age"]
@@ -178,10 +180,35 @@ def test_doubled_risk_flags_b_only(cohort):
     calib = [f for f in flags if f["kind"] == "calibration_in_large"]
     assert [f["group"] for f in calib] == ["B"]
     assert calib[0]["difference"] > 0.05 and "over-predicts" in calib[0]["message"]
-    auroc = [f["group"] for f in flags if f["kind"] == "auroc_below_overall"]
-    assert "C" in auroc and "A" not in auroc  # C's risk was shuffled within the group
+    auroc = [f for f in flags if f["kind"] == "auroc_below_overall"]
+    assert [f["group"] for f in auroc] == ["C"]  # C's risk was reversed within the group
     c = cohort["result"]["groups"]["C"]["metrics"]["auroc"]
-    assert c["ci_high"] < cohort["result"]["overall"]["metrics"]["auroc"]["value"]
+    overall = cohort["result"]["overall"]["metrics"]["auroc"]
+    assert c["ci_high"] < overall["ci_low"]
+    assert (auroc[0]["overall_ci_low"], auroc[0]["overall_ci_high"]) == (
+        overall["ci_low"],
+        overall["ci_high"],
+    )
+    assert (
+        "wholly below the overall" in auroc[0]["message"]
+        and f"{overall['ci_low']:.2f}" in auroc[0]["message"]
+    )
+
+
+def test_auroc_flag_needs_the_group_interval_wholly_below_the_overall_interval():
+    from engine.subgroup_flags import _auroc_flag
+
+    overall = {"value": 0.80, "ci_low": 0.76, "ci_high": 0.84}
+    # upper bound 0.78 is under the overall point (0.80) but inside its interval: the intervals overlap
+    overlapping = {"auroc": {"value": 0.72, "ci_low": 0.66, "ci_high": 0.78}}
+    assert _auroc_flag("G", overlapping, overall) == []
+    apart = {"auroc": {"value": 0.68, "ci_low": 0.62, "ci_high": 0.75}}
+    (flag,) = _auroc_flag("G", apart, overall)
+    assert flag["ci_high"] < flag["overall_ci_low"] and flag["overall_auroc"] == 0.80
+    assert flag["message"] == (
+        "AUROC in G is 0.68 (95% CI 0.62-0.75), wholly below the overall 0.80 (95% CI 0.76-0.84)."
+    )
+    assert _auroc_flag("G", apart, {"value": 0.80, "ci_low": None, "ci_high": None}) == []
 
 
 def test_equalized_odds_and_alert_ratio_match_fairlearn(cohort):
@@ -280,3 +307,33 @@ def test_sort_by_disparity_orders_largest_first(cohort):
     assert not {r["metric"] for r in rows} & {"calibration_intercept", "calibration_slope"}
     only = sort_by_disparity(cohort["result"], metrics=["calibration_slope"])
     assert {r["metric"] for r in only} == {"calibration_slope"} and len(only) == 3
+
+
+def test_sorted_rows_carry_the_intervals(cohort):
+    rows = sort_by_disparity(cohort["result"])
+    for r in rows:
+        fig = cohort["result"]["groups"][r["group"]]["metrics"][r["metric"]]
+        whole = cohort["result"]["overall"]["metrics"][r["metric"]]
+        assert (r["ci_low"], r["ci_high"]) == (fig["ci_low"], fig["ci_high"])
+        assert (r["overall_ci_low"], r["overall_ci_high"]) == (whole["ci_low"], whole["ci_high"])
+        assert r["estimate"] is False
+    assert any(r["ci_low"] is not None for r in rows)
+    estimated = sort_by_disparity(subgroup_cbpe(cohort["risk"], cohort["groups"], THRESHOLDS, n_sim=20))
+    assert {r["estimate"] for r in estimated if r["metric"] == "auroc"} == {True}
+
+
+def test_race_on_the_reference_set_is_grouped_as_monitoring_groups_posted_patients():
+    """The model card's groups of a race column meet monitoring's: a code and its text are one OMB
+    category; a column with value labels keeps them."""
+    race = pd.Series(["white", "2106-3", "Black", "urn:oid:2.16.840.1.113883.6.238|2054-5", np.nan, "other"])
+    groups = assign_groups(race, Subgroup("race", "Race", protected=True))
+    assert list(groups.astype(str)) == [
+        "White",
+        "White",
+        "Black or African American",
+        "Black or African American",
+        "not recorded",
+        "Other Race",
+    ]
+    labelled = assign_groups(pd.Series([1, 2]), Subgroup("race", "Race", value_labels={1: "a", 2: "b"}))
+    assert list(labelled.astype(str)) == ["a", "b"]

@@ -10,6 +10,7 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from sklearn.metrics import brier_score_loss, recall_score, roc_auc_score
 
 from models_registry.bundle import BundleError
+from models_registry.card_subgroups import subgroup_tables
 from models_registry.models import ModelVersion, RegisteredModel
 from models_registry.services import model_register
 from models_registry.subgroups import version_subgroups_compute, versions_subgroups_due
@@ -82,7 +83,7 @@ def test_figures_equal_fairlearn_and_sklearn_on_the_same_rows(computed, demo_bun
 
     race = reports["race"]["result"]
     white = reference["race"] == "white"
-    entry = race["groups"]["white"]
+    entry = race["groups"]["White"]  # the RHC text "white", as its OMB category
     assert (entry["n"], entry["events"]) == (int(white.sum()), int(y[white].sum()))
     assert entry["metrics"]["auroc"]["value"] == pytest.approx(
         roc_auc_score(y[white], risk[white]), abs=1e-12
@@ -94,7 +95,10 @@ def test_figures_equal_fairlearn_and_sklearn_on_the_same_rows(computed, demo_bun
     assert entry["metrics"]["sensitivity_high"]["value"] == pytest.approx(
         recall_score(y[white], risk[white] >= high)
     )
-    frame = MetricFrame(metrics=roc_auc_score, y_true=y, y_pred=risk, sensitive_features=reference["race"])
+    omb = {"white": "White", "black": "Black or African American", "other": "Other Race"}
+    frame = MetricFrame(
+        metrics=roc_auc_score, y_true=y, y_pred=risk, sensitive_features=reference["race"].map(omb)
+    )
     for group, value in frame.by_group.items():
         assert race["groups"][group]["metrics"]["auroc"]["value"] == pytest.approx(value, abs=1e-12)
     want = equalized_odds_difference(y, risk >= high, sensitive_features=reference["race"])
@@ -111,6 +115,16 @@ def test_figures_equal_fairlearn_and_sklearn_on_the_same_rows(computed, demo_bun
         len(shap) == len(computed.input_features()) and "Age" in shap and all(v >= 0 for v in shap.values())
     )
     assert computed.subgroups["settings"]["n_boot"] == 20
+    # mean |SHAP| per group with its bootstrap 95% interval, printed on the card as "value (low–high)"
+    men = reports["sex_female"]["result"]["groups"]["male"]
+    for feature, value in men["mean_abs_shap"].items():
+        ci = men["mean_abs_shap_ci"][feature]
+        assert ci["ci_low"] <= value <= ci["ci_high"]
+    table = next(t for t in subgroup_tables(computed.subgroups)["tables"] if t["column"] == "sex_female")
+    first = table["shap"]["features"][0]
+    row = next(r for r in table["shap"]["rows"] if r["group"] == "male")
+    ci = men["mean_abs_shap_ci"][first]
+    assert row["values"][0] == f"{men['mean_abs_shap'][first]:.3f} ({ci['ci_low']:.3f}–{ci['ci_high']:.3f})"
 
 
 def test_disparity_flags_are_a_card_check_with_their_figures(computed, demo_bundle_dir, alice_client):
@@ -154,14 +168,17 @@ def test_small_subgroup_is_too_few_to_judge_never_a_number(model_version, settin
     version_subgroups_compute(version_id=model_version.pk)
     model_version.refresh_from_db()
     race = next(r for r in model_version.subgroups["subgroups"] if r["column"] == "race")["result"]
-    other = race["groups"]["other"]
+    other = race["groups"]["Other Race"]
     assert other["too_few"] is True and set(other) == {"too_few", "n", "events"}
-    assert race["disparity"]["alert_rate_ratio"]["high"]["groups_compared"] == ["black", "white"]
-    assert "Race: other" in model_version.checks["subgroup_disparity"]["too_few"]
+    assert race["disparity"]["alert_rate_ratio"]["high"]["groups_compared"] == [
+        "Black or African American",
+        "White",
+    ]
+    assert "Race: Other Race" in model_version.checks["subgroup_disparity"]["too_few"]
 
     body = alice_client.get(PAGE).content.decode()
     table = body.split('id="subgroup-table-race"')[1].split("</table>")[0]
-    row = table.split('<th scope="row">other</th>')[1].split("</tr>")[0]
+    row = table.split('<th scope="row">Other Race</th>')[1].split("</tr>")[0]
     assert f"<td>{other['n']}</td><td>{other['events']}</td>" in row
     assert "too few to judge" in row and "(" not in row  # no figure, no interval
 
