@@ -101,7 +101,8 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 300),
         decimals=0,
-        expected=(20, 250),
+        # 250 is where the RHC recordings pile up (a monitor's ceiling), not a heart rate.
+        expected=(20, 240),
     ),
     FeatureDef(
         "resp_rate",
@@ -137,12 +138,31 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 250),
         decimals=1,
+        expected=(0.1, 200),
     ),
     FeatureDef(
-        "hematocrit", "num_hema1", "Hematocrit", "%", "LIS", "LOINC:4544-3", "numeric", (0, 80), decimals=1
+        "hematocrit",
+        "num_hema1",
+        "Hematocrit",
+        "%",
+        "LIS",
+        "LOINC:4544-3",
+        "numeric",
+        (0, 80),
+        decimals=1,
+        expected=(10, 70),
     ),
     FeatureDef(
-        "sodium", "num_sod1", "Sodium", "mmol/L", "LIS", "LOINC:2951-2", "numeric", (90, 200), decimals=0
+        "sodium",
+        "num_sod1",
+        "Sodium",
+        "mmol/L",
+        "LIS",
+        "LOINC:2951-2",
+        "numeric",
+        (90, 200),
+        decimals=0,
+        expected=(100, 180),
     ),
     FeatureDef(
         "potassium",
@@ -154,6 +174,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0.5, 15),
         decimals=1,
+        expected=(1.5, 10),
     ),
     FeatureDef(
         "creatinine",
@@ -165,6 +186,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 30),
         decimals=1,
+        expected=(0.1, 25),
     ),
     FeatureDef(
         "bilirubin",
@@ -176,15 +198,43 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 80),
         decimals=1,
+        expected=(0.1, 60),
     ),
     FeatureDef(
-        "albumin", "num_alb1", "Albumin", "g/dL", "LIS", "LOINC:1751-7", "numeric", (0, 30), decimals=1
+        "albumin",
+        "num_alb1",
+        "Albumin",
+        "g/dL",
+        "LIS",
+        "LOINC:1751-7",
+        "numeric",
+        (0, 30),
+        decimals=1,
+        expected=(0.5, 7),
     ),
     FeatureDef(
-        "ph", "num_ph1", "Arterial pH", None, "LIS", "LOINC:2744-1", "numeric", (6.5, 8.0), decimals=2
+        "ph",
+        "num_ph1",
+        "Arterial pH",
+        None,
+        "LIS",
+        "LOINC:2744-1",
+        "numeric",
+        (6.5, 8.0),
+        decimals=2,
+        expected=(6.7, 7.8),
     ),
     FeatureDef(
-        "paco2", "num_paco21", "PaCO2", "mmHg", "LIS", "LOINC:2019-8", "numeric", (0, 200), decimals=0
+        "paco2",
+        "num_paco21",
+        "PaCO2",
+        "mmHg",
+        "LIS",
+        "LOINC:2019-8",
+        "numeric",
+        (0, 200),
+        decimals=0,
+        expected=(10, 160),
     ),
     FeatureDef(
         "pf_ratio",
@@ -196,9 +246,19 @@ FEATURES: tuple[FeatureDef, ...] = (
         "numeric",
         (0, 1000),
         decimals=0,
+        expected=(20, 700),
     ),
     FeatureDef(
-        "weight", "num_wtkilo1", "Weight", "kg", "EHR", "LOINC:29463-7", "numeric", (1, 300), decimals=1
+        "weight",
+        "num_wtkilo1",
+        "Weight",
+        "kg",
+        "EHR",
+        "LOINC:29463-7",
+        "numeric",
+        (1, 300),
+        decimals=1,
+        expected=(25, 250),
     ),
     FeatureDef(
         "urine_output_24h",

@@ -12,7 +12,14 @@ Severity (documented thresholds, the usual ones in model monitoring):
 - Chi-squared (binary, categorical), effect size Cramer's V: >= 0.10 moderate, >= 0.20 major,
   only when p < 0.01. (With thousands of rows any difference is "significant", so the p-value alone
   never raises severity: the effect size has to be large enough to matter.)
-- Missingness: an absolute change in the share not measured >= 0.05 moderate, >= 0.15 major.
+- Missingness: an absolute change in the share not measured >= 0.05 moderate, >= 0.15 major,
+  only when Fisher's exact test of the two shares gives p < 0.01.
+
+PSI on a small window is noise: see engine.psi for when a PSI is judged at all and when it is more
+than sampling would give.
+
+A drift table tests every feature at once, so each of its tests uses P_VALUE divided by the number
+of features (Bonferroni): a table of unchanged features shows a false flag in about 1 window in 100.
 
 A feature's severity is the worst of these; features are sorted by severity, then PSI.
 """
@@ -26,10 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from engine.psi import bin_counts, level_counts, psi_from_counts, psi_min_rows, psi_p_value, quantile_edges
 from engine.tiers import TIERS, tier_counts, tiers_of
 
-PSI_BINS = 10
-PSI_EPSILON = 1e-4
 PSI_MODERATE, PSI_MAJOR = 0.10, 0.25
 KS_MODERATE, KS_MAJOR = 0.10, 0.20
 CRAMERS_V_MODERATE, CRAMERS_V_MAJOR = 0.10, 0.20
@@ -62,60 +68,13 @@ def _as_float(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-# --- PSI -----------------------------------------------------------------------------------------
-
-
-def quantile_edges(reference, bins: int = PSI_BINS) -> np.ndarray:
-    """Inner cut points at the reference's quantiles (duplicates dropped, so ties share a bin)."""
-    ref = _as_float(reference)
-    ref = ref[~np.isnan(ref)]
-    if ref.size == 0:
-        return np.array([], dtype=np.float64)
-    cuts = np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1])
-    return np.unique(cuts)
-
-
-def bin_counts(values, edges: np.ndarray) -> np.ndarray:
-    """Counts in the bins (-inf, e0], (e0, e1], ..., (e_last, inf), then the missing bin last."""
-    values = _as_float(values)
-    missing = np.isnan(values)
-    index = np.searchsorted(edges, values[~missing], side="left")
-    counts = np.bincount(index, minlength=len(edges) + 1).astype(np.float64)
-    return np.append(counts, float(missing.sum()))
-
-
-def level_counts(values, levels: int) -> np.ndarray:
-    """Counts of the discrete levels 0..levels-1, then the missing bin last."""
-    values = _as_float(values)
-    missing = np.isnan(values)
-    present = values[~missing].astype(np.int64)
-    present = present[(present >= 0) & (present < levels)]
-    counts = np.bincount(present, minlength=levels).astype(np.float64)
-    return np.append(counts, float(missing.sum()))
-
-
-def psi_from_counts(reference_counts, current_counts, epsilon: float = PSI_EPSILON) -> float:
-    """sum((c - r) * ln(c / r)) over bins, proportions floored at `epsilon` so an empty bin is finite."""
-    ref = _as_float(reference_counts)
-    cur = _as_float(current_counts)
-    if ref.sum() == 0 or cur.sum() == 0:
-        return float("nan")
-    r = np.maximum(ref / ref.sum(), epsilon)
-    c = np.maximum(cur / cur.sum(), epsilon)
-    return float(np.sum((c - r) * np.log(c / r)))
-
-
-def psi(reference, current, *, bins: int = PSI_BINS, discrete_levels: int | None = None) -> float:
-    """Population stability index of `current` against `reference`; missing values are a bin of their own.
-
-    Numeric: `bins` quantile bins of the reference. Discrete (binary/categorical): one bin per level.
-    """
-    if discrete_levels is not None:
-        return psi_from_counts(
-            level_counts(reference, discrete_levels), level_counts(current, discrete_levels)
-        )
-    edges = quantile_edges(reference, bins)
-    return psi_from_counts(bin_counts(reference, edges), bin_counts(current, edges))
+def _psi_counts(ref: np.ndarray, cur: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's and the current cohort's PSI bin counts (missing bin last)."""
+    if spec.discrete:
+        levels = len(spec.level_names())
+        return level_counts(ref, levels), level_counts(cur, levels)
+    edges = quantile_edges(ref)
+    return bin_counts(ref, edges), bin_counts(cur, edges)
 
 
 # --- tests and distances -------------------------------------------------------------------------
@@ -160,6 +119,16 @@ def missing_share(values) -> float:
     return float(np.isnan(values).mean()) if values.size else float("nan")
 
 
+def missing_p_value(reference, current) -> float:
+    """Fisher's exact test of the shares not measured (two-sided p); 1.0 when neither has any."""
+    ref, cur = _as_float(reference), _as_float(current)
+    ref_missing, cur_missing = int(np.isnan(ref).sum()), int(np.isnan(cur).sum())
+    if ref_missing + cur_missing == 0 or ref.size == 0 or cur.size == 0:
+        return 1.0
+    table = [[ref_missing, ref.size - ref_missing], [cur_missing, cur.size - cur_missing]]
+    return float(stats.fisher_exact(table).pvalue)
+
+
 def _grade(value: float, moderate: float, major: float) -> int:
     if value is None or not np.isfinite(value):
         return 0
@@ -202,8 +171,10 @@ def distribution(reference, current, spec: FeatureSpec, bins: int = 30) -> dict:
     return out
 
 
-def feature_drift(reference, current, spec: FeatureSpec) -> dict:
-    """Every statistic of one feature, with its severity and the reason for it."""
+def feature_drift(reference, current, spec: FeatureSpec, *, p_value: float = P_VALUE) -> dict:
+    """Every statistic of one feature, with its severity and the reason for it. A statistic raises
+    severity only when its p-value (PSI: the chance that sampling alone exceeds it) is below
+    `p_value`."""
     ref, cur = _as_float(reference), _as_float(current)
     row: dict = {
         "feature": spec.name,
@@ -221,36 +192,67 @@ def feature_drift(reference, current, spec: FeatureSpec) -> dict:
         "chi2_p": None,
         "cramers_v": None,
         "wasserstein": None,
+        "missing_p": None,
+        "psi_judged": False,  # enough rows for PSI to be judged (psi_min_rows on each side)
+        "psi_min_rows": None,
+        "psi_p": None,  # the chance that sampling alone gives this PSI (computed from PSI_MODERATE up)
+        "notes": [],
     }
     row["missing_change"] = row["missing_current"] - row["missing_reference"]
     if ref.size < MIN_ROWS or cur.size < MIN_ROWS:
         row.update(severity="insufficient", severity_level=-1, reasons=["too few rows to compare"])
         return row
-    reasons: list[tuple[int, str]] = []
-    if spec.discrete:
-        levels = len(spec.level_names())
-        row["psi"] = psi(ref, cur, discrete_levels=levels)
-        row["chi2"], row["chi2_p"], row["cramers_v"] = chi_squared(ref, cur, levels)
-        if row["chi2_p"] < P_VALUE:
-            reasons.append((_grade(row["cramers_v"], CRAMERS_V_MODERATE, CRAMERS_V_MAJOR), "Cramer's V"))
-    else:
-        row["psi"] = psi(ref, cur)
-        row["ks"], row["ks_p"] = ks(ref, cur)
-        row["wasserstein"] = wasserstein(ref, cur)
-        if row["ks_p"] is not None and np.isfinite(row["ks_p"]) and row["ks_p"] < P_VALUE:
-            reasons.append((_grade(row["ks"], KS_MODERATE, KS_MAJOR), "KS"))
-    reasons.append((_grade(row["psi"], PSI_MODERATE, PSI_MAJOR), "PSI"))
-    reasons.append((_grade(abs(row["missing_change"]), MISSING_MODERATE, MISSING_MAJOR), "missingness"))
-    level = max(grade for grade, _ in reasons)
+    reasons = _tests(ref, cur, spec, row, p_value) + _psi_grade(ref, cur, spec, row, p_value)
+    row["missing_p"] = missing_p_value(ref, cur)
+    if row["missing_p"] < p_value:
+        reasons.append((_grade(abs(row["missing_change"]), MISSING_MODERATE, MISSING_MAJOR), "missingness"))
+    level = max((grade for grade, _ in reasons), default=0)
     row["severity_level"] = level
     row["severity"] = SEVERITIES[level]
     row["reasons"] = [name for grade, name in reasons if grade == level and level > 0]
     return row
 
 
+def _tests(
+    ref: np.ndarray, cur: np.ndarray, spec: FeatureSpec, row: dict, p_value: float
+) -> list[tuple[int, str]]:
+    """KS (numeric) or chi-squared (discrete) into `row`; their grade when p < `p_value`."""
+    if spec.discrete:
+        row["chi2"], row["chi2_p"], row["cramers_v"] = chi_squared(ref, cur, len(spec.level_names()))
+        if row["chi2_p"] < p_value:
+            return [(_grade(row["cramers_v"], CRAMERS_V_MODERATE, CRAMERS_V_MAJOR), "Cramer's V")]
+        return []
+    row["ks"], row["ks_p"] = ks(ref, cur)
+    row["wasserstein"] = wasserstein(ref, cur)
+    if row["ks_p"] is not None and np.isfinite(row["ks_p"]) and row["ks_p"] < p_value:
+        return [(_grade(row["ks"], KS_MODERATE, KS_MAJOR), "KS")]
+    return []
+
+
+def _psi_grade(
+    ref: np.ndarray, cur: np.ndarray, spec: FeatureSpec, row: dict, p_value: float
+) -> list[tuple[int, str]]:
+    """PSI into `row`, with whether it could be judged; its grade when it is above sampling noise."""
+    ref_counts, cur_counts = _psi_counts(ref, cur, spec)
+    row["psi"] = psi_from_counts(ref_counts, cur_counts)
+    row["psi_min_rows"] = psi_min_rows(ref_counts)
+    row["psi_judged"] = min(ref.size, cur.size) >= row["psi_min_rows"]
+    if not row["psi_judged"]:
+        row["notes"].append(f"PSI: too few rows to judge (needs {row['psi_min_rows']:,} on each side)")
+        return []
+    if row["psi"] < PSI_MODERATE:
+        return []  # too small to matter, however sure
+    row["psi_p"] = psi_p_value(ref_counts, cur_counts, threshold=p_value)
+    if row["psi_p"] >= p_value:
+        return []  # within what sampling alone gives when nothing shifted
+    return [(_grade(row["psi"], PSI_MODERATE, PSI_MAJOR), "PSI")]
+
+
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, specs: Sequence[FeatureSpec]) -> list[dict]:
-    """One row per feature (feature_drift), most severe first, then by PSI."""
-    rows = [feature_drift(reference[s.name], current[s.name], s) for s in specs]
+    """One row per feature (feature_drift), most severe first, then by PSI. The table tests every
+    feature at once, so each test's p-value threshold is P_VALUE shared among them (Bonferroni)."""
+    p_value = P_VALUE / max(len(specs), 1)
+    rows = [feature_drift(reference[s.name], current[s.name], s, p_value=p_value) for s in specs]
     return sorted(rows, key=lambda r: (-r["severity_level"], -(r["psi"] or 0.0), r["feature"]))
 
 

@@ -6,7 +6,8 @@ outside its expected range is flagged, and says which way it reads:
 
 - recorded as 0 while 0 lies outside the expected range ("heart rate recorded as 0: check the
   source"): the classic artefact of a disconnected lead or a default;
-- exactly at the edge of the accepted range (a clipped or default value);
+- exactly at the edge of the accepted range (a clipped or default value), even where the expected
+  range reaches that edge;
 - otherwise outside the expected range.
 
 A feature without an expected range is never flagged: many scores and counts sit at the edge of
@@ -54,14 +55,15 @@ def value_flag(value, spec: QualitySpec) -> dict | None:
     if spec.expected is None:
         return None
     low, high = spec.expected
-    if low <= number <= high:
+    at_edge = spec.accepted is not None and number in spec.accepted
+    if low <= number <= high and not at_edge:
         return None
-    if number == 0:
+    if number == 0 and not low <= 0 <= high:
         kind, text = (
             "zero",
             f"recorded as 0{unit}: check the source (expected {_span(spec.expected, spec.unit)})",
         )
-    elif spec.accepted is not None and number in spec.accepted:
+    elif at_edge:
         kind = "range_edge"
         text = f"{shown} is at the edge of the accepted {_span(spec.accepted, spec.unit)}: check the source"
     else:

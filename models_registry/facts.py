@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from models_registry.card_figures import percent
 from models_registry.card_subgroups import UNDEFINED, figure_text
 from models_registry.source_attributes import CATEGORIES, COMPUTED, NOT_PROVIDED
 
@@ -106,7 +107,7 @@ def model_facts(card: dict, spec: dict) -> dict:
         "tiers": [
             {
                 "tier": tier,
-                "threshold": t["threshold"],
+                "threshold": percent(t["threshold"]),
                 "alerts_per_100": figure_text(t["alerts_per_100"], 1) if t["alerts_per_100"] else UNDEFINED,
             }
             for tier, t in card["tiers"].items()

@@ -34,14 +34,14 @@ and the cost does not grow with the window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import ExtractHour
 
 from engine import drift
@@ -81,6 +81,12 @@ class Slice:
     def __str__(self) -> str:
         return "overall" if self.kind == "overall" else f"{self.kind}:{self.value}"
 
+    def words(self) -> str:
+        """How a sentence names the slice: "all units, all shifts", "unit MICU", "the day shift"."""
+        if self.kind == "overall":
+            return "all units, all shifts"
+        return f"unit {self.value}" if self.kind == "unit" else f"the {self.value} shift"
+
     def reference_mask(self, frame: pd.DataFrame) -> np.ndarray:
         if self.kind == "overall":
             return np.ones(len(frame), dtype=bool)
@@ -98,8 +104,15 @@ def feature_specs(version: ModelVersion) -> list[drift.FeatureSpec]:
     ]
 
 
-def predictions_in(version: ModelVersion, start: datetime, end: datetime, where: Slice) -> QuerySet:
-    queryset = Prediction.objects.filter(model_version=version, scored_at__gte=start, scored_at__lt=end)
+def predictions_in(
+    version: ModelVersion, start: datetime | None, end: datetime | None, where: Slice
+) -> QuerySet:
+    """The version's scores in [start, end) (None: unbounded) and in the slice."""
+    queryset = Prediction.objects.filter(model_version=version)
+    if start is not None:
+        queryset = queryset.filter(scored_at__gte=start)
+    if end is not None:
+        queryset = queryset.filter(scored_at__lt=end)
     if where.kind == "unit":
         queryset = queryset.filter(unit=where.value)
     elif where.kind == "shift":
@@ -107,6 +120,27 @@ def predictions_in(version: ModelVersion, start: datetime, end: datetime, where:
         day = {"local_hour__gte": DAY_SHIFT_HOURS.start, "local_hour__lt": DAY_SHIFT_HOURS.stop}
         queryset = queryset.filter(**day) if where.value == Shift.DAY else queryset.exclude(**day)
     return queryset
+
+
+def newest_scored_at(version: ModelVersion, where: Slice) -> datetime | None:
+    """The time of the version's newest score in the slice, whenever it was."""
+    return predictions_in(version, None, None, where).aggregate(newest=Max("scored_at"))["newest"]
+
+
+def _minute(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def empty_window_note(
+    version: ModelVersion, start: datetime, end: datetime, where: Slice, *, what: str = "scores"
+) -> str:
+    """The sentence an empty window opens with: what is missing, and where the scores are."""
+    newest = newest_scored_at(version, where)
+    missing = f"No {what} of {version} for {where.words()} between {_minute(start)} and {_minute(end)}"
+    if newest is None:
+        return f"{missing}: this model version has no scores for {where.words()} at all yet."
+    when = "before" if newest < start else "after"
+    return f"{missing}; its newest score there is from {_minute(newest)}, {when} this window."
 
 
 def bucket_of(span_days: float) -> str:

@@ -196,7 +196,7 @@ def _reference_of(
             version, comparison.reference_start, comparison.reference_end, where, names
         )
         return _Reference(
-            frame=window.sample[names],
+            frame=windows.latest_per_encounter(window.sample)[names],
             risk=window.sample["__risk__"].to_numpy(),
             n=window.n,
             sampled=window.sampled,
@@ -275,6 +275,18 @@ THRESHOLDS = {
 }
 
 
+def _empty_note(
+    comparison: Comparison, version: ModelVersion, where: Slice, n_current: int, n_reference: int
+):
+    """A sentence saying what is missing when a window has no scores (None when both have some)."""
+    if not n_current:
+        return selectors.empty_window_note(version, comparison.start, comparison.end, where)
+    if comparison.reference == "window" and not n_reference:
+        start, end = comparison.reference_start, comparison.reference_end
+        return "Reference window: " + selectors.empty_window_note(version, start, end, where)
+    return None
+
+
 def summary_compute(*, comparison: Comparison) -> dict:
     """Compute one comparison's summary and store it in the cache; returns it."""
     started = time.perf_counter()
@@ -290,7 +302,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
     current = windows.window_collect(
         version, comparison.start, comparison.end, where, risk_edges=risk_edges, bucket=bucket
     )
-    cur_frame = current.sample[names]
+    cur_frame = windows.latest_per_encounter(current.sample)[names]
     cur_shap, cur_shap_n = selectors.mean_abs_shap(version, comparison.start, comparison.end, where, names)
     groups, seconds = selectors.alerts_in(version, comparison.start, comparison.end, where)
     simulated = Prediction.objects.filter(
@@ -312,6 +324,7 @@ def summary_compute(*, comparison: Comparison) -> dict:
                 "sample_size": selectors.SAMPLE_SIZE,
             },
             "simulated_current": simulated,
+            "empty_note": _empty_note(comparison, version, where, current.n, ref.n),
             "thresholds": THRESHOLDS,
             "features": drift.drift_table(ref.frame, cur_frame, specs),
             "distributions": {

@@ -1,6 +1,10 @@
 """One window of stored predictions, collected into bounded aggregates (see monitoring.selectors'
 docstring): counted and sampled in SQL on PostgreSQL, streamed in chunks elsewhere. Both read the
-stored inputs through engine.encoding, the rule serving uses."""
+stored inputs through engine.encoding, the rule serving uses.
+
+The sample carries each row's encounter and score time, so feature drift can compare one row per
+encounter (its latest score in the window, `latest_per_encounter`), as the reference set holds one
+row per patient: a patient scored every 6 hours is one patient, not 28 independent ones."""
 
 from __future__ import annotations
 
@@ -45,6 +49,28 @@ def _priority(ids: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+RISK, ENCOUNTER, SCORED = "__risk__", "__encounter__", "__scored__"
+EXTRA_COLUMNS = [RISK, ENCOUNTER, SCORED]
+
+
+def _epoch_seconds(times: pd.Series) -> np.ndarray:
+    moments = pd.to_datetime(times, utc=True)
+    return ((moments - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+
+
+def latest_per_encounter(sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample's latest row of each encounter (rows without an encounter each stand alone)."""
+    if sample is None or sample.empty:
+        return sample
+    alone = sample[sample[ENCOUNTER].isna()]
+    latest = (
+        sample[sample[ENCOUNTER].notna()]
+        .sort_values([ENCOUNTER, SCORED], kind="stable")
+        .drop_duplicates(ENCOUNTER, keep="last")
+    )
+    return pd.concat([latest, alone]).sort_index()
 
 
 def encode_column(values: list, spec: drift.FeatureSpec) -> np.ndarray:
@@ -141,11 +167,13 @@ def _sql_encounters(cursor, sub_sql: str, params: list, bucket: str, tz: str) ->
 
 
 def _sql_sample_rows(cursor, names: list[str], sub_sql: str, params: list, sample_size: int) -> list:
-    """(risk, [posted value as JSON text, in model order]) of the rows sampled by hashed id."""
+    """(risk, encounter id, scored_at as epoch seconds, [posted value as JSON text, in model order])
+    of the rows sampled by hashed id."""
     table = Prediction._meta.db_table
     # Each features document is read once.
     cursor.execute(
-        "SELECT p.risk, ARRAY(SELECT f.value -> 'value' FROM unnest(%s::text[]) WITH ORDINALITY "  # noqa: S608
+        "SELECT p.risk, p.encounter_id, extract(epoch FROM p.scored_at), "  # noqa: S608
+        "ARRAY(SELECT f.value -> 'value' FROM unnest(%s::text[]) WITH ORDINALITY "
         "AS n(name, i) LEFT JOIN jsonb_each(p.features) f ON f.key = n.name ORDER BY n.i) "
         f"FROM {table} p WHERE p.id IN ("
         f"SELECT s.id FROM ({sub_sql}) s ORDER BY hashint8(s.id), s.id LIMIT %s)",
@@ -158,16 +186,16 @@ def _fill_sample(data: WindowData, specs: list[drift.FeatureSpec], rows: list) -
     """The sample frame and the not-measured counts of WindowData from the sampled rows."""
     names = data.names
     # Django reads jsonb as its JSON text (it decodes JSONField itself): decode each value here.
-    posted = [[None if text is None else json.loads(text) for text in texts] for _, texts in rows]
+    posted = [[None if text is None else json.loads(text) for text in row[-1]] for row in rows]
     values = [encode_column([row[j] for row in posted], spec) for j, spec in enumerate(specs)]
-    risk = np.array([r for r, _ in rows], dtype=np.float64)
+    extra = np.array([[np.nan if v is None else float(v) for v in row[:3]] for row in rows], dtype=np.float64)
     # Not measured: exact when the sample is the whole window, else the sample's share times the
     # rows (a uniform sample: standard error at most 0.5 / sqrt(k) = 0.002 of the share for k = 50,000).
     share = np.isnan(np.column_stack(values)).mean(axis=0) if rows else np.zeros(len(names))
     data.missing = np.rint(share * data.n).astype(np.int64)
     data.sample = pd.DataFrame(
-        np.column_stack([*values, risk]) if rows else np.empty((0, len(names) + 1)),
-        columns=[*names, "__risk__"],
+        np.column_stack([*values, extra]) if rows else np.empty((0, len(names) + len(EXTRA_COLUMNS))),
+        columns=[*names, *EXTRA_COLUMNS],
     )
 
 
@@ -281,7 +309,7 @@ def window_collect_streamed(
     data = WindowData(names=names, missing=np.zeros(len(names), dtype=np.int64))
     data.risk_histogram = np.zeros(RISK_HISTOGRAM_BINS, dtype=np.int64)
     sample_priority = np.empty(0, dtype=np.uint64)
-    sample_values = np.empty((0, len(names) + 1), dtype=np.float64)
+    sample_values = np.empty((0, len(names) + len(EXTRA_COLUMNS)), dtype=np.float64)
     patient_days: dict[str, set] = {}
     tz = hospital_time_zone()
     while chunk := list(itertools.islice(rows, chunk_size)):
@@ -290,11 +318,13 @@ def window_collect_streamed(
         values = np.column_stack(
             [encode_column([d.get(s.name) for d in documents], s) for s in specs]
             + [frame["risk"].to_numpy(dtype=np.float64)]
+            + [frame["encounter"].to_numpy(dtype=np.float64, na_value=np.nan)]
+            + [_epoch_seconds(frame["scored_at"])]
         )
         data.n += len(frame)
-        data.missing += np.isnan(values[:, :-1]).sum(axis=0)
+        data.missing += np.isnan(values[:, : len(names)]).sum(axis=0)
         labels = _bucket_labels(frame["scored_at"], bucket)
-        _add_risk_and_tiers(data, frame, values[:, -1], labels, risk_edges)
+        _add_risk_and_tiers(data, frame, values[:, len(names)], labels, risk_edges)
         _add_patient_days(patient_days, frame, tz)
         _add_encounters(data, frame, labels)
         # Bottom-k merge: the sample of the rows so far is the k smallest priorities.
@@ -303,7 +333,7 @@ def window_collect_streamed(
         if len(sample_priority) > sample_size:
             keep = np.argpartition(sample_priority, sample_size)[:sample_size]
             sample_priority, sample_values = sample_priority[keep], sample_values[keep]
-    data.sample = pd.DataFrame(sample_values, columns=[*names, "__risk__"])
+    data.sample = pd.DataFrame(sample_values, columns=[*names, *EXTRA_COLUMNS])
     data.patient_days = {unit: len(days) for unit, days in patient_days.items()}
     return data
 

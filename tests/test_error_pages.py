@@ -21,10 +21,27 @@ def test_server_error_page_needs_nothing_but_static_files(alice):
     from django.template.loader import render_to_string
 
     html = render_to_string("500.html")
-    assert "<h1>Something went wrong</h1>" in html and "Nothing was changed" in html
+    assert "<h1>Something went wrong</h1>" in html
+    # Requests are not atomic (no ATOMIC_REQUESTS): the page promises nothing it cannot keep.
+    assert "Nothing was changed" not in html
+    assert "may have been saved" in html and "check before sending it again" in html
 
 
 def test_the_favicon_is_served(alice_client):
     page = alice_client.get("/").content.decode()
     assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in page
     assert alice_client.get("/static/favicon.svg").status_code == 200
+
+
+def test_django_admin_pages_link_the_favicon(charlie_client, client):
+    """The admin's own pages carry the favicon link, so the browser never asks for /favicon.ico."""
+    for reader, url in (
+        (charlie_client, "/admin/"),
+        (charlie_client, "/admin/models_registry/registeredmodel/upload/"),
+        (client, "/admin/login/"),
+    ):
+        response = reader.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in html, url
+        assert 'id="site-name"' in html  # still Django's admin branding and navigation

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from engine import drift
+from engine import drift, psi
 from engine.drift import FeatureSpec
 
 
@@ -36,17 +36,17 @@ def test_psi_equals_the_hand_formula_with_a_missing_bin():
     cur = rng.normal(0.4, 1.2, 2000)
     ref[:150] = np.nan
     cur[:400] = np.nan
-    assert drift.psi(ref, cur) == pytest.approx(_psi_by_hand(ref, cur), rel=1e-12)
+    assert psi.psi(ref, cur) == pytest.approx(_psi_by_hand(ref, cur), rel=1e-12)
     # Same population, same share not measured: well under the moderate threshold.
     same = rng.normal(0, 1, 3000)
     same[:150] = np.nan
-    assert drift.psi(ref, same) < drift.PSI_MODERATE
+    assert psi.psi(ref, same) < drift.PSI_MODERATE
 
 
 def test_psi_of_a_level_never_seen_in_the_reference_is_finite():
     ref = np.array([0.0] * 500 + [1.0] * 500)
     cur = np.array([0.0] * 400 + [1.0] * 400 + [2.0] * 200)
-    value = drift.psi(ref, cur, discrete_levels=3)
+    value = psi.psi(ref, cur, discrete_levels=3)
     r = np.array([0.5, 0.5, 1e-4, 1e-4])
     c = np.array([0.4, 0.4, 0.2, 1e-4])
     assert value == pytest.approx(float(np.sum((c - r) * np.log(c / r))))
@@ -139,3 +139,52 @@ def test_prediction_drift_tier_mix_per_window():
     assert first["psi"] < drift.PSI_MODERATE < drift.PSI_MAJOR < second["psi"]
     assert second["tier_mix"]["high"] == pytest.approx(float((cur[1000:] >= 0.5).mean()))
     assert result["ks"] == pytest.approx(stats.ks_2samp(ref, cur).statistic)
+
+
+def test_psi_needs_five_expected_rows_per_bin_on_each_side_to_be_judged():
+    rng = np.random.default_rng(6)
+    reference = rng.normal(0, 1, 1000)
+    assert drift.psi_min_rows(drift.bin_counts(reference, drift.quantile_edges(reference))) == 50
+    # A thin bin (4% of the reference) needs more rows: 5 / 0.04 = 125.
+    assert drift.psi_min_rows([40, 480, 480, 0]) == 125
+    # 30 rows of the same population, one decile left empty: PSI reads "major" by its value alone.
+    current = np.sort(reference)[100:1000:30]
+    row = drift.feature_drift(reference, current, FeatureSpec("potassium"))
+    assert row["psi"] > drift.PSI_MAJOR
+    assert row["psi_judged"] is False and row["psi_min_rows"] == 50
+    assert row["severity"] != "major" and "PSI" not in row["reasons"]
+    assert row["notes"] == ["PSI: too few rows to judge (needs 50 on each side)"]
+
+
+def test_psi_raises_severity_only_above_sampling_noise():
+    rng = np.random.default_rng(7)
+    reference = rng.normal(0, 1, 1000)
+    # 100 windows of 60 unchanged rows: PSI is often above 0.10 by chance, never a flag.
+    specs = [FeatureSpec(f"x{i}") for i in range(5)]
+    frame = pd.DataFrame({s.name: rng.normal(0, 1, 1000) for s in specs})
+    noisy = flagged = 0
+    for _ in range(100):
+        window = frame.sample(60, random_state=int(rng.integers(1_000_000)))
+        for row in drift.drift_table(frame, window, specs):
+            noisy += row["psi"] >= drift.PSI_MODERATE
+            flagged += row["severity_level"] > 0
+    assert noisy > 50 and flagged <= 2
+    # A real shift on as few rows is still found: the p-value, not the size alone, decides.
+    shifted = drift.feature_drift(reference, rng.normal(1.0, 1, 60), FeatureSpec("x"))
+    assert shifted["severity"] == "major" and "PSI" in shifted["reasons"]
+    assert shifted["psi_p"] < drift.P_VALUE
+    # The p-value is seeded: the same counts give the same answer.
+    counts = drift.bin_counts(reference, drift.quantile_edges(reference))
+    current = drift.bin_counts(rng.normal(0.3, 1, 80), drift.quantile_edges(reference))
+    assert drift.psi_p_value(counts, current) == drift.psi_p_value(counts, current)
+
+
+def test_a_missingness_change_on_a_few_rows_must_be_more_than_chance():
+    rng = np.random.default_rng(8)
+    reference = rng.normal(5, 1, 1000)
+    reference[:500] = np.nan  # half not measured
+    current = rng.normal(5, 1, 40)
+    current[:13] = np.nan  # 32.5%: a 17.5-point change, but 40 rows
+    row = drift.feature_drift(reference, current, FeatureSpec("urine"))
+    assert abs(row["missing_change"]) > drift.MISSING_MAJOR
+    assert row["missing_p"] >= drift.P_VALUE and "missingness" not in row["reasons"]

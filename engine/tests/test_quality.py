@@ -44,3 +44,14 @@ def test_quality_flags_reads_payload_entries_and_keeps_the_specs_order():
         ("heart_rate", "zero"),
         ("temperature", "unexpected"),
     ]
+
+
+def test_the_edge_of_the_accepted_range_is_flagged_even_inside_the_expected_one():
+    """A bundle whose expected range reaches its accepted edge: 250 is where a capped monitor stops."""
+    capped = QualitySpec("heart_rate", "Heart rate", "/min", accepted=(0, 250), expected=(20, 250))
+    flag = value_flag(250, capped)
+    assert flag["kind"] == "range_edge"
+    assert flag["text"] == "250 /min is at the edge of the accepted 0–250 /min: check the source"
+    assert value_flag(249, capped) is None
+    # A zero that is the accepted edge reads as a recorded zero, the likelier artefact.
+    assert value_flag(0, capped)["kind"] == "zero"

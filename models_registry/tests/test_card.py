@@ -1,5 +1,8 @@
 """The model card page, its chart data and its JSON API; the registry list."""
 
+import html
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,14 @@ from models_registry.services import model_register
 
 CARD = "/api/v1/models/icu-mortality-30d/versions/1/card/"
 PAGE = "/models/icu-mortality-30d/versions/1/"
+# A number with more decimals than any figure of the card means: 0.7289, 0.00000006113023...
+OVER_PRECISE = re.compile(r"\d\.\d{4,}")
+
+
+def shown_text(page: str) -> str:
+    """What a reader sees: the page without its scripts, styles and tags, entities decoded."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
 def test_card_json_values_equal_sklearn_on_the_fixture_bundle(model_version, demo_bundle_dir, alice_client):
@@ -76,7 +87,7 @@ def test_card_page_shows_every_section_to_any_role(model_version, alice_client, 
         assert "vendor/plotly/plotly.min.js" in body
         assert "Spearman ρ of mean |SHAP|" in body
         assert "Known failure modes" in body and "This is the first version." in body
-        assert f"≥ {model_version.tier_high}" in body
+        assert f"≥ {round(100 * model_version.tier_high)}%" in body  # a threshold reads as risks do
         # Times as a reader takes them in, not the JSON's ISO with microseconds.
         assert f"registered {model_version.registered_at:%Y-%m-%d %H:%M} UTC" in body
         assert model_version.registered_at.isoformat() not in body
@@ -172,3 +183,50 @@ def test_chart_curves_equal_sklearn_and_are_cached_per_version(model_version, de
         degraded.json()["curves"] == [] and "missing from the model store" in degraded.json()["curves_error"]
     )
     assert degraded.json()["reliability"] == data["reliability"]
+
+
+def test_card_page_rounds_every_figure_to_what_it_means(model_version, alice_client):
+    card = alice_client.get(CARD).json()
+    text = " ".join(shown_text(alice_client.get(PAGE).content.decode()).split())
+
+    assert OVER_PRECISE.findall(text) == []
+    checks = {c["name"]: c["figures"] for c in card["checks"]}
+    reproduced = checks["reproduces_expected_risk"]
+    # Tolerances and numerical differences: their order of magnitude, in scientific notation.
+    assert f"largest difference {reproduced['max_abs_diff']:.1e} on 1147 rows (tolerance 1.0e-05)" in text
+    assert f"largest error {checks['shap_additivity']['max_error']:.1e} log-odds" in text
+    # Thresholds as percentages, as every risk is shown; alerts per 100 to one decimal.
+    high = card["tiers"]["high"]
+    alerts = high["alerts_per_100"]
+    assert (
+        f"high ≥ {round(100 * high['threshold'])}% "
+        f"{alerts['value']:.1f} ({alerts['ci_low']:.1f}–{alerts['ci_high']:.1f})"
+    ) in text
+    # Metrics to the decimals of the Model Facts label, their intervals to the same decimals.
+    model = card["performance"]["model"]
+    auroc, brier = model["auroc"], model["brier"]
+    assert f"{auroc['value']:.2f} ({auroc['ci_low']:.2f}–{auroc['ci_high']:.2f})" in text
+    assert f"{brier['value']:.3f} ({brier['ci_low']:.3f}–{brier['ci_high']:.3f})" in text
+    unit_gap = checks["background_documentation"]["unit"]["max_share_difference"]
+    assert f"largest unit share difference {100 * unit_gap:.1f} percentage points" in text
+
+
+def test_second_version_diff_is_rounded_and_signed(model_version, bad_bundle, alice_client):
+    path = bad_bundle()
+    spec = yaml.safe_load((path / "bundle.yaml").read_text())
+    spec["tiers"]["high"] = 0.6
+    (path / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    model_register(path=path)
+    card = alice_client.get("/api/v1/models/icu-mortality-30d/versions/2/card/").json()
+
+    text = " ".join(
+        shown_text(alice_client.get("/models/icu-mortality-30d/versions/2/").content.decode()).split()
+    )
+
+    assert OVER_PRECISE.findall(text) == []
+    high = card["diff"]["metrics"]["alerts_per_100_high"]
+    assert high["delta"] < 0  # a higher threshold: fewer alerts
+    assert (
+        f"alerts_per_100_high {high['previous']:.1f} {high['current']:.1f} −{abs(high['delta']):.1f}" in text
+    )
+    assert "high ≥ 60%" in text

@@ -58,7 +58,8 @@ def test_facts_page_prints_every_item_of_the_label(computed, alice_client):
     assert 'id="facts-subgroups"' in body and "<td>black</td>" in body
     for flag in computed.checks["subgroup_disparity"]["flags"]:
         assert flag["message"] in body
-    assert f"<td>{computed.tier_high}</td>" in body  # tier thresholds with their burden
+    assert f"<td>{round(100 * computed.tier_high)}%</td>" in body  # thresholds read as risks do
+    assert re.findall(r"\d\.\d{4,}", re.sub(r"<(script|style)\b.*?</\1>", "", body, flags=re.S)) == []
     assert "Trained on five US teaching hospitals" in body  # known failure modes
     assert "interventional TreeExplainer" in body and "200 rows" in body  # method and background
     assert "<strong>pass</strong> — SHAP values add up to the model output" in body

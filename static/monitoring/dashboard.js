@@ -64,7 +64,11 @@
       badge.className = "severity severity-" + f.severity;
       badge.textContent = f.severity + (f.reasons && f.reasons.length ? " · " + f.reasons.join(", ") : "");
       sev.appendChild(badge);
-      cell(tr, fmt(f.psi), "num");
+      var psi = cell(tr, fmt(f.psi), "num");
+      if (f.psi !== null && f.psi_judged === false) {
+        psi.textContent = fmt(f.psi) + " · too few rows to judge";
+        psi.title = (f.notes || []).join("; ");
+      }
       cell(tr, f.ks === null ? "—" : fmt(f.ks) + " (" + fmt(f.ks_p, 4) + ")", "num");
       cell(tr, f.chi2 === null ? "—" : fmt(f.chi2, 1) + " (" + fmt(f.chi2_p, 4) + ")", "num");
       cell(tr, fmt(f.wasserstein), "num");
@@ -214,6 +218,9 @@
         s.n_reference + " (" + s.reference_label + ")" + (s.sampled.current || s.sampled.reference ? " · statistics on a uniform sample of " + s.sampled.sample_size + " rows" : "") +
         " · computed " + String(s.computed_at).slice(0, 16).replace("T", " ") + " UTC in " + fmt(s.seconds, 2) + " s";
       document.getElementById("monitoring-simulated").hidden = !s.simulated_current;
+      var empty = document.getElementById("monitoring-empty");
+      empty.hidden = !s.empty_note;
+      empty.textContent = s.empty_note || "";
       renderFeatures(s, query);
       renderAttribution(s.attribution);
       renderPrediction(s, query);
