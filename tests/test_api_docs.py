@@ -43,6 +43,8 @@ def test_swagger_ui_renders_the_api_in_a_browser(browser, live_server, charlie, 
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         assert "/api/v1/predictions/" in paths
         page.screenshot(path=str(ARTIFACTS / "api_docs.png"))
+        page.set_viewport_size({"width": 820, "height": 1180})
+        page.screenshot(path=str(ARTIFACTS / "api_docs_tablet.png"))
         assert errors == []
     finally:
         context.close()

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.fixtures.browser import ARTIFACTS, log_in
+
 pytestmark = pytest.mark.django_db
 
 
@@ -45,3 +47,20 @@ def test_django_admin_pages_link_the_favicon(charlie_client, client):
         html = response.content.decode()
         assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in html, url
         assert 'id="site-name"' in html  # still Django's admin branding and navigation
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (820, 1180)])
+def test_the_not_found_page_in_a_browser(browser, live_server, alice, transactional_db, width, height):
+    """What a clinician who followed a stale link sees: the page's frame, a heading, a way back."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        log_in(page, live_server.url, "alice")
+        response = page.goto(live_server.url + "/alerts/999999999/")
+        assert response.status == 404
+        assert page.locator("h1").inner_text() == "Nothing here"
+        assert page.locator('main a[href="/"]').count() >= 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(ARTIFACTS / f"not_found_{width}.png"))
+    finally:
+        context.close()

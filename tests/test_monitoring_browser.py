@@ -137,6 +137,11 @@ def test_admin_finds_the_shifted_feature_first_and_its_overlay(browser, live_ser
         page.locator("#h-features").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "monitoring.png"))
         page.screenshot(path=str(ARTIFACTS / "monitoring_full.png"), full_page=True)
+        # On a tablet the page never scrolls sideways: wide tables and charts scroll inside their box.
+        page.set_viewport_size({"width": 820, "height": 1180})
+        page.wait_for_timeout(300)  # Plotly's responsive charts redraw on resize
+        assert page.evaluate("document.documentElement.scrollWidth") <= 820
+        page.screenshot(path=str(ARTIFACTS / "monitoring_tablet.png"))
         assert errors == []
     finally:
         context.close()
