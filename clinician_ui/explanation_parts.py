@@ -8,12 +8,12 @@ reference set, not this hospital's patients.
 
 from dataclasses import dataclass, field
 
-from engine.headline import Relation, horizon_words, reconcile, shown_percent
+from engine.headline import Relation, horizon_words, reconcile, shown_percent_text
 
 
 def pct(value: float | None) -> str:
-    """0.684 -> "68%"; None -> "–" (the headline's rounding: engine.headline.shown_percent)."""
-    return "–" if value is None else f"{shown_percent(value)}%"
+    """0.684 -> "68%", 0.004 -> "<1%"; None -> "–" (engine.headline.shown_percent_text)."""
+    return "–" if value is None else shown_percent_text(value)
 
 
 @dataclass
@@ -197,18 +197,20 @@ def headline_part(
     if uncertainty is None:
         return HeadlinePart(pct(risk), meaning, "", Relation.INSIDE, "", "")
     shown = reconcile(risk, uncertainty.interval_low, uncertainty.interval_high)
-    interval_text = f"calibrated range {shown.low}%–{shown.high}%"
+    # Every figure as printed (engine.headline.shown_percent_text), as reconcile compared them.
+    score, low, high = pct(risk), pct(uncertainty.interval_low), pct(uncertainty.interval_high)
+    interval_text = f"calibrated range {low}–{high}"
     correction = ""
     if shown.relation == Relation.ABOVE:
         correction = (
-            f"The model's score ({shown.risk}%) is above its calibrated range: on the reference set, "
-            f"patients it scored like this one had the outcome less often ({shown.low}%–{shown.high}%). "
+            f"The model's score ({score}) is above its calibrated range: on the reference set, "
+            f"patients it scored like this one had the outcome less often ({low}–{high}). "
             "The model over-estimates patients like this one."
         )
     elif shown.relation == Relation.BELOW:
         correction = (
-            f"The model's score ({shown.risk}%) is below its calibrated range: on the reference set, "
-            f"patients it scored like this one had the outcome more often ({shown.low}%–{shown.high}%). "
+            f"The model's score ({score}) is below its calibrated range: on the reference set, "
+            f"patients it scored like this one had the outcome more often ({low}–{high}). "
             "The model under-estimates patients like this one."
         )
     relates = (
@@ -222,4 +224,4 @@ def headline_part(
             f"nearest this one's ({similar.events} of {similar.k} had the outcome), a small group whose "
             "rate can differ widely from either"
         )
-    return HeadlinePart(pct(risk), meaning, interval_text, shown.relation, correction, relates + ".")
+    return HeadlinePart(score, meaning, interval_text, shown.relation, correction, relates + ".")

@@ -23,6 +23,13 @@ def shown_percent(value: float) -> int:
     return int(round(100 * float(value)))
 
 
+def shown_percent_text(value: float) -> str:
+    """The printed figure: 0.684 -> "68%"; a risk above zero that prints as 0 reads "<1%" (never a
+    0% risk), and only such a risk: 0.006 prints "1%", as shown_percent rounds it."""
+    shown = shown_percent(value)
+    return "<1%" if shown == 0 and float(value) > 0 else f"{shown}%"
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     relation: Relation

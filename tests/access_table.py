@@ -229,8 +229,9 @@ ADMIN_SITE = {
 # The final catch-all (unnamed): a staff member gets 404, anyone else the login.
 ADMIN_CATCH_ALL = "admin/(?P<url>.*)$"
 ADMIN_MODEL_VIEWS = ("changelist", "add", "history", "delete", "change", "object")
-# Models whose rows admins read in the admin (the append-only records): view, never change.
-ADMIN_READABLE = {"patients.alertaction", "patients.auditevent"}
+# Models whose rows admins read in the admin (the append-only records, and API tokens, revoked by
+# an admin action): view, never change.
+ADMIN_READABLE = {"patients.alertaction", "patients.auditevent", "accounts.apitoken"}
 # Models Sightline admins manage in the admin whatever their Django permissions (interop.admin):
 # practitioner mappings and the per-model CDS setting.
 ADMIN_MANAGED = {"interop.practitionermapping", "interop.cdsservicesetting"}

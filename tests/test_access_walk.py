@@ -29,6 +29,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.test import Client
 
+from accounts.tokens import api_token_create
 from explanations.models import CohortJob
 from patients.models import Patient, Prediction
 from tests.access_table import (
@@ -90,6 +91,7 @@ def world(
     Group.objects.create(name="walkers")
     ehr_rows_create(alice=alice, prediction=predictions["MICU"])
     job = CohortJob.objects.create(version=model_version, chunk_size=100)
+    api_token_create(user=charlie, name="walk")  # the token admin lists it (read only)
 
     admin_objects = {}
     for model in admin.site._registry:

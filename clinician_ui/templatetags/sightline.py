@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts import permissions
-from engine.headline import shown_percent
+from engine.headline import shown_percent_text
 from engine.tiers import Tier
 from patients.actions import reason_label
 
@@ -30,10 +30,7 @@ def percent(risk) -> str:
     """0.713 -> "71%"; below one percent says so rather than showing 0%."""
     if risk is None:
         return ""
-    value = float(risk) * 100
-    if 0 < value < 1:
-        return "<1%"
-    return f"{shown_percent(risk)}%"
+    return shown_percent_text(risk)
 
 
 # The units `since` counts in; static/js/worklist.js counts in the same ones.

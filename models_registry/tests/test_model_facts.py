@@ -55,7 +55,7 @@ def test_facts_page_prints_every_item_of_the_label(computed, alice_client):
     assert '<th scope="row">Creatinine</th><td>mg/dL</td><td>LIS</td><td>LOINC:2160-0</td>' in body
     assert f"{auroc['value']:.2f} ({auroc['ci_low']:.2f}–{auroc['ci_high']:.2f})" in body
     assert "Calibration slope" in body
-    assert 'id="facts-subgroups"' in body and "<td>black</td>" in body
+    assert 'id="facts-subgroups"' in body and "<td>Black or African American</td>" in body
     for flag in computed.checks["subgroup_disparity"]["flags"]:
         assert flag["message"] in body
     assert f"<td>{round(100 * computed.tier_high)}%</td>" in body  # thresholds read as risks do
@@ -76,7 +76,7 @@ def test_facts_pdf_is_a_pdf_of_the_same_label(computed, alice_client):
     assert "Model Facts: icu-mortality-30d v1" in text
     assert "When not to use:" in text and "Do not use for triage" in text
     assert "too few to judge" not in text  # every demo subgroup is large enough at the default floor
-    assert "Registration checks" in text and "Subgroups" in text and "black" in text
+    assert "Registration checks" in text and "Subgroups" in text and "Black or African American" in text
 
 
 def test_card_links_the_label(model_version, alice_client):

@@ -13,9 +13,7 @@
     return (value >= 0 ? "+" : "\u2212") + Math.abs(value).toFixed(digits === undefined ? 2 : digits);
   }
 
-  function pct(value) {
-    return (value * 100).toFixed(0) + "%";
-  }
+  var pct = window.SightlineFigures.shownPercentText;  // static/js/figures.js
 
   // Two readings of the same explanation: percentage points of risk (the default, for the bedside:
   // from the background average risk, each factor's points largest first, to this patient's risk)

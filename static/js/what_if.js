@@ -11,25 +11,9 @@
 (function () {
   "use strict";
 
-  // Round half to even, as Python's round() does (engine.headline.shown_percent).
-  function roundHalfEven(value) {
-    var floor = Math.floor(value);
-    var rest = value - floor;
-    if (rest > 0.5) { return floor + 1; }
-    if (rest < 0.5) { return floor; }
-    return floor % 2 === 0 ? floor : floor + 1;
-  }
-
-  // A probability as the page prints it, in whole percent: 0.684 -> 68.
-  function shownPercent(risk) {
-    return roundHalfEven(100 * risk);
-  }
-
-  function percent(risk) {
-    var value = risk * 100;
-    if (value > 0 && value < 1) { return "<1%"; }
-    return shownPercent(risk) + "%";
-  }
+  // A risk as the page prints it (static/js/figures.js, engine.headline).
+  var shownPercent = window.SightlineFigures.shownPercent;
+  var percent = window.SightlineFigures.shownPercentText;
 
   // Probability points as the inputs table prints them (the `points` filter, one decimal): 0.1234 -> 12.3.
   function shownPoints(points) {

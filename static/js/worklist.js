@@ -139,7 +139,7 @@
   function describe(row) {
     var who = row.patient.display_name ? row.patient.display_name + " (ID " + row.patient.id + ")" : row.patient.id;
     var where = row.unit + (row.bed ? " bed " + row.bed : "");
-    var risk = row.abstains ? "model abstains" : "risk " + Math.round(row.risk * 100) + "%";
+    var risk = row.abstains ? "model abstains" : "risk " + window.SightlineFigures.shownPercentText(row.risk);
     return row.tier + " tier, " + who + ", " + where + ", " + risk;
   }
 
