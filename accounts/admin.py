@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 
+from common.admin_mixins import ReadOnlyAdminMixin
+
 from . import permissions
 from .models import ApiToken, ServiceToken
 from .tokens import api_token_revoke, api_token_state
@@ -18,7 +20,7 @@ class ServiceTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Personal API tokens, read only: listed, and revoked with the action (when and by whom is
     kept with the token). They are created with `manage.py create_api_token`, which prints the key
     once, and never deleted."""
@@ -54,12 +56,3 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return permissions.may_use_django_admin(request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

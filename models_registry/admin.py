@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.permissions import may_manage_registry
+from common.admin_mixins import ReadOnlyAdminMixin
 from models_registry.bundle import BundleError
 from models_registry.models import ModelFeature, ModelVersion, Promotion, RegisteredModel
 from models_registry.services import (
@@ -185,7 +186,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The promotion audit: read-only, never edited or deleted."""
 
     list_display = ("version", "promoted_at", "user", "gate_passed", "overridden")
@@ -199,12 +200,3 @@ class PromotionAdmin(admin.ModelAdmin):
         "override_reason",
         "gate",
     )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -11,27 +11,19 @@ which record, or which query and how many rows.
 from django.contrib import admin
 
 from accounts import permissions
+from common.admin_mixins import ReadOnlyAdminMixin
 
 from . import access
 from .models import Alert, AlertAction, AuditEvent, Encounter, Outcome, Patient, Prediction
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """No add, change, delete or actions; each changelist and record view is audited."""
 
     actions = None
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def audited_patient(self, obj) -> Patient | None:
         """The patient a record belongs to (overridden per model)."""
