@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from engine import treeshap as core
 from explanations.models import Explanation
+from models_registry.models import ModelVersion
 from models_registry.serving import ArtifactTampered, serving_model
 
 from .explanations import engine_compute_many, explanation_store
@@ -44,22 +45,32 @@ def explanations_backlog(explanation_id: int) -> list[int]:
 
 
 def _claim(explanation_ids: Sequence[int]) -> list[Explanation]:
-    """Move the pending ones to running (one attempt more each), in one transaction; return them."""
+    """Move the pending ones to running (one attempt more each), in one transaction; return them.
+
+    One locking read and one UPDATE for the batch: a row another worker is claiming at this moment
+    is skipped (it is being claimed), and only rows still pending are taken. Each model version is
+    read once per batch, not once per row: a version's spec and figures are large JSON."""
     S = Explanation.Status
     now = timezone.now()
     with transaction.atomic():
-        claimed = [
-            pk
-            for pk in sorted(set(explanation_ids))
-            if Explanation.objects.filter(pk=pk, status=S.PENDING).update(
-                status=S.RUNNING, started_at=now, attempts=F("attempts") + 1
-            )
-        ]
-    return list(
-        Explanation.objects.select_related("prediction__model_version__registered_model")
+        claimed = list(
+            Explanation.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=set(explanation_ids), status=S.PENDING)
+            .values_list("pk", flat=True)
+        )
+        Explanation.objects.filter(pk__in=claimed).update(
+            status=S.RUNNING, started_at=now, attempts=F("attempts") + 1
+        )
+    explanations = list(
+        Explanation.objects.select_related("prediction")
         .filter(pk__in=claimed, status=S.RUNNING)
         .order_by("pk")
     )
+    version_ids = {e.prediction.model_version_id for e in explanations}
+    versions = ModelVersion.objects.select_related("registered_model").in_bulk(version_ids)
+    for explanation in explanations:
+        explanation.prediction.model_version = versions[explanation.prediction.model_version_id]
+    return explanations
 
 
 def _hand_back(explanations: Sequence[Explanation]) -> None:
