@@ -5,7 +5,6 @@ of them), in the monitoring summary an admin opens."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.cache import cache
 
 from demo import rhc
 from demo.census import census_payloads
@@ -14,11 +13,7 @@ from explanations.services import prediction_ingest_many
 CLOCK = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 @pytest.fixture

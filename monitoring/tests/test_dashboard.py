@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 
 from explanations.services import outcome_record, prediction_ingest_many
 from models_registry.serving import serving_model
@@ -17,11 +16,7 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 WINDOW = {"from": "2026-03-08T00:00:00Z", "to": "2026-03-10T00:00:00Z"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 @pytest.fixture

@@ -2,18 +2,12 @@
 census against the reference: demo/tests/test_census_drift.py.)"""
 
 import pytest
-from django.core.cache import cache
 
 from engine import drift
 from models_registry.serving import serving_model
 from monitoring import selectors
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def test_the_reference_set_against_itself_shows_no_drift_on_any_feature(model_version):

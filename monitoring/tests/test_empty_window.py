@@ -3,18 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.cache import cache
 
 from explanations.services import prediction_ingest_many
 
 SCORED = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 @pytest.fixture
