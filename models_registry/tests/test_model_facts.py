@@ -24,10 +24,14 @@ def computed(model_version, settings):
 
 
 def _pdf_text(content: bytes) -> str:
-    """The text drawn by the PDF's (zlib-compressed) content streams, as fpdf2 writes them."""
-    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", content, flags=re.S)
+    """The text drawn by the PDF's (zlib-compressed) content streams, as fpdf2 writes them.
+
+    Each stream is cut by its dictionary's /Length, not by searching for "endstream": compressed bytes may end
+    in a carriage return, which an end-of-line pattern would take off and so drop that page's text.
+    """
     text = []
-    for stream in streams:
+    for match in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", content):
+        stream = content[match.end() : match.end() + int(match.group(1))]
         try:
             text.append(zlib.decompress(stream).decode("latin-1"))
         except zlib.error:
