@@ -1,5 +1,5 @@
 """Uncertainty of a risk: calibration, a calibrated interval, a conformal outcome set, and an
-out-of-distribution check. Plain numpy, no Django.
+out-of-distribution check. Plain numpy (and numba), no Django.
 
 Everything is fitted on the version's labelled reference set, split in two seeded halves
 stratified by the label: the *fit* half fits, the *check* half measures (the coverage stored with
@@ -10,7 +10,8 @@ the profile is measured on patients the fit never saw).
   died within 30 days").
 - Venn-Abers interval [low, high] around the risk (inductive Venn-Abers predictor on the fit half):
   one of the two ends is a calibrated probability, so a wide interval says calibration data are thin
-  at this risk.
+  at this risk. Both ends at every position a risk can take are worked out once per version
+  (`venn_abers_table`), so a patient's interval is a look-up equal to the two isotonic refits.
 - Split-conformal outcome set at `1 - alpha` (default 90%): the outcomes ({died}, {survived}, or both)
   that cannot be excluded. Its coverage on the check half is measured and stored.
 - Out-of-distribution: the mean distance to the k nearest reference patients in robust-scaled
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
+
+from engine import neighbours
 
 WILSON_Z = 1.959963984540054  # 95%
 
@@ -100,6 +104,7 @@ def venn_abers(cal_risks: np.ndarray, cal_labels: np.ndarray, risk: float) -> tu
 
     Isotonic regression of the labels on the risk is fitted twice, with the new patient added
     as a death and as a survival; each fit's value at the patient is one end of the interval.
+    The reference (two scikit-learn fits per call): `VennAbersTable` answers the same in a look-up.
     """
     x = np.append(np.asarray(cal_risks, dtype=np.float64), risk)
     ends = []
@@ -108,6 +113,137 @@ def venn_abers(cal_risks: np.ndarray, cal_labels: np.ndarray, risk: float) -> tu
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
         ends.append(float(iso.predict([risk])[0]))
     return ends[0], ends[1]
+
+
+# scikit-learn's isotonic regression pools risks closer than this to the first of their run.
+_POOL_EPS = float(np.finfo(np.float64).resolution)
+
+
+@numba.njit(cache=True)
+def _pooled(x, y, eps):
+    """Distinct risks as scikit-learn pools them (x sorted): (first risk, count, label sum) per run."""
+    first, count, total = np.empty(x.size), np.zeros(x.size), np.zeros(x.size)
+    m = -1
+    for j in range(x.size):
+        if m < 0 or x[j] - first[m] >= eps:
+            m += 1
+            first[m] = x[j]
+        count[m] += 1.0
+        total[m] += y[j]
+    return first[: m + 1], count[: m + 1], total[: m + 1]
+
+
+@numba.njit(cache=True)
+def _venn_abers_ends(count, total):
+    """(p0, p1) at each position a new risk can take: `between[i]` below the i-th distinct risk
+    (row 0: below all, row m: above all), `equal[i]` equal to it.
+
+    The isotonic fit at the new patient is the slope of the greatest convex minorant of the
+    cumulative sum diagram over the patient's own stretch: the lower bridge between the hull of
+    the points left of it and the hull of those right of it, shifted by the patient (1, label).
+    Prefix and suffix hulls are kept as back-links (Graham scans), so every position walks out
+    from its gap only as far as its bridge's ends: exact, and no refit per position.
+    """
+    m = count.size
+    cx, cy = np.zeros(m + 1), np.zeros(m + 1)
+    for j in range(m):
+        cx[j + 1], cy[j + 1] = cx[j] + count[j], cy[j] + total[j]
+    left, right = np.full(m + 1, -1), np.full(m + 1, -1)
+    stack, top = np.empty(m + 1, dtype=np.int64), -1
+    for j in range(m + 1):  # lower hulls of the prefixes, left to right
+        while top >= 1 and _cross(cx, cy, stack[top - 1], stack[top], j) <= 0:
+            top -= 1
+        left[j] = stack[top] if top >= 0 else -1
+        top += 1
+        stack[top] = j
+    top = -1
+    for j in range(m, -1, -1):  # lower hulls of the suffixes, right to left
+        while top >= 1 and _cross(cx, cy, stack[top - 1], stack[top], j) >= 0:
+            top -= 1
+        right[j] = stack[top] if top >= 0 else -1
+        top += 1
+        stack[top] = j
+    between, equal = np.empty((m + 1, 2)), np.empty((m, 2))
+    for label in range(2):
+        for p in range(m + 1):
+            between[p, label] = _bridge(cx, cy, left, right, p, p, float(label))
+        for j in range(m):
+            equal[j, label] = _bridge(cx, cy, left, right, j, j + 1, float(label))
+    return np.minimum(np.maximum(between, 0.0), 1.0), np.minimum(np.maximum(equal, 0.0), 1.0)
+
+
+@numba.njit(inline="always")
+def _cross(cx, cy, o, a, b):
+    return (cx[a] - cx[o]) * (cy[b] - cy[o]) - (cy[a] - cy[o]) * (cx[b] - cx[o])
+
+
+@numba.njit(cache=True)
+def _bridge(cx, cy, left, right, a, b, label):
+    """Slope of the lower bridge from the hull ending at point a to the hull starting at point b
+    shifted by (1, label). Counts and label sums are integers, so every comparison is exact."""
+    moved = True
+    while moved:
+        moved = False
+        bx, by = cx[b] + 1.0, cy[b] + label
+        while left[a] >= 0:
+            c = left[a]
+            if (cy[a] - cy[c]) * (bx - cx[a]) > (by - cy[a]) * (cx[a] - cx[c]):
+                a, moved = c, True
+            else:
+                break
+        while right[b] >= 0:
+            c = right[b]
+            if (cy[c] + label - cy[a]) * (bx - cx[a]) < (by - cy[a]) * (cx[c] + 1.0 - cx[a]):
+                b, moved = c, True
+                bx, by = cx[b] + 1.0, cy[b] + label
+            else:
+                break
+    return (cy[b] + label - cy[a]) / (cx[b] + 1.0 - cx[a])
+
+
+@dataclass(frozen=True)
+class VennAbersTable:
+    """The (p0, p1) ends of every position a new risk can take among a calibration set, built once
+    per version: a query is a binary search and a look-up, equal to `venn_abers` (to ~1e-15)."""
+
+    risks: np.ndarray  # distinct calibration risks (pooled as scikit-learn pools them), ascending
+    counts: np.ndarray  # patients at each
+    events: np.ndarray  # their label sum
+    between: np.ndarray  # (m + 1, 2): below risks[i], row m above all
+    equal: np.ndarray  # (m, 2): at risks[i]
+    values: np.ndarray  # every distinct calibration risk, unpooled
+    cal_risks: np.ndarray
+    cal_labels: np.ndarray
+
+
+def venn_abers_table(cal_risks: np.ndarray, cal_labels: np.ndarray) -> VennAbersTable:
+    x = np.asarray(cal_risks, dtype=np.float64)
+    y = np.asarray(cal_labels, dtype=np.float64)
+    order = np.lexsort((y, x))
+    risks, counts, events = _pooled(x[order], y[order], _POOL_EPS)
+    between, equal = _venn_abers_ends(counts, events)
+    return VennAbersTable(risks, counts, events, between, equal, np.unique(x), x, y)
+
+
+def venn_abers_many(table: VennAbersTable, risks: np.ndarray) -> np.ndarray:
+    """(n, 2) Venn-Abers ends (p0, p1), one row per risk.
+
+    A risk within 1e-15 of a calibration risk that does not start its pooled run would change how
+    scikit-learn pools the runs: such a risk (practically never seen) is answered by the reference.
+    """
+    risks = np.asarray(risks, dtype=np.float64).reshape(-1)
+    i = np.searchsorted(table.risks, risks)
+    ends = table.between[i]
+    at = i < table.risks.size
+    at[at] = table.risks[i[at]] == risks[at]
+    ends[at] = table.equal[i[at]]
+    finite = np.isfinite(risks)
+    values = np.concatenate(([-np.inf], table.values, [np.inf]))
+    v = np.searchsorted(values, np.where(finite, risks, 0.0))  # values[v - 1] < risk <= values[v]
+    clear = finite & (risks - values[v - 1] >= _POOL_EPS) & (values[v] - risks >= _POOL_EPS)
+    for r in np.flatnonzero(~(at | clear)):
+        ends[r] = venn_abers(table.cal_risks, table.cal_labels, float(risks[r]))
+    return ends
 
 
 # --- split-conformal outcome sets --------------------------------------------------------------
@@ -178,27 +314,11 @@ def robust_scale(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, scale
 
 
-def _knn_distance(scaled: np.ndarray, reference: np.ndarray, k: int, exclude: int | None = None) -> float:
-    """Mean of the k smallest distances, each over the features both rows have measured, scaled up
-    to all features (a row with fewer shared values is not artificially close)."""
-    diff = reference - scaled
-    shared = np.isfinite(diff)
-    count = shared.sum(axis=1)
-    squares = np.where(shared, diff * diff, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distance = np.sqrt(squares * reference.shape[1] / count)
-    distance[count == 0] = np.inf
-    if exclude is not None:
-        distance[exclude] = np.inf
-    k = min(k, len(distance) - (exclude is not None))
-    return float(np.partition(distance, k - 1)[:k].mean())
-
-
 def ood_fit(reference_rows: np.ndarray, k: int = 10) -> OodModel:
     reference_rows = np.asarray(reference_rows, dtype=np.float64)
     centre, scale = robust_scale(reference_rows)
     scaled = (reference_rows - centre) / scale
-    distances = np.array([_knn_distance(scaled[i], scaled, k, exclude=i) for i in range(len(scaled))])
+    distances = neighbours.knn_distances(scaled, scaled, k, leave_one_out=True)
     return OodModel(centre, scale, scaled, k, np.sort(distances))
 
 
@@ -209,13 +329,15 @@ def ood_model_from_params(params: dict, reference_rows: np.ndarray) -> OodModel:
     return OodModel(centre, scale, scaled, int(params["k"]), np.asarray(params["reference_distances"]))
 
 
+def ood_scores(model: OodModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, percentiles of the reference's own distances at or below each, 0-100), per row."""
+    scaled = (np.atleast_2d(np.asarray(rows, dtype=np.float64)) - model.centre) / model.scale
+    distance = neighbours.knn_distances(scaled, model.reference, model.k)
+    below = np.searchsorted(model.reference_distances, distance, side="right")
+    return distance, 100.0 * below / len(model.reference_distances)
+
+
 def ood_score(model: OodModel, row: np.ndarray) -> tuple[float, float]:
     """(distance, percentile of the reference's own distances at or below it, 0-100)."""
-    scaled = (np.asarray(row, dtype=np.float64) - model.centre) / model.scale
-    distance = _knn_distance(scaled, model.reference, model.k)
-    percentile = (
-        100.0
-        * np.searchsorted(model.reference_distances, distance, side="right")
-        / len(model.reference_distances)
-    )
-    return distance, float(percentile)
+    distance, percentile = ood_scores(model, row)
+    return float(distance[0]), float(percentile[0])
