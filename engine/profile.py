@@ -2,8 +2,12 @@
 
 `profile_fit` returns JSON-able parameters and the reference SHAP matrix (stored as .npy by the
 service). `LoadedProfile` is what a worker keeps in memory per version: the parameters, the
-reference SHAP with its NearestNeighbors index, the reference outcomes, risks and units, and the
-OOD model.
+reference SHAP with its NearestNeighbors index, the reference outcomes, risks and units, the
+Venn-Abers table and the OOD model.
+
+`patients_uncertainty` and `patients_similar` explain a batch of patients at once (one
+out-of-distribution distance pass and one neighbour query for the batch); `patient_uncertainty` and
+`patient_similar` are the same for one patient.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class LoadedProfile:
     expected_risk: np.ndarray
     units: list[str]
     ood: uncertainty.OodModel
+    venn_abers: uncertainty.VennAbersTable
     precision: stability.Precision
     lower: np.ndarray  # plausible range per input (NaN when none), for clipping perturbations
     upper: np.ndarray
@@ -157,6 +162,7 @@ def profile_load(
     upper: np.ndarray,
 ) -> LoadedProfile:
     names = params["feature_names"]
+    va = params["calibration"]["venn_abers"]
     return LoadedProfile(
         params=params,
         reference_shap=reference_shap,
@@ -165,6 +171,7 @@ def profile_load(
         expected_risk=reference["expected_risk"].to_numpy(dtype=np.float64),
         units=[str(u) for u in reference["unit"]] if "unit" in reference else [""] * len(reference),
         ood=uncertainty.ood_model_from_params(params["ood"], reference[names].to_numpy(dtype=np.float64)),
+        venn_abers=uncertainty.venn_abers_table(np.asarray(va["risks"]), np.asarray(va["labels"])),
         precision=stability.Precision.from_params(params["precision"]),
         lower=lower,
         upper=upper,
@@ -205,72 +212,96 @@ def _calibration_summary(b: dict, outcome: str) -> str:
     )
 
 
+def patients_uncertainty(
+    profile: LoadedProfile,
+    rows: np.ndarray,
+    risks: np.ndarray | list[float],
+    outcome: str,
+    options: dict | None = None,
+) -> list[dict]:
+    """The uncertainty block of each patient's explanation, with the abstention decision: one dict
+    per row of `rows` (model inputs, NaN where not measured) and its risk."""
+    params = profile.params
+    opts = options or profile.options()
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    risks = np.asarray(risks, dtype=np.float64).reshape(-1)
+    ends = uncertainty.venn_abers_many(profile.venn_abers, risks).tolist()
+    distances, percentiles = uncertainty.ood_scores(profile.ood, rows)
+    names = params["feature_names"]
+    key = params["key_features"]
+    not_measured = ~np.isfinite(rows[:, [names.index(n) for n in key]])
+    conformal = params["conformal"]
+    out = []
+    for r, risk in enumerate(risks.tolist()):
+        low, high = ends[r]
+        distance, percentile = float(distances[r]), float(percentiles[r])
+        b = uncertainty.calibration_bin(params["calibration"]["bins"], risk)
+        outcome_set = uncertainty.conformal_set(risk, conformal["threshold"])
+        ood_flag = distance > params["ood"]["threshold"]
+        missing = [n for n, m in zip(key, not_measured[r].tolist(), strict=True) if m]
+        reasons = _abstain_reasons(params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing)
+        out.append(
+            {
+                "interval": {"method": "venn-abers", "low": low, "high": high, "units": "probability"},
+                "calibration": {
+                    "bin": [b["low"], b["high"]],
+                    "n": b["n"],
+                    "events": b["events"],
+                    "observed_rate": b["observed"],
+                    "ci": b["ci"],
+                    "ci_level": 0.95,
+                    "summary": _calibration_summary(b, outcome),
+                },
+                "conformal": {
+                    "level": conformal["nominal"],
+                    "outcome_set": ["event" if o == 1 else "no event" for o in outcome_set],
+                    "coverage_measured": conformal["coverage_check_half"],
+                },
+                "ood": {
+                    "distance": distance,
+                    "reference_percentile": percentile,
+                    "threshold_percentile": params["ood"]["percentile"],
+                    "flag": bool(ood_flag),
+                },
+                "key_features": {"names": key, "not_measured": missing},
+                "abstain": bool(reasons),
+                "abstain_reason": " ".join(reasons),
+            }
+        )
+    return out
+
+
 def patient_uncertainty(
     profile: LoadedProfile, row: np.ndarray, risk: float, outcome: str, options: dict | None = None
 ) -> dict:
     """The uncertainty block of one explanation, with the abstention decision."""
-    params = profile.params
-    opts = options or profile.options()
-    calibration = params["calibration"]
-    va = calibration["venn_abers"]
-    low, high = uncertainty.venn_abers(np.asarray(va["risks"]), np.asarray(va["labels"]), risk)
-    b = uncertainty.calibration_bin(calibration["bins"], risk)
-    conformal = params["conformal"]
-    outcome_set = uncertainty.conformal_set(risk, conformal["threshold"])
-    distance, percentile = uncertainty.ood_score(profile.ood, row)
-    ood_flag = distance > params["ood"]["threshold"]
-
-    names = params["feature_names"]
-    missing = [n for n in params["key_features"] if not np.isfinite(row[names.index(n)])]
-    reasons = _abstain_reasons(params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing)
-    observed = b["observed"]
-    return {
-        "interval": {
-            "method": "venn-abers",
-            "low": low,
-            "high": high,
-            "units": "probability",
-        },
-        "calibration": {
-            "bin": [b["low"], b["high"]],
-            "n": b["n"],
-            "events": b["events"],
-            "observed_rate": observed,
-            "ci": b["ci"],
-            "ci_level": 0.95,
-            "summary": _calibration_summary(b, outcome),
-        },
-        "conformal": {
-            "level": conformal["nominal"],
-            "outcome_set": ["event" if o == 1 else "no event" for o in outcome_set],
-            "coverage_measured": conformal["coverage_check_half"],
-        },
-        "ood": {
-            "distance": distance,
-            "reference_percentile": percentile,
-            "threshold_percentile": params["ood"]["percentile"],
-            "flag": bool(ood_flag),
-        },
-        "key_features": {"names": params["key_features"], "not_measured": missing},
-        "abstain": bool(reasons),
-        "abstain_reason": " ".join(reasons),
-    }
+    return patients_uncertainty(profile, np.atleast_2d(row), [risk], outcome, options)[0]
 
 
-def patient_similar(
-    profile: LoadedProfile, shap_row: np.ndarray, outcome: str, options: dict | None = None
-) -> dict:
+def patients_similar(
+    profile: LoadedProfile, shap_rows: np.ndarray, outcome: str, options: dict | None = None
+) -> list[dict]:
+    """The similar-patients block of each patient's explanation, one dict per row of `shap_rows`."""
     k = int((options or profile.options())["neighbours_k"])
-    result = neighbours.similar_patients(
+    results = neighbours.similar_patients_many(
         index=profile.index,
         reference_shap=profile.reference_shap,
-        shap_row=shap_row,
+        shap_rows=shap_rows,
         labels=profile.labels,
         expected_risk=profile.expected_risk,
         units=profile.units,
         names=profile.params["feature_names"],
         k=k,
     )
-    result["summary"] = f"{result['events']} of {result['k']} similar patients had the outcome ({outcome})."
-    result["space"] = "SHAP (log-odds), euclidean"
-    return result
+    for result in results:
+        result["summary"] = (
+            f"{result['events']} of {result['k']} similar patients had the outcome ({outcome})."
+        )
+        result["space"] = "SHAP (log-odds), euclidean"
+    return results
+
+
+def patient_similar(
+    profile: LoadedProfile, shap_row: np.ndarray, outcome: str, options: dict | None = None
+) -> dict:
+    return patients_similar(profile, np.atleast_2d(shap_row), outcome, options)[0]

@@ -17,30 +17,40 @@ from django.utils import timezone
 
 from engine import treeshap as core
 from explanations.models import Explanation
+from explanations.signals import explanations_stored
 from models_registry.models import ModelVersion
 from models_registry.serving import ArtifactTampered, serving_model
+from patients.models import Prediction
 
-from .explanations import engine_compute_many, explanation_store
+from .explanations import engine_compute_many, explanations_store
 from .profiles import ProfileUnavailable, version_profile_loaded
 
 log = logging.getLogger(__name__)
 
 
-# A lone prediction's task takes others with it once this many are pending (a burst of single posts).
+# A lone prediction's task takes others with it once this many lone messages wait behind it (a
+# burst of single posts).
 BURST_MIN_PENDING = 10
 BATCH_MAX = 200
 
 
-def explanations_backlog(explanation_id: int) -> list[int]:
-    """[explanation_id] alone, or with up to BATCH_MAX - 1 other pending ones when at least
-    BURST_MIN_PENDING are pending. Unordered on purpose: the status index answers it at once."""
+def explanations_backlog(explanation_id: int, *, waiting: int) -> list[int]:
+    """[explanation_id] alone, or, when `waiting` other lone predictions' messages wait in the queue
+    (at least BURST_MIN_PENDING - 1: single posts arrive faster than they are explained one by one),
+    with up to BATCH_MAX - 1 other pending explanations of predictions posted singly.
+
+    Bulk ingest's and the sweep's explanations are left to their own batch messages: a lone task
+    that took them would keep the next lone prediction waiting behind hundreds of them. And the
+    queue's length, not the pending rows, decides: finding single posts among a bulk backlog scans
+    it, so that query runs only when a burst is there to be taken."""
+    if waiting < BURST_MIN_PENDING - 1:
+        return [explanation_id]
     pending = list(
         Explanation.objects.filter(status=Explanation.Status.PENDING)
+        .exclude(prediction__source=Prediction.Source.BULK)
         .exclude(pk=explanation_id)
         .values_list("pk", flat=True)[: BATCH_MAX - 1]
     )
-    if len(pending) + 1 < BURST_MIN_PENDING:
-        return [explanation_id]
     return [explanation_id, *pending]
 
 
@@ -103,12 +113,19 @@ def _version_batch(explanations: list[Explanation]) -> list[int]:
         _hand_back(explanations)
         return [e.pk for e in explanations]
     with transaction.atomic():
+        good = []
         for explanation, result in zip(explanations, results, strict=True):
             if isinstance(result, core.AdditivityError):
                 log.warning("explanation %s failed: %s", explanation.pk, result)
                 _fail(explanation, str(result))
             else:
-                explanation_store(explanation, serving.feature_names, result)
+                good.append((explanation, result))
+        if good:
+            explanations_store([e for e, _ in good], serving.feature_names, [r for _, r in good])
+            # robust: the batch is stored; a listener's failure is logged, not the batch's.
+            transaction.on_commit(
+                lambda: explanations_stored.send(None, version_ids={version.pk}), robust=True
+            )
     return []
 
 

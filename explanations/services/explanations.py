@@ -19,9 +19,10 @@ from explanations.models import Explanation
 from models_registry.serving import ArtifactTampered, serving_model
 from sightline.celery import app
 
-from .cohort import cohort_explanation_add
+from .cohort import cohort_explanations_add
 from .current import current_lanes_refresh
 from .profiles import ProfileUnavailable, engine_options, stability_explainer, version_profile_loaded
+from .ready import explanations_mark_ready, figures_of
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,10 @@ def explanations_enqueue(explanation_ids: Sequence[int]) -> int:
 
 def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | core.AdditivityError]:
     """Explain the predictions of one version together: one engine call over the whole background
-    for all of them, one over the stability subsample for all of them and their perturbations;
-    then uncertainty, similar patients and stability per patient. One entry per prediction, in
-    order: its figures, or the AdditivityError that makes it fail alone (its SHAP values do not add
-    up to its stored log-odds)."""
+    for all of them, one over the stability subsample for all of them and their perturbations, one
+    uncertainty pass and one similar-patients query; then stability per patient. One entry per
+    prediction, in order: its figures, or the AdditivityError that makes it fail alone (its SHAP
+    values do not add up to its stored log-odds)."""
 
     opts = profile.options(engine_options())
     n = int(opts["stability_perturbations"])
@@ -93,6 +94,11 @@ def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | 
     explainer = stability_explainer(predictions[0].model_version, serving, int(opts["stability_background"]))
     batch = core.explain(explainer, np.vstack([rows, *perturbed]))
     quality = predictions[0].model_version.quality_specs()
+    # Uncertainty and similar patients for the whole batch: one distance pass, one neighbour query.
+    outcome = predictions[0].model_version.registered_model.outcome
+    risks = [p.risk for p in predictions]
+    uncertainties = engine.patients_uncertainty(profile, rows, risks, outcome, opts)
+    similar = engine.patients_similar(profile, attribution.values, outcome, opts)
     out: list[dict | core.AdditivityError] = []
     for i, prediction in enumerate(predictions):
         one = core.Attribution(
@@ -104,22 +110,19 @@ def engine_compute_many(predictions: Sequence, serving, profile) -> list[dict | 
             out.append(exc)
             continue
         start = len(predictions) + i * n
-        figures = _figures(
-            prediction, serving, profile, opts, rows[i], one, error, batch, (i, start, start + n)
-        )
+        figures = _figures(serving, opts, rows[i], one, error, batch, (i, start, start + n))
+        figures["uncertainty"], figures["similar_patients"] = uncertainties[i], similar[i]
         figures["quality_flags"] = quality_flags(prediction.features or {}, quality)
         out.append(figures)
     return out
 
 
-def _figures(prediction, serving, profile, opts, row, attribution, error, batch, where) -> dict:
-    """One patient's stored figures from the batch's engine results (`where`: the patient's row and
-    its perturbations' rows in `batch`)."""
+def _figures(serving, opts, row, attribution, error, batch, where) -> dict:
+    """One patient's SHAP and stability figures from the batch's engine results (`where`: the
+    patient's row and its perturbations' rows in `batch`)."""
     shap = attribution.values[0]
     points = core.probability_points(attribution.base_value, shap)
     names = serving.feature_names
-    outcome = prediction.model_version.registered_model.outcome
-    unc = engine.patient_uncertainty(profile, row, prediction.risk, outcome, opts)
     own, lo, hi = where
     return {
         "row": row,
@@ -131,8 +134,6 @@ def _figures(prediction, serving, profile, opts, row, attribution, error, batch,
             {"name": n, "shap": float(v), "points": float(p)}
             for n, v, p in zip(names, shap, points, strict=True)
         ],
-        "uncertainty": unc,
-        "similar_patients": engine.patient_similar(profile, shap, outcome, opts),
         "stability": {
             **stability.stability_summary(
                 batch.values[own], batch.values[lo:hi], names, float(opts["stability_threshold"])
@@ -186,37 +187,31 @@ def explanation_compute(*, explanation_id: int) -> Explanation:
     return explanation
 
 
+def explanations_store(explanations: Sequence[Explanation], names: list[str], results: Sequence[dict]) -> int:
+    """Store computed explanations of one version; return how many were stored. Each is stored
+    (ready, and counted in its cohort) only if it is still running under the claim that computed it
+    (same attempt): a worker the sweep took the row away from, or a second copy of its message,
+    stores nothing, so nothing is ever explained or counted twice. The cohort aggregates and the
+    worklist lanes are written once for the batch. Call inside a transaction."""
+    claims = [(e, figures_of(r)) for e, r in zip(explanations, results, strict=True)]
+    written = explanations_mark_ready(claims, timezone.now())
+    stored, abstaining = [], []
+    for explanation, result in zip(explanations, results, strict=True):
+        if explanation.pk in written:
+            stored.append((explanation.prediction, result["row"], result["shap"]))
+            if result["uncertainty"]["abstain"]:
+                abstaining.append(explanation.prediction_id)
+    if stored:
+        cohort_explanations_add(version_id=stored[0][0].model_version_id, names=names, items=stored)
+    if abstaining:
+        # An abstaining score leaves the worklist's ranked lane for the abstentions' own.
+        current_lanes_refresh(prediction_ids=abstaining)
+    return len(stored)
+
+
 def explanation_store(explanation: Explanation, names: list[str], result: dict) -> bool:
-    """Store a computed explanation: ready, and counted in its cohort, only if it is still running
-    under the claim that computed it (same attempt). A worker the sweep took the row away from, or
-    a second copy of its message, stores nothing, so nothing is ever explained or counted twice.
-    Call inside a transaction."""
-    unc = result["uncertainty"]
-    updated = Explanation.objects.filter(
-        pk=explanation.pk, status=Explanation.Status.RUNNING, attempts=explanation.attempts
-    ).update(
-        base_value=result["base_value"],
-        contributions=result["contributions"],
-        additivity_error=result["additivity_error"],
-        background_size=result["background_size"],
-        uncertainty=unc,
-        similar_patients=result["similar_patients"],
-        stability=result["stability"],
-        quality_flags=result["quality_flags"],
-        abstain=unc["abstain"],
-        abstain_reason=unc["abstain_reason"],
-        status=Explanation.Status.READY,
-        error="",
-        finished_at=timezone.now(),
-    )
-    if updated:
-        cohort_explanation_add(
-            prediction=explanation.prediction, names=names, values=result["row"], shap=result["shap"]
-        )
-        if unc["abstain"]:
-            # An abstaining score leaves the worklist's ranked lane for the abstentions' own.
-            current_lanes_refresh(prediction_ids=[explanation.prediction_id])
-    return bool(updated)
+    """Store one computed explanation (see explanations_store). Call inside a transaction."""
+    return bool(explanations_store([explanation], names, [result]))
 
 
 def explanation_fail(*, explanation_id: int, reason: str) -> None:

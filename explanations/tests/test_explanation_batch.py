@@ -113,19 +113,39 @@ def test_a_stale_claim_stores_nothing(service_client, prediction_payload, model_
     assert not CohortAggregate.objects.filter(version=model_version).exists()
 
 
-def test_a_lone_prediction_is_explained_alone_and_a_burst_is_taken_as_a_batch(
-    service_client, prediction_payload, model_version
+def _post_singly(service_client, prediction_payload, count: int, prefix: str) -> list[Prediction]:
+    """Posted one by one, not yet explained; each one's own message is then put in the lone queue."""
+    ids = []
+    for i in range(count):
+        payload = prediction_payload(i % prediction_payload.count, external_id=f"{prefix}-{i}")
+        response = service_client.post("/api/v1/predictions/", payload, format="json")
+        assert response.status_code == 201, response.content[:300]
+        ids.append(response.json()["id"])
+    predictions = list(Prediction.objects.filter(pk__in=ids).order_by("pk"))
+    for prediction in predictions:
+        explanation_compute_task.apply_async((prediction.explanation.pk,))  # routed to the lone queue
+    return predictions
+
+
+def test_a_lone_prediction_is_explained_alone_and_a_burst_of_single_posts_is_taken_as_a_batch(
+    service_client, prediction_payload, model_version, worker_queue
 ):
-    (lone,) = _ingest_pending(service_client, prediction_payload, 1, "lone")
-    assert services.explanations_backlog(lone.explanation.pk) == [lone.explanation.pk]
-    assert explanation_compute_task.run(lone.explanation.pk) == "ready"
+    (lone,) = _post_singly(service_client, prediction_payload, 1, "lone")
+    assert explanation_compute_task.run(lone.explanation.pk) == "ready"  # one message waits: its own
+    assert Explanation.objects.filter(status="pending").count() == 0
 
-    burst = _ingest_pending(service_client, prediction_payload, BURST_MIN_PENDING, "burst")
+    bulk = _ingest_pending(service_client, prediction_payload, 3, "bulk")  # their batch message comes
+    burst = _post_singly(service_client, prediction_payload, BURST_MIN_PENDING, "burst")
     first = burst[0].explanation.pk
-    backlog = services.explanations_backlog(first)
-    assert backlog[0] == first and sorted(backlog) == sorted(_explanation_ids(burst))
+    assert services.explanations_backlog(first, waiting=BURST_MIN_PENDING - 2) == [first]
+    assert sorted(services.explanations_backlog(first, waiting=BURST_MIN_PENDING - 1)) == sorted(
+        _explanation_ids(burst)
+    )
 
-    assert explanation_compute_task.run(first) == "ready"  # the first message takes the whole burst
-    assert set(Explanation.objects.filter(prediction__in=burst).values_list("status", flat=True)) == {"ready"}
+    # The messages waiting in Redis make the first one take the whole burst, and no bulk prediction.
+    assert explanation_compute_task.run(first) == "ready"
+    statuses = Explanation.objects.values_list("status", flat=True)
+    assert set(statuses.filter(prediction__in=burst)) == {"ready"}
+    assert set(statuses.filter(prediction__in=bulk)) == {"pending"}
     assert explanation_compute_task.run(burst[-1].explanation.pk) == "ready"  # its own message: done
     assert set(Explanation.objects.filter(prediction__in=burst).values_list("attempts", flat=True)) == {1}
