@@ -2,12 +2,15 @@
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
+from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from models_registry.models import ModelVersion
+from sightline.queues import now_queue
 
 from . import services
 from .models import Explanation
@@ -43,6 +46,25 @@ def _compute(explanation_id: int) -> str:
         return Explanation.Status.FAILED
 
 
+def _lone_messages_waiting() -> int:
+    """Lone predictions' messages waiting in their queue (0 when tasks run in-process or the broker
+    does not answer: the lone prediction is then explained alone, and the rest by their messages)."""
+    app = current_app
+    if app.conf.task_always_eager:
+        return 0
+    try:
+        with app.connection_or_acquire() as connection:  # pooled
+            declared = connection.default_channel.queue_declare(
+                queue=now_queue(app.conf.task_default_queue), passive=True
+            )
+    except ChannelError:
+        return 0  # the queue has no message at all
+    except (BrokerError, RedisError, OSError) as exc:
+        log.warning("lone queue length unknown: %s", exc)
+        return 0
+    return declared.message_count
+
+
 RETRY = {
     "acks_late": True,
     "autoretry_for": TRANSIENT_ERRORS,
@@ -57,16 +79,18 @@ RETRY = {
 def explanation_compute_task(explanation_id: int) -> str:
     """Compute one prediction's explanation; returns the explanation's status.
 
-    Alone (the usual hourly post) it is explained at once. When many are pending (a burst of
-    single posts), this task takes a batch of them with it; their own messages then find them done.
+    Its own prediction is explained first, alone, on the low-latency path (this message sits in the
+    queue workers read first). When many are pending (a burst of single posts), the task then takes
+    a batch of them; their own messages find them done.
     """
-    backlog = services.explanations_backlog(explanation_id)
-    if len(backlog) > 1:
-        return _compute_batch(backlog).get(explanation_id, "missing")
     try:
-        return _compute(explanation_id)
+        status = _compute(explanation_id)
     except SoftTimeLimitExceeded:
         return Explanation.Status.FAILED
+    backlog = services.explanations_backlog(explanation_id, waiting=_lone_messages_waiting())
+    if len(backlog) > 1:
+        _compute_batch(backlog[1:])
+    return status
 
 
 def _compute_batch(explanation_ids: list[int]) -> dict[int, str]:

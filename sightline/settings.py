@@ -11,8 +11,10 @@ from pathlib import Path
 import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from sightline.envvars import env, envbool, envint
+from sightline.queues import now_queue
 from sightline.settings_security import installation_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -178,13 +180,17 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 # One queue per deployment (and per test run, so a test's worker takes only its own tasks).
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "sightline")
+# Lone predictions' explanations have a queue of their own (sightline.celery.route_lone_tasks), read
+# first: a worker consumes the queues in this order ("priority" below keeps the order fixed).
+CELERY_TASK_QUEUES = [Queue(now_queue(CELERY_TASK_DEFAULT_QUEUE)), Queue(CELERY_TASK_DEFAULT_QUEUE)]
+CELERY_TASK_ROUTES = ["sightline.celery.route_lone_tasks"]
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 180)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600, "queue_order_strategy": "priority"}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-explanations": {

@@ -11,7 +11,7 @@ import pytest
 
 from engine.treeshap import ADDITIVITY_TOLERANCE
 from explanations.models import Explanation
-from tests.fixtures.worker import worker_log
+from tests.fixtures.worker import start_worker, stop_worker, worker_log
 
 pytestmark = pytest.mark.worker
 
@@ -50,3 +50,46 @@ def test_worker_explains_a_posted_prediction(
     assert body["background"]["size"] == model_version.background_size
     compute = (explanation.finished_at - explanation.started_at).total_seconds()
     print(f"\nworker: explanation computed in {compute * 1000:.0f} ms; post-to-ready {waited:.1f} s")
+
+
+def test_a_lone_prediction_is_explained_before_a_backlog_of_batches(
+    transactional_db,
+    postgres,
+    model_store,
+    worker_queue,
+    redis_url,
+    tmp_path,
+    model_version,
+    service_client,
+    prediction_payload,
+):
+    """Three bulk messages wait in the queue, then a lone prediction is posted: the worker (one
+    process) reads the lone prediction's queue first, so it is explained before any of the backlog."""
+    payloads = [
+        prediction_payload(i % prediction_payload.count, external_id=f"backlog-{i}") for i in range(600)
+    ]
+    response = service_client.post("/api/v1/predictions/bulk/", payloads, format="json")
+    assert response.status_code == 200, response.content[:300]
+    backlog = [r["id"] for r in response.json()["results"]]
+    response = service_client.post("/api/v1/predictions/", prediction_payload(0), format="json")
+    assert response.status_code == 201, response.content
+    lone = response.json()["id"]
+
+    process = start_worker(
+        queue=worker_queue, redis_url=redis_url, model_store=model_store, log_path=tmp_path / "worker.log"
+    )
+    try:
+        first = _wait_for_explanation(lone, process)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while Explanation.objects.filter(
+            prediction_id__in=backlog, status__in=["pending", "running"]
+        ).exists():
+            assert time.monotonic() < deadline, worker_log(process)
+            time.sleep(0.2)
+    finally:
+        stop_worker(process)
+
+    assert first.status == Explanation.Status.READY, first.error
+    others = Explanation.objects.filter(prediction_id__in=backlog)
+    assert set(others.values_list("status", flat=True)) == {Explanation.Status.READY}
+    assert first.finished_at <= min(others.values_list("started_at", flat=True))
