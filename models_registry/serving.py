@@ -51,9 +51,12 @@ class ServingModel:
 
         A value may be given bare (4.2) or as a payload entry ({"value": 4.2, ...}).
         """
+        return self._encode_bare([bare(values.get(codec.name)) for codec in self.codecs])
+
+    def _encode_bare(self, values: Sequence[Any]) -> np.ndarray:
+        """`encode` of one row's bare values, in feature order."""
         row = np.full(len(self.codecs), np.nan, dtype=np.float64)
-        for i, codec in enumerate(self.codecs):
-            value = bare(values.get(codec.name))
+        for i, (codec, value) in enumerate(zip(self.codecs, values, strict=True)):
             if is_missing(value):
                 if not self.model.handles_missing:
                     raise EncodingError(
@@ -67,21 +70,30 @@ class ServingModel:
         return self.model.prepare(row)[0]
 
     def encode_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """`encode` of many rows at once (the cohort job): the same matrix, column by column.
+        """`encode` of many rows at once: the same matrix, column by column (see encode_columns)."""
+        columns = []
+        for codec in self.codecs:
+            entries = [row.get(codec.name) for row in rows]
+            columns.append([e.get("value") if type(e) is dict else bare(e) for e in entries])
+        return self.encode_columns(columns)
+
+    def encode_columns(self, columns: Sequence[Sequence[Any]]) -> np.ndarray:
+        """`encode` of rows given as one sequence of bare values per feature, in feature order (the
+        cohort job reads them so from the database).
 
         Columns of the types ingest stores (numbers, 0/1 or booleans, known categories, None) are
         converted with numpy; anything else (a value `encode` would refuse or convert one by one)
-        sends the whole batch through `encode`, so the result and any error are exactly its.
+        sends the whole batch through `encode`'s row path, so the result and any error are exactly its.
         """
-        matrix = np.full((len(rows), len(self.codecs)), np.nan, dtype=np.float64)
-        for j, codec in enumerate(self.codecs):
-            entries = [row.get(codec.name) for row in rows]
-            column = [e.get("value") if type(e) is dict else bare(e) for e in entries]
+        if len(columns) != len(self.codecs):
+            raise ValueError(f"{len(columns)} columns for {len(self.codecs)} features")
+        matrix = np.full((len(columns[0]) if columns else 0, len(self.codecs)), np.nan, dtype=np.float64)
+        for j, (codec, column) in enumerate(zip(self.codecs, columns, strict=True)):
             encoded = encode_column_fast(codec, column)
             if encoded is not None and np.isnan(encoded).any() and not self.model.handles_missing:
                 encoded = None  # encode names the feature that may not be missing
             if encoded is None:
-                return np.vstack([self.encode(row) for row in rows])
+                return np.vstack([self._encode_bare(row) for row in zip(*columns, strict=True)])
             matrix[:, j] = encoded
         return self.model.prepare(matrix)
 

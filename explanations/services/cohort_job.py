@@ -8,19 +8,22 @@ import json
 import logging
 import time
 from datetime import timedelta
+from itertools import islice
 
+import numba
 import numpy as np
-import pandas as pd
 from celery import group, signature
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Window
+from django.db.models import F, Max
 from django.db.models.constants import OnConflict
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from common.bulk import rows_write
 from engine import cohort
 from engine import treeshap as core
+from engine.encoding import bare
 from explanations.models import (
     CohortAggregate,
     CohortChunkAggregate,
@@ -33,7 +36,7 @@ from explanations.models import (
 from models_registry.serving import serving_model
 from patients.models import Prediction
 
-from .cohort import EXPLAIN_BATCH, cohort_explanation_add, sample_size
+from .cohort import EXPLAIN_BATCH, cohort_explanations_add, sample_size
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +127,41 @@ def cohort_jobs_stalled_resume(*, now=None) -> list[int]:
     return resumed
 
 
-def _chunk_rows(chunk: CohortJobChunk):
-    """Stream (id, features, margin, unit, scored_at) of the chunk's predictions."""
-    return (
-        Prediction.objects.filter(
-            model_version_id=chunk.job.version_id, pk__gte=chunk.first_id, pk__lte=chunk.last_id
+def _chunk_batches(chunk: CohortJobChunk, names: list[str]):
+    """Stream the chunk's predictions in id order, EXPLAIN_BATCH at a time: (ids, margins, units,
+    scoring times as UTC microseconds, one sequence of bare feature values per feature of `names`).
+    PostgreSQL takes each feature's bare value out of the stored entries and sends a small JSON array
+    per row, decoded a batch at a time (decoding each row's whole features object cost more than
+    SHAP). Elsewhere (SQLite) the ORM reads the rows."""
+    between = [chunk.job.version_id, chunk.first_id, chunk.last_id]
+    if connection.vendor != "postgresql":
+        rows = iter(
+            Prediction.objects.filter(model_version_id=between[0], pk__gte=between[1], pk__lte=between[2])
+            .order_by("pk")
+            .values_list("pk", "margin", "unit", "scored_at", "features")
+            .iterator(chunk_size=EXPLAIN_BATCH)
         )
-        .order_by("pk")
-        .values_list("pk", "features", "margin", "unit", "scored_at")
-        .iterator(chunk_size=EXPLAIN_BATCH)
-    )
-
-
-def _batches(rows, size: int):
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        while batch := list(islice(rows, EXPLAIN_BATCH)):
+            ids, margins, units, scored, features = zip(*batch, strict=True)
+            columns = [[bare(entries.get(name)) for entries in features] for name in names]
+            yield ids, margins, units, cohort.utc_microseconds(scored), columns
+        return
+    quote = connection.ops.quote_name
+    column = {name: quote(Prediction._meta.get_field(name).column) for name in ("model_version", "features")}
+    entry = f"{column['features']} -> %s"
+    value = f"CASE WHEN jsonb_typeof({entry}) = 'object' THEN {entry} -> 'value' ELSE {entry} END"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, margin, unit, (EXTRACT(EPOCH FROM scored_at) * 1000000)::bigint, "  # noqa: S608
+            f"array_to_json(ARRAY[{', '.join([value] * len(names))}]::jsonb[])::text "
+            f"FROM {quote(Prediction._meta.db_table)} WHERE {column['model_version']} = %s "
+            "AND id BETWEEN %s AND %s ORDER BY id",
+            [name for name in names for _ in range(3)] + between,
+        )
+        while batch := cursor.fetchmany(EXPLAIN_BATCH):
+            ids, margins, units, times, values = zip(*batch, strict=True)
+            rows = json.loads("[" + ",".join(values) + "]")
+            yield ids, margins, units, np.asarray(times, dtype=np.int64), list(zip(*rows, strict=True))
 
 
 class _Stages(dict):
@@ -156,41 +173,29 @@ class _Stages(dict):
         return now
 
 
-def _chunk_explained(chunk: CohortJobChunk, serving, stages: _Stages) -> dict:
+def _chunk_explained(chunk: CohortJobChunk, serving, stages: _Stages) -> tuple:
     """Stream the chunk's predictions in batches, explain each batch in one engine call, keep the
-    rows that add up (arrays bounded by the chunk size)."""
-    ids, units, scored, values, shap = [], [], [], [], []
-    rows_failed = 0
+    rows that add up: (ids, units, scoring times, encoded values, SHAP values, rows failed), arrays
+    bounded by the chunk size."""
+    n, rows_failed = len(serving.feature_names), 0
+    parts = [[np.empty(0, dtype) for dtype in (np.int64, object, np.int64)] + [np.empty((0, n))] * 2]
     tick = time.perf_counter()
-    for batch in _batches(_chunk_rows(chunk), EXPLAIN_BATCH):
-        batch_ids, features, margins, batch_units, batch_scored = zip(*batch)  # noqa: B905
+    for ids, margins, units, times, columns in _chunk_batches(chunk, serving.feature_names):
         tick = stages.add("fetch", tick)
-        matrix = serving.encode_many(features)
+        matrix = serving.encode_columns(columns)
         tick = stages.add("encode", tick)
         attribution = core.explain(serving.explainer, matrix)
         ok = core.additivity_error(attribution, np.asarray(margins)) <= core.ADDITIVITY_TOLERANCE
         tick = stages.add("shap", tick)
         rows_failed += int((~ok).sum())
-        ids.append(np.asarray(batch_ids, dtype=np.int64)[ok])
-        units.append(np.asarray(batch_units, dtype=object)[ok])
-        scored.extend(t for t, good in zip(batch_scored, ok, strict=True) if good)
-        values.append(matrix[ok])
-        shap.append(attribution.values[ok])
+        batch = (np.asarray(ids, dtype=np.int64), np.asarray(units, dtype=object), times, matrix)
+        parts.append([column[ok] for column in batch] + [attribution.values[ok]])
     stages.add("fetch", tick)  # the last, empty read
-    n = len(serving.feature_names)
-    return {
-        "ids": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
-        "units": np.concatenate(units) if units else np.empty(0, dtype=object),
-        "scored": scored,
-        "values": np.vstack(values) if values else np.empty((0, n)),
-        "shap": np.vstack(shap) if shap else np.empty((0, n)),
-        "rows_failed": rows_failed,
-    }
+    return (*(np.concatenate(column) for column in zip(*parts, strict=True)), rows_failed)
 
 
 def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
     """Explain one chunk's rows and replace its partial aggregates and sample."""
-
     chunk = CohortJobChunk.objects.select_related("job__version").get(pk=chunk_id)
     if chunk.status == CohortJobChunk.Status.DONE:
         return chunk
@@ -199,122 +204,99 @@ def cohort_chunk_compute(*, chunk_id: int) -> CohortJobChunk:
     )
     started = time.perf_counter()
     stages = _Stages()
-    job = chunk.job
-    serving = serving_model(job.version)
-    names = serving.feature_names
-    rows = _chunk_explained(chunk, serving, stages)
+    serving = serving_model(chunk.job.version)
+    # One SHAP thread: the job runs a chunk per worker process, one process per core. Two threads
+    # per process on 2 cores doubled the job's CPU per row (idle threads spin between batches).
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        *explained, rows_failed = _chunk_explained(chunk, serving, stages)
+    finally:
+        numba.set_num_threads(threads)
     tick = time.perf_counter()
-    ids, values, shap = rows["ids"], rows["values"], rows["shap"]
-    shifts, days = cohort.slices_of(rows["scored"], settings.HOSPITAL_TIME_ZONE)
-    keys = pd.DataFrame({"unit": rows["units"], "shift": shifts, "day": days})
-    partial = cohort.aggregate(shap, keys, names)
-    # The sample is picked on ids and priorities; only the rows kept are turned into JSON.
-    candidates = keys.assign(prediction_id=ids, priority=cohort.priorities(ids), row=np.arange(len(ids)))
-    sample = _sample_prune(cohort.bottom_k(candidates, sample_size()), job_id=job.pk, chunk_id=chunk_id)
+    partial, samples = _chunk_results(chunk, serving.feature_names, *explained)
     tick = stages.add("aggregate", tick)
     with transaction.atomic():
         locked = CohortJobChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status == CohortJobChunk.Status.DONE:
             return locked  # another run of the same chunk finished first
-        _chunk_results_replace(chunk_id, partial, sample, values, shap)
+        # Replace a previous run's rows, in the transaction that marks the chunk done.
+        CohortChunkAggregate.objects.filter(chunk_id=chunk_id).delete()
+        CohortChunkSample.objects.filter(chunk_id=chunk_id).delete()
+        rows_write(CohortChunkAggregate, ["chunk", *AGGREGATE_FIELDS], partial)
+        rows_write(CohortChunkSample, ["chunk", *SAMPLE_FIELDS], samples)
         stages.add("write", tick)
         locked.status = CohortJobChunk.Status.DONE
-        locked.rows = len(ids)
-        locked.rows_failed = rows["rows_failed"]
+        locked.rows = len(explained[0])
+        locked.rows_failed = rows_failed
         locked.seconds = time.perf_counter() - started
         locked.stage_seconds = {stage: round(seconds, 4) for stage, seconds in stages.items()}
         locked.finished_at = timezone.now()
         locked.save()
-    if not CohortJobChunk.objects.filter(job_id=job.pk).exclude(status=CohortJobChunk.Status.DONE).exists():
-        cohort_job_finalize(job_id=job.pk)
+    pending = CohortJobChunk.objects.filter(job_id=chunk.job_id).exclude(status=CohortJobChunk.Status.DONE)
+    if not pending.exists():
+        cohort_job_finalize(job_id=chunk.job_id)
     return locked
 
 
-def _chunk_results_replace(chunk_id: int, partial, sample, values: np.ndarray, shap: np.ndarray) -> None:
-    """The chunk's partial aggregates and sample rows, replacing a previous run's, in multi-row
-    statements. Call inside the transaction that marks the chunk done."""
-    CohortChunkAggregate.objects.filter(chunk_id=chunk_id).delete()
-    CohortChunkSample.objects.filter(chunk_id=chunk_id).delete()
-    day = connection.ops.adapt_datefield_value
-    _rows_insert(
-        CohortChunkAggregate,
-        ["chunk", "feature", "unit", "shift", "day", "count", "total", "total_abs"],
-        [
-            (chunk_id, r.feature, r.unit, r.shift, day(r.day))
-            + (int(r.count), float(r.total), float(r.total_abs))
-            for r in partial.itertuples(index=False)
-        ],
+AGGREGATE_FIELDS = ["feature", "unit", "shift", "day", "count", "total", "total_abs"]
+SAMPLE_FIELDS = ["unit", "shift", "day", "prediction_id", "priority", "values", "shap"]
+
+
+def _chunk_results(chunk: CohortJobChunk, names: list[str], ids, units, times, values, shap) -> tuple:
+    """The chunk's partial aggregates and sample rows: its id, then AGGREGATE_FIELDS or SAMPLE_FIELDS."""
+    shifts, days = cohort.local_slices(times, settings.HOSPITAL_TIME_ZONE)
+    slices = cohort.slices_index(units, shifts, days)
+    keys = list(zip(slices.units.tolist(), slices.shifts.tolist(), slices.days.astype(object), strict=True))
+    labels = [(unit, shift, connection.ops.adapt_datefield_value(day)) for unit, shift, day in keys]
+    count, total, total_abs = cohort.slice_sums(shap, slices)
+    counts, totals, totals_abs = count.tolist(), total.T.tolist(), total_abs.T.tolist()
+    partial = [
+        (chunk.pk, name, *labels[g], counts[g], totals[j][g], totals_abs[j][g])
+        for j, name in enumerate(names)
+        for g in range(len(labels))
+    ]
+    # The sample is picked on ids and priorities; only the rows kept are turned into JSON.
+    priority = cohort.priorities(ids)
+    sample = cohort.bottom_k_rows(slices, priority, sample_size())
+    sample = sample[_sample_kept(slices.index[sample], priority[sample], keys, chunk=chunk)]
+    samples = zip(
+        slices.index[sample].tolist(),
+        ids[sample].tolist(),
+        priority[sample].tolist(),
+        cohort.json_float_rows(values[sample]),
+        cohort.json_float_rows(shap[sample]),
+        strict=True,
     )
-    _rows_insert(
-        CohortChunkSample,
-        ["chunk", "unit", "shift", "day", "prediction_id", "priority", "values", "shap"],
-        [
-            (
-                chunk_id,
-                r.unit,
-                r.shift,
-                day(r.day),
-                int(r.prediction_id),
-                float(r.priority),
-                json.dumps(cohort.json_floats(values[r.row])),
-                json.dumps(shap[r.row].tolist()),
-            )
-            for r in sample.itertuples(index=False)
-        ],
-    )
+    return partial, [(chunk.pk, *labels[g], *row) for g, *row in samples]
 
 
-def _sample_prune(sample: pd.DataFrame, *, job_id: int, chunk_id: int) -> pd.DataFrame:
-    """Drop the rows that can no longer be in their slice's final sample.
+# Per worker process: the slices' k smallest priorities among the done chunks of the job it last ran a
+# chunk of (the job's id and creation time, and k), and those chunks' ids.
+_bounds: dict = {"job": None}
 
-    A row is dropped when other chunks of the job already hold COHORT_SAMPLE_SIZE rows of its slice
-    with a smaller priority: those rows are real predictions of the job, so the row is not among the
-    smallest of the whole job, whatever happens later (a re-run chunk stores the same rows or fewer,
-    never fewer of the final ones). The chunks done early store their whole bottom-k; later ones
-    store fewer and fewer, so stored samples and finalisation stop growing with the cohort.
-    """
-    if sample.empty:
-        return sample
-    kth = (
-        CohortChunkSample.objects.filter(chunk__job_id=job_id)
-        .exclude(chunk_id=chunk_id)
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("unit"), F("shift"), F("day")],
-                order_by=[F("priority").asc(), F("prediction_id").asc()],
-            )
+
+def _sample_kept(slice_index: np.ndarray, priority: np.ndarray, keys: list, *, chunk: CohortJobChunk):
+    """Which rows of the chunk's sample (their slice numbers and priorities; slice i is keys[i], a
+    (unit, shift, day)) can still be in their slice's final sample: a row is dropped when other
+    chunks of the job already hold COHORT_SAMPLE_SIZE rows of its slice with a smaller priority (real
+    predictions of the job, so the row is not among its smallest, whatever happens later). Early
+    chunks store their whole bottom-k, later ones fewer and fewer, so stored samples and the
+    finalisation stop growing with the cohort. A worker process reads each done chunk's sample once
+    per job (ranking every other chunk's sample for each chunk took 0.1 s a chunk at 100k rows)."""
+    job = (chunk.job_id, chunk.job.created_at, sample_size())
+    if _bounds["job"] != job:
+        _bounds.update(job=job, bounds=cohort.SliceBounds(sample_size()), seen=set())
+    bounds, seen = _bounds["bounds"], _bounds["seen"]
+    done = CohortJobChunk.objects.filter(job_id=chunk.job_id, status=CohortJobChunk.Status.DONE)
+    new = set(done.exclude(pk=chunk.pk).values_list("pk", flat=True)) - seen
+    if new:
+        rows = CohortChunkSample.objects.filter(chunk_id__in=new).values_list(
+            "unit", "shift", "day", "priority"
         )
-        .filter(rank=sample_size())
-        .values_list("unit", "shift", "day", "priority")
-    )
-    bounds = {(unit, shift, day): p for unit, shift, day, p in kth}
-    if not bounds:
-        return sample
-    bound = np.array(
-        [bounds.get(key, np.inf) for key in zip(sample["unit"], sample["shift"], sample["day"], strict=True)]
-    )
-    return sample[sample["priority"].to_numpy() <= bound].reset_index(drop=True)
-
-
-def _rows_insert(model, fields: list[str], rows: list[tuple]) -> None:
-    """Multi-row INSERTs of `rows` (values in `fields` order, already as the database takes them).
-
-    bulk_create spends about 0.25 ms of Python per row preparing fields: more than everything else
-    a chunk does besides SHAP.
-    """
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(model._meta.get_field(name).column) for name in fields)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = min(2000, (connection.features.max_query_params or 2**16) // len(fields))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            part = rows[start : start + per_statement]
-            cursor.execute(
-                f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "  # noqa: S608
-                + ", ".join([placeholders] * len(part)),
-                [value for row in part for value in row],
-            )
+        bounds.add([(unit, shift, day) for unit, shift, day, _ in rows], [p for *_, p in rows])
+        seen |= new
+    return priority <= bounds.bounds(keys)[slice_index]
 
 
 def cohort_job_finalize(*, job_id: int) -> CohortJob:
@@ -373,8 +355,8 @@ def _job_results_insert(job: CohortJob) -> None:
 
 
 def _tail_add(job: CohortJob) -> None:
-    """Ready explanations of predictions newer than the job's chunks: add their stored SHAP values."""
-
+    """Ready explanations of predictions newer than the job's chunks: add their stored SHAP values,
+    EXPLAIN_BATCH at a time."""
     serving = serving_model(job.version)
     tail = (
         Explanation.objects.filter(
@@ -383,14 +365,15 @@ def _tail_add(job: CohortJob) -> None:
             prediction_id__gt=job.max_prediction_id,
         )
         .select_related("prediction")
-        .iterator(chunk_size=500)
+        .iterator(chunk_size=EXPLAIN_BATCH)
     )
-    for explanation in tail:
-        prediction = explanation.prediction
-        shap = np.array([c["shap"] for c in explanation.contributions])
-        cohort_explanation_add(
-            prediction=prediction,
-            names=serving.feature_names,
-            values=serving.encode(prediction.features),
-            shap=shap,
-        )
+    while batch := list(islice(tail, EXPLAIN_BATCH)):
+        items = [
+            (
+                e.prediction,
+                serving.encode(e.prediction.features),
+                np.array([c["shap"] for c in e.contributions]),
+            )
+            for e in batch
+        ]
+        cohort_explanations_add(version_id=job.version_id, names=serving.feature_names, items=items)

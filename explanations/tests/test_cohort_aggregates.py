@@ -190,31 +190,34 @@ def test_a_recompute_job_keeps_the_bottom_k_of_every_slice_when_chunks_prune(exp
 
 
 def test_a_chunk_stores_no_sample_row_that_other_chunks_already_outrank(model_version, settings):
-    from explanations.services.cohort_job import _sample_prune
+    from explanations.services.cohort_job import _sample_kept
 
     settings.COHORT_SAMPLE_SIZE = 2
     job = CohortJob.objects.create(version=model_version, chunk_size=10)
-    done, this = (
-        CohortJobChunk.objects.create(job=job, index=i, first_id=10 * i, last_id=10 * i + 9) for i in range(2)
+    done, this, later = (
+        CohortJobChunk.objects.create(job=job, index=i, first_id=10 * i, last_id=10 * i + 9) for i in range(3)
     )
+    CohortJobChunk.objects.filter(pk=done.pk).update(status=CohortJobChunk.Status.DONE)
     a, b = ("MICU", "day", date(2026, 1, 5)), ("CCU", "night", date(2026, 1, 5))
     held = [(done, a, 1, 0.1), (done, a, 2, 0.3), (done, b, 3, 0.2), (this, a, 4, 0.01), (this, a, 5, 0.02)]
+    held += [(later, b, 6, 0.05)]  # stored by a chunk that is not done (a run that failed): not counted
     CohortChunkSample.objects.bulk_create(
         CohortChunkSample(
             chunk=chunk, unit=unit, shift=shift, day=day, prediction_id=pk, priority=p, values=[], shap=[]
         )
         for chunk, (unit, shift, day), pk, p in held
     )
-    candidates = pd.DataFrame(
-        [(*a, 11, 0.05), (*a, 12, 0.3), (*a, 13, 0.35), (*b, 14, 0.9)],
-        columns=["unit", "shift", "day", "prediction_id", "priority"],
-    )
-
-    kept = _sample_prune(candidates, job_id=job.pk, chunk_id=this.pk)
+    # Candidates 11, 12, 13 in slice a (slice 0), 14 in slice b (slice 1).
+    kept = _sample_kept(np.array([0, 0, 0, 1]), np.array([0.05, 0.3, 0.35, 0.9]), [a, b], chunk=this)
 
     # Slice a: two rows of another chunk at or below 0.3 outrank 0.35 only (this chunk's own earlier
     # rows do not count: a re-run replaces them). Slice b: fewer than 2 rows elsewhere, nothing dropped.
-    assert kept["prediction_id"].tolist() == [11, 12, 14]
+    assert kept.tolist() == [True, True, False, True]
+
+    # Chunks done since are read too (a worker process keeps what it read of the job's chunks).
+    CohortJobChunk.objects.filter(pk=later.pk).update(status=CohortJobChunk.Status.DONE)
+    kept = _sample_kept(np.array([1, 1]), np.array([0.1, 0.25]), [a, b], chunk=this)
+    assert kept.tolist() == [True, False]
 
 
 def test_explanations_after_a_job_are_added_once(
