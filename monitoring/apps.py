@@ -7,8 +7,11 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Model monitoring"
 
     def ready(self) -> None:
-        from explanations.signals import predictions_stored
+        from explanations.signals import explanations_stored, predictions_stored
 
         from . import receivers
 
         predictions_stored.connect(receivers.summaries_refresh_on_scores, dispatch_uid="monitoring-refresh")
+        explanations_stored.connect(
+            receivers.summaries_refresh_when_explained, dispatch_uid="monitoring-refresh-explained"
+        )

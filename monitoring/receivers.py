@@ -1,4 +1,5 @@
-"""What monitoring does when ingest announces new scores (explanations.signals.predictions_stored)."""
+"""What monitoring does when ingest announces new scores or the worker a batch of explanations
+(explanations.signals)."""
 
 import contextlib
 import logging
@@ -8,6 +9,7 @@ from django.core.cache import cache
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
+from explanations.models import Explanation
 from sightline.celery import app
 
 from .services import CACHE_PREFIX
@@ -34,3 +36,15 @@ def summaries_refresh_on_scores(sender, *, version_ids, **kwargs) -> None:
             log.warning("monitoring refresh of version %s not scheduled: %s", version_id, exc)
             with contextlib.suppress(RedisError, ConnectionError, OSError):
                 cache.delete(key)  # the next scores try again
+
+
+def summaries_refresh_when_explained(sender, *, version_ids, **kwargs) -> None:
+    """The last batch of a version's backlog is stored (none of its explanations is left pending or
+    running): refresh its summaries once more (debounced), so their attribution drift counts every
+    explanation of the scores, not only those ready when the scores' refresh ran."""
+    if app.conf.task_always_eager:
+        return  # nothing is queued in-process (see summaries_refresh_on_scores)
+    left = Explanation.objects.filter(status__in=[Explanation.Status.PENDING, Explanation.Status.RUNNING])
+    done = {v for v in version_ids if not left.filter(prediction__model_version_id=v).exists()}
+    if done:
+        summaries_refresh_on_scores(sender, version_ids=done)

@@ -27,6 +27,7 @@ import pandas as pd
 from celery import signature
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -128,9 +129,16 @@ def window_encounters(
     shift, the patient's demographics, its alert's latest action and reason (if alerted), and the
     posted value of each of `feature_columns` (model inputs a declared subgroup splits by)."""
     rows = _scores_newest_first(version, start, end, where, feature_columns)
+    if connection.vendor == "postgresql":
+        # Each encounter's newest score picked by PostgreSQL (DISTINCT ON), read in one go: a week
+        # of hourly scores is one row per encounter, not every score (100k scores of 1,147
+        # encounters: 33 s through a server-side cursor, whose first-rows plan joined row by row).
+        rows = iter(rows.distinct("encounter_id"))
+    else:
+        rows = rows.iterator(chunk_size=5000)
     zone = hospital_time_zone()
     out, seen = [], None
-    for row in rows.iterator(chunk_size=5000):
+    for row in rows:
         encounter = row[0]
         if encounter == seen:
             continue  # an earlier score of the same encounter

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from explanations.tasks import RETRY
 
 from . import services
+from .refresh import defaults_refresh
 from .subgroups import subgroups_compute
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,11 @@ def monitoring_summary_task(comparison: dict) -> str:
 
 @shared_task(acks_late=True)
 def monitoring_version_refresh(version_id: int) -> int:
-    """Recompute one version's default summaries now (queued, debounced, when its scores arrive)."""
-    comparisons = services.default_comparisons(version_ids=[version_id])
-    for comparison in comparisons:
-        services.summary_compute(comparison=comparison)
-    log.info("monitoring: refreshed %d summaries of version %s", len(comparisons), version_id)
-    return len(comparisons)
+    """Recompute one version's default summaries, and the subgroup view of the overall one (the
+    page's default), now (queued, debounced, when its scores arrive)."""
+    n = defaults_refresh(version_id=version_id)
+    log.info("monitoring: refreshed %d summaries of version %s", n, version_id)
+    return n
 
 
 @shared_task(acks_late=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
@@ -21,6 +22,7 @@ from models_registry.selectors import production_versions
 from patients.models import Patient
 from sightline.api_errors import error_body
 
+from .refresh import page_window
 from .selectors import Slice
 from .services import Comparison, default_window, summary_invalidate, summary_request
 from .subgroups import calibration_points, subgroups_request
@@ -245,7 +247,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
     units = Patient.objects.values_list("unit", flat=True).distinct().order_by("unit")
-    start, end = default_window(production.pk if production else None)
+    start, end, newer_from = page_window(production.pk if production else None)
     return render(
         request,
         "monitoring/dashboard.html",
@@ -256,5 +258,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "default_from": start.strftime("%Y-%m-%dT%H:%M"),
             "default_to": end.strftime("%Y-%m-%dT%H:%M"),
             "poll_seconds": POLL_SECONDS,
+            "newer_from": newer_from,
+            "refresh_seconds": settings.MONITORING_REFRESH_DEBOUNCE_SECONDS,
         },
     )

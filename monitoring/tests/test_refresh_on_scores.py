@@ -30,7 +30,8 @@ def test_a_bulk_ingest_refreshes_the_default_summaries_once_and_the_first_view_r
 
     (overall, *_rest) = services.default_comparisons(version_ids=[model_version.pk])
     deadline = time.monotonic() + DEADLINE
-    while services.summary_cached(overall) is None:
+    subgroups_key = f"{overall.cache_key}:subgroups"
+    while services.summary_cached(overall) is None or cache.get(subgroups_key) is None:
         assert time.monotonic() < deadline, worker_log(celery_worker_process)
         assert celery_worker_process.poll() is None, worker_log(celery_worker_process)
         time.sleep(0.25)
@@ -40,3 +41,10 @@ def test_a_bulk_ingest_refreshes_the_default_summaries_once_and_the_first_view_r
     assert response.status_code == 200, response.content[:300]
     assert cache.get(f"{overall.cache_key}:queued") is None  # the view computed and queued nothing
     assert response.json()["n_current"] == 30 and response.json()["status"] == "ready"
+
+    # The page's subgroup panel: computed by the same refresh, read without queueing.
+    response = charlie_client.get("/monitoring/data/subgroups/", {"version": model_version.pk})
+    assert response.status_code == 200, response.content[:300]
+    assert cache.get(f"{subgroups_key}:queued") is None
+    assert response.json()["status"] == "ready"
+    assert response.json()["comparison"] == overall.as_json()

@@ -376,3 +376,27 @@ def test_a_race_code_and_its_text_land_in_one_group(ward):
 def test_omb_categories_of_posted_race_and_ethnicity(posted, column, group):
     assert group_value(posted, Subgroup(column, column.capitalize())) == group
     assert group_value(posted, Subgroup(column, column.capitalize()), "feature") == posted  # a model input
+
+
+def test_an_encounter_scored_many_times_counts_once_with_its_newest_score(ward):
+    """Each encounter is one row, its newest score's (PostgreSQL picks it with DISTINCT ON; SQLite
+    reads every score): earlier and later-in-the-row-order scores of the same encounter are not
+    counted again."""
+    from monitoring.subgroups import window_encounters
+
+    scores = Prediction.objects.filter(model_version=ward).select_related("patient")
+    newest = {p.encounter_id: p for p in scores}
+    rescored = list(newest.values())[:5]
+    for n, p in enumerate(rescored):
+        for hours, risk in ((-3, 0.91), (-2, 0.02)):  # two older scores, inserted after the newest
+            Prediction.objects.create(
+                registered_model=p.registered_model, model_version=ward, external_id=f"older/{n}/{hours}",
+                patient=p.patient, encounter_id=p.encounter_id, unit=p.unit, bed="1",
+                scored_at=p.scored_at + timedelta(hours=hours), risk=risk, margin=0.0,
+                tier=ward.tier_for(risk), features={}, payload_sha256="0" * 64,
+            )  # fmt: skip
+
+    frame = window_encounters(ward, START, END, Slice.parse("overall"))
+
+    assert len(frame) == len(newest)
+    assert sorted(frame["risk"].round(12)) == sorted(round(p.risk, 12) for p in newest.values())

@@ -16,8 +16,7 @@ from demo.models import demo_clock
 from explanations.models import Explanation
 from explanations.services.ingest import prediction_ingest_many
 from models_registry.services import model_register
-from monitoring import services as monitoring
-from monitoring import subgroups as monitoring_subgroups
+from monitoring.refresh import defaults_refresh
 
 CHUNK = 100
 DEMO_USERS = (
@@ -90,8 +89,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{stored} predictions stored, {replayed} already there.")
 
         self._wait_for_explanations(version, wait)
-        if settings.CELERY_TASK_ALWAYS_EAGER:
-            self._warm_monitoring(version)
+        self._warm_monitoring(version)
         users = self._create_users()
         self._summary(version, url, users, patients=patients)
 
@@ -119,18 +117,13 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING(f"{failed} explanations failed; their pages say why."))
 
     def _warm_monitoring(self, version) -> None:
-        """With tasks in-process nothing computes the monitoring summaries when scores arrive (a
-        worker does): compute the default ones now, so the dashboard's first view reads them."""
+        """Compute the default monitoring summaries and the page's subgroup view now, so the
+        dashboard's first view reads them. With tasks in-process nothing computes them when scores
+        arrive; with a worker its debounced refresh comes MONITORING_REFRESH_DEBOUNCE_SECONDS after
+        the first score, after `make demo` has started serving."""
         started = time.monotonic()
-        comparisons = monitoring.default_comparisons(version_ids=[version.pk])
-        for comparison in comparisons:
-            monitoring.summary_compute(comparison=comparison)
-        for comparison in comparisons:
-            if comparison.where == "overall":
-                monitoring_subgroups.subgroups_compute(comparison=comparison)
-        self.stdout.write(
-            f"Monitoring summaries computed: {len(comparisons)} ({time.monotonic() - started:.0f} s)."
-        )
+        n = defaults_refresh(version_id=version.pk)
+        self.stdout.write(f"Monitoring summaries computed: {n} ({time.monotonic() - started:.0f} s).")
 
     def _create_users(self) -> list[tuple[str, str, str, str]]:
         """(role, username, password, units) of each demo user, created or updated in place."""
