@@ -38,3 +38,22 @@ def test_the_proxy_times_out_slow_clients_and_buffers_whole_requests():
     assert _seconds(conf["send_timeout"]) <= 30
     assert conf["proxy_request_buffering"] == "on" and conf["proxy_buffering"] == "on"
     assert "X-Forwarded-For $proxy_add_x_forwarded_for" in (DOCKER / "nginx.conf").read_text()
+
+
+def test_a_worker_of_its_own_reads_only_the_lone_prediction_queue():
+    """worker-now takes lone predictions only, so one never waits behind a batch; the main worker
+    reads the settings' queues, the lone one first (issue 16)."""
+    from django.conf import settings
+
+    from sightline.queues import now_queue
+
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    lone = services["worker-now"]["command"]
+    assert lone[lone.index("--queues") + 1] == now_queue("sightline")
+    assert lone[lone.index("--concurrency") + 1] == "1"
+    assert "CELERY_QUEUE" not in services["worker-now"]["environment"]  # the default queue, "sightline"
+    assert "--queues" not in services["worker"]["command"] and "-Q" not in services["worker"]["command"]
+    assert [q.name for q in settings.CELERY_TASK_QUEUES] == [
+        now_queue(settings.CELERY_TASK_DEFAULT_QUEUE),
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+    ]
