@@ -50,6 +50,9 @@ bench: venv
 	$(PY) bench/worklist.py
 	$(PY) bench/load.py
 	$(PY) bench/cds_hooks.py
+	$(PY) bench/shap_engines.py
+	$(PY) bench/worker_batches.py
+	$(PY) bench/monitoring_view.py
 
 clean:
 	rm -rf var staticfiles tests/artifacts

@@ -1,21 +1,20 @@
-"""The steps of bench/explain.py (the entry point, whose docstring says what is measured): the
-Celery worker it starts, and each part of the benchmark (the /proc figures are bench/_proc.py). Django is
-imported inside the steps, after bench/explain.py has pointed it at the benchmark's database."""
+"""The steps of bench/explain.py (the entry point, whose docstring says what is measured): each part
+of the benchmark (the Celery worker it starts is bench/_worker.py, the /proc figures bench/_proc.py).
+Django is imported inside the steps, after bench/explain.py has pointed it at the benchmark's
+database."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._proc import _hwm_mb, _tree, _usage
-from bench._stack import ROOT, recreate_database
+from bench._proc import _usage
+from bench._stack import recreate_database
+from bench._worker import Worker
 
 # A poll of the job this much later than planned: the process group was stopped (or starved).
 PAUSE_SECONDS = 10.0
@@ -35,7 +34,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _stages_text(job) -> str:
-    """Seconds per stage summed over the job's chunks, and each stage's share."""
+    """Seconds per stage summed over the job's chunks, each stage's share, and its microseconds per row
+    (of one worker process: the job's processes run side by side)."""
     from explanations.models import CohortJobChunk
 
     totals: dict[str, float] = {}
@@ -43,64 +43,11 @@ def _stages_text(job) -> str:
         for stage, seconds in (stages or {}).items():
             totals[stage] = totals.get(stage, 0.0) + seconds
     whole = sum(totals.values()) or 1.0
-    return ", ".join(f"{stage} {seconds:.1f} s ({seconds / whole:.0%})" for stage, seconds in totals.items())
-
-
-class Worker:
-    """The benchmark's Celery worker (a subprocess on its own queue) and the peak RSS of its processes."""
-
-    def __init__(self, *, concurrency: int, queue: str, task_time_limit: int) -> None:
-        self.concurrency, self.queue = concurrency, queue
-        self.env = {
-            **os.environ,
-            "DB_CONN_MAX_AGE": "60",
-            "CELERY_TASK_SOFT_TIME_LIMIT": str(task_time_limit),
-            "CELERY_TASK_TIME_LIMIT": str(task_time_limit + 60),
-        }
-        self.process: subprocess.Popen | None = None
-        self.peaks: dict[int, float] = {}  # VmHWM of each of the worker's processes
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def start(self) -> None:
-        celery = Path(sys.executable).with_name("celery")
-        self.process = subprocess.Popen(
-            [str(celery), "-A", "sightline", "worker", "--pool=prefork", "-c", str(self.concurrency)]
-            + [
-                "-Q",
-                self.queue,
-                "--loglevel=WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def stop_if_running(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
-
-    def sample_rss(self) -> None:
-        for pid in _tree(self.pid):
-            self.peaks[pid] = max(self.peaks.get(pid, 0.0), _hwm_mb(pid))
-
-    def rss_text(self) -> str:
-        pool = "/".join(f"{mb:.0f}" for pid, mb in sorted(self.peaks.items()) if pid != self.pid)
-        return f"pool processes {pool} MB, main process {self.peaks.get(self.pid, 0.0):.0f} MB"
+    rows = max(job.rows_total, 1)
+    return ", ".join(
+        f"{stage} {seconds:.2f} s ({seconds / whole:.0%}, {seconds * 1e6 / rows:.0f} us/row)"
+        for stage, seconds in totals.items()
+    )
 
 
 def django_start(*, database_url: str, redis_url: str) -> str:
@@ -149,6 +96,11 @@ def demo_version_register() -> tuple:
         f"version profile: {time.perf_counter() - started:.1f} s; conformal 90% coverage on the held-out "
         f"half of the reference set: {profile.params['conformal']['coverage_check_half']:.3f}"
     )
+    # Registration queued the version's subgroup bootstrap (minutes of CPU) and its profile (built
+    # above): left queued, the first worker would run them beside the measured work.
+    from sightline.celery import app
+
+    print(f"   tasks queued by registration, dropped: {app.control.purge()}")
     return version, serving
 
 
@@ -259,6 +211,7 @@ def _job_wait(job, worker: Worker, started: float) -> tuple[float, dict, dict]:
 
     cpu, threads = {}, {}
     paused, polled = 0.0, time.monotonic()
+    poll = 0.02  # a 10k-row job takes about a second: poll finely at first, then every 0.5 s
     reported = polled
     while CohortJob.objects.get(pk=job.pk).status not in (
         CohortJob.Status.DONE,
@@ -268,11 +221,12 @@ def _job_wait(job, worker: Worker, started: float) -> tuple[float, dict, dict]:
         _usage(worker.pid, cpu, threads)
         if worker.process.poll() is not None:
             raise SystemExit("the worker exited")
-        time.sleep(0.5)
+        time.sleep(poll)
         now = time.monotonic()
         if now - polled > PAUSE_SECONDS:
-            paused += now - polled - 0.5
+            paused += now - polled - poll
         polled = now
+        poll = min(0.5, poll * 1.1)
         if now - reported > PROGRESS_SECONDS:
             reported = now
             done = CohortJobChunk.objects.filter(job=job, status=CohortJobChunk.Status.DONE)
@@ -286,35 +240,52 @@ def _job_wait(job, worker: Worker, started: float) -> tuple[float, dict, dict]:
     return paused, cpu, threads
 
 
-def cohort_job_measured(version, worker: Worker, *, chunk_size: int, concurrency: int):
-    """Part 3 and 4 for one job over every prediction so far, with a fresh worker: (job, rows/s, CPU s)."""
+def cohort_job_measured(version, worker: Worker, *, chunk_size: int | None, concurrency: int):
+    """Part 3 and 4 for one job over every prediction so far, with a fresh worker: (job, rows/s, CPU s).
+
+    The job is timed from its dispatch to the finish its finalisation records, on a worker that is up
+    and idle; the worker's CPU is counted from then on.
+    """
+    from django.utils import timezone
+
     from explanations.models import CohortJobChunk
     from explanations.services import cohort_job_create, cohort_job_run
 
-    # A fresh worker per job: its peak RSS is the job's, model loading included.
+    # A fresh worker per job: its peak RSS is the job's, model loading included. Tasks queued before
+    # it (the debounced monitoring refresh that the latency posts scheduled, minutes of work over the
+    # whole cohort) would run beside the measured job: dropped.
+    from sightline.celery import app
+
+    dropped = app.control.purge()
     worker.start()
     worker.peaks.clear()
+    ready = worker.wait_ready()
     started = time.perf_counter()
     job = cohort_job_create(version=version, chunk_size=chunk_size)
-    print(f"   job {job.pk}: {job.chunks_total} chunks cut in {time.perf_counter() - started:.1f} s")
+    print(
+        f"   job {job.pk}: {job.chunks_total} chunks cut in {time.perf_counter() - started:.1f} s; "
+        f"worker up and idle after {ready:.1f} s (not counted); tasks queued before it, dropped: {dropped}"
+    )
     load_before = _load()
-    started = time.perf_counter()
+    idle_cpu: dict = {}
+    _usage(worker.pid, idle_cpu, {})
+    dispatched, started = timezone.now(), time.perf_counter()
     cohort_job_run(job=job)
     paused, cpu, threads = _job_wait(job, worker, started)
-    job_seconds = time.perf_counter() - started
     worker.sample_rss()
     _usage(worker.pid, cpu, threads)
     worker.stop()
     job.refresh_from_db()
     rerun = CohortJobChunk.objects.filter(job=job, attempts__gt=1).count()
-    running, job_cpu = job_seconds - paused, sum(cpu.values())
-    job_rate = job.rows_total / running
+    running = (job.finished_at - dispatched).total_seconds() - paused if job.finished_at else 0.0
+    job_cpu = sum(cpu.values()) - sum(idle_cpu.get(pid, 0.0) for pid in cpu)
+    job_rate = job.rows_total / running if running else 0.0
     spread = ", ".join(f"{n} threads ({other:.1f} s CPU off the main one)" for n, other in threads.values())
     print(
-        f"3. cohort SHAP on {job.rows_total:,} rows ({job.chunks_total} chunks of {chunk_size}, "
-        f"{concurrency} worker processes): {job_rate:,.0f} rows/s ({running:.0f} s running, "
-        f"{paused:.0f} s paused left out; job {job.status}, {rerun} chunks run more than once); "
-        f"worker CPU {job_cpu * 1000 / job.rows_total:.2f} ms/row ({job_cpu / running:.2f} of "
+        f"3. cohort SHAP on {job.rows_total:,} rows ({job.chunks_total} chunks of {job.chunk_size}, "
+        f"{concurrency} worker processes): {job_rate:,.0f} rows/s ({running:.2f} s from dispatch to "
+        f"finished, {paused:.0f} s paused left out; job {job.status}, {rerun} chunks run more than "
+        f"once); worker CPU {job_cpu * 1000 / job.rows_total:.3f} ms/row ({job_cpu / running:.2f} of "
         f"{concurrency} cores busy); {load_before} -> {_load()}"
     )
     print(f"4. worker peak RSS of the job on {job.rows_total:,} rows: {worker.rss_text()}; threads: {spread}")

@@ -178,7 +178,15 @@ def _start_web(env: dict, *, port: int, web_workers: int, log_dir: Path) -> subp
     )
 
 
-def _start_worker(env: dict, *, worker_concurrency: int, log_dir: Path, worker_nice: int) -> subprocess.Popen:
+def _start_worker(
+    env: dict, *, worker_concurrency: int, log_dir: Path, worker_nice: int, lone_only: bool = False
+) -> subprocess.Popen:
+    """The worker reading the lone-prediction queue first, then the default one; with `lone_only`,
+    one reading only the lone-prediction queue (docker/compose.yaml's worker-now)."""
+    from sightline.queues import now_queue, worker_queues  # the scripts put sys.path first
+
+    queues = now_queue(env["CELERY_QUEUE"]) if lone_only else worker_queues(env["CELERY_QUEUE"])
+
     worker = _start(
         [
             *(["nice", "-n", str(worker_nice)] if worker_nice else []),
@@ -190,14 +198,16 @@ def _start_worker(env: dict, *, worker_concurrency: int, log_dir: Path, worker_n
             "-c",
             str(worker_concurrency),
             "-Q",
-            env["CELERY_QUEUE"],
+            queues,
+            "-n",
+            f"{'now' if lone_only else 'worker'}-{os.getpid()}@%h",
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
         ],
         env,
-        log_dir / "worker.log",
+        log_dir / ("worker-now.log" if lone_only else "worker.log"),
     )
     if worker_nice:
         autogroup_nice(worker.pid, worker_nice)
@@ -218,8 +228,16 @@ def _wait_for_web(web: subprocess.Popen, *, port: int, log_dir: Path) -> None:
 
 @contextmanager
 def stack(
-    env: dict, *, port: int, web_workers: int, worker_concurrency: int, log_dir: Path, worker_nice: int = 0
+    env: dict,
+    *,
+    port: int,
+    web_workers: int,
+    worker_concurrency: int,
+    log_dir: Path,
+    worker_nice: int = 0,
+    lone_worker: bool = False,
 ):
+    """(web, worker, lone worker or None), started; stopped on leaving."""
     log_dir.mkdir(parents=True, exist_ok=True)
     _refuse_if_port_taken(port)
     # A SIGTERM (e.g. from `timeout`) unwinds through the finally below, which stops what started.
@@ -228,9 +246,14 @@ def stack(
     worker = _start_worker(
         env, worker_concurrency=worker_concurrency, log_dir=log_dir, worker_nice=worker_nice
     )
+    lone = None
+    if lone_worker:  # at the web's priority, as docker/compose.yaml runs it
+        lone = _start_worker(env, worker_concurrency=1, log_dir=log_dir, worker_nice=0, lone_only=True)
     try:
         _wait_for_web(web, port=port, log_dir=log_dir)
-        yield web, worker
+        yield web, worker, lone
     finally:
         _stop(web)
         _stop(worker)
+        if lone is not None:
+            _stop(lone)

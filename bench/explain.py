@@ -17,7 +17,7 @@ from the RHC cohort (every row labelled simulated/synthetic):
    process): after the latency runs, and for each cohort size, of a fresh worker that ran only that
    job.
 
-    .venv/bin/python bench/explain.py [--rows 100000] [--latency 200] [--chunk-size 2000]
+    .venv/bin/python bench/explain.py [--rows 100000] [--latency 200] [--chunk-size 5000]
     .venv/bin/python bench/explain.py --rows 20000,50000,100000 --latency 20  # RSS vs cohort size
     nice -n 19 .venv/bin/python bench/explain.py --rows 1000000 --latency 0 --direct-rows 20000
 
@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._explain import (  # noqa: E402
-    Worker,
     cohort_job_measured,
     demo_version_register,
     direct_comparison,
@@ -56,6 +55,7 @@ from bench._explain import (  # noqa: E402
     latency_runs,
     predictions_seed,
 )
+from bench._worker import Worker  # noqa: E402
 
 
 def _arguments() -> argparse.Namespace:
@@ -77,7 +77,9 @@ def _arguments() -> argparse.Namespace:
         default=0,
         help="rows of the first job explained directly and by pred_contribs (default: all of them)",
     )
-    parser.add_argument("--chunk-size", type=int, default=2000)
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="rows per chunk (default: the COHORT_CHUNK_SIZE setting)"
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
         "--task-time-limit",

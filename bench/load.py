@@ -2,13 +2,16 @@
 
     python bench/load.py [--clients 32] [--seconds 60] [--batch 50]
 
-Starts gunicorn and a Celery worker on loopback against a database of its own
+Starts gunicorn, a Celery worker and a worker of its own for lone predictions (as
+docker/compose.yaml's worker-now; --lone-worker 0 leaves it out) on loopback against a database of its own
 (`sightline_bench_load`, recreated) and Redis db 9 (flushed), registers the demo bundle, then for
 --seconds runs --clients threads, each looping: post a bulk of --batch predictions (most
 requests), post a single prediction, or read the worklist as a signed-in clinician. The
 predictions are the demo's RHC scoring run resampled with new ids (synthetic load, real values).
-Bounded in time and count; loopback only. Prints throughput, latency percentiles and errors, then
-waits for the worker and checks that every accepted prediction is stored and explained.
+A probe posts one single prediction a second beside them and reports how long after its POST's
+answer each was explained (ready after POST during the load). Bounded in time and count; loopback
+only. Prints throughput, latency percentiles and errors, then waits for the worker and checks that
+every accepted prediction is stored and explained.
 """
 
 import argparse
@@ -124,6 +127,53 @@ class Client(threading.Thread):
                             self.accepted.add(payload["external_id"])
 
 
+class Probe(Client):
+    """Posts one single prediction every --probe-interval seconds while the load runs, noting when
+    the answer came; the explanations' finish times, read afterwards, give ready-after-POST during
+    the load (no polling adds to the load)."""
+
+    def __init__(self, base: str, token: str, payloads: list[dict], args, deadline: float):
+        super().__init__(-1, base, token, payloads, args, deadline)
+        self.answered: dict[int, float] = {}  # prediction id -> wall time the POST was answered
+
+    def _payload(self) -> dict:
+        payload = super()._payload()
+        payload["external_id"] = f"load/probe/{self.sequence}"
+        return payload
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            payload = self._payload()
+            status, body = self._post("/api/v1/predictions/", payload)
+            self.statuses[f"probe {status}"] += 1
+            if status in (200, 201):
+                self.answered[body["id"]] = time.time()
+                self.accepted.add(payload["external_id"])
+            time.sleep(self.args.probe_interval)
+
+
+def report_probes(probe: Probe) -> None:
+    """Ready after POST during the load: the explanation's finish time minus the POST's answer."""
+    from explanations.models import Explanation
+
+    finished = dict(
+        Explanation.objects.filter(prediction_id__in=list(probe.answered)).values_list(
+            "prediction_id", "finished_at"
+        )
+    )
+    waits = [
+        (finished[pk].timestamp() - answered) * 1000
+        for pk, answered in probe.answered.items()
+        if finished.get(pk) is not None
+    ]
+    print(
+        f"ready after POST during the load ({len(waits)} probe posts, "
+        f"one every {probe.args.probe_interval} s): "
+        f"p50 {percentile(waits, 50):.0f} ms, p95 {percentile(waits, 95):.0f} ms, "
+        f"max {max(waits, default=float('nan')):.0f} ms"
+    )
+
+
 def machine_busy_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -132,12 +182,13 @@ def machine_busy_seconds() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
-def cpu_snapshot(web, worker) -> dict[str, float]:
+def cpu_snapshot(web, worker, lone) -> dict[str, float]:
     busy, total = machine_busy_seconds()
     postmaster = postgres_pid()
     return {
         "web": cpu_seconds(web.pid),
         "worker": cpu_seconds(worker.pid),
+        "lone worker": cpu_seconds(lone.pid) if lone else 0.0,
         "postgres": cpu_seconds(postmaster) if postmaster else float("nan"),
         "clients": time.process_time(),
         "machine": busy,
@@ -156,7 +207,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--worker-nice", type=int, default=10, help="CPU niceness of the explanation worker (0 = same as web)"
     )
+    parser.add_argument(
+        "--lone-worker",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: a one-process worker reading only the lone-prediction queue, at the web's priority",
+    )
     parser.add_argument("--explain-timeout", type=int, default=1800, help="seconds to wait for explanations")
+    parser.add_argument(
+        "--probe-interval", type=float, default=1.0, help="seconds between the ready-after-POST probe's posts"
+    )
     return parser.parse_args()
 
 
@@ -200,21 +261,21 @@ def signed_in_clients(args, base: str, token: str, payloads: list[dict]) -> list
     clients = [Client(i, base, token, payloads, args, deadline=0.0) for i in range(args.clients)]
     for client in clients:
         client.login()
-    return clients
+    return [*clients, Probe(base, token, payloads, args, deadline=0.0)]
 
 
-def run_clients(clients: list[Client], args, base: str, web, worker) -> tuple[float, float, dict, dict]:
+def run_clients(clients: list[Client], args, base: str, web, worker, lone) -> tuple[float, float, dict, dict]:
     """Run the clients for --seconds; (start, elapsed, CPU snapshot before, CPU snapshot after)."""
     print(f"running {args.clients} clients for {args.seconds} s against {base} ...", flush=True)
     started = time.monotonic()
-    cpu_before = cpu_snapshot(web, worker)
+    cpu_before = cpu_snapshot(web, worker, lone)
     for client in clients:
         client.deadline = started + args.seconds
         client.start()
     for client in clients:
         client.join()
     elapsed = time.monotonic() - started
-    cpu_after = cpu_snapshot(web, worker)
+    cpu_after = cpu_snapshot(web, worker, lone)
     return started, elapsed, cpu_before, cpu_after
 
 
@@ -241,11 +302,12 @@ def report_cpu(cpu_before: dict, cpu_after: dict, *, elapsed: float, accepted: i
     used = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
     cores = used["wall"] / elapsed
     per = 1000 / max(1, accepted)
-    others = used["machine"] - sum(used[k] for k in ("web", "worker", "postgres", "clients"))
+    others = used["machine"] - sum(used[k] for k in ("web", "worker", "lone worker", "postgres", "clients"))
     print(
         f"CPU during the load ({cores:.1f} cores, {used['machine'] / used['wall']:.0%} busy): "
         f"web {used['web']:.0f} s, PostgreSQL {used['postgres']:.0f} s (the whole server), "
         f"explanation worker {used['worker']:.0f} s (nice {worker_nice}), "
+        f"lone-prediction worker {used['lone worker']:.0f} s, "
         f"load clients {used['clients']:.0f} s, anything else {others:.0f} s"
     )
     print(
@@ -255,7 +317,7 @@ def report_cpu(cpu_before: dict, cpu_after: dict, *, elapsed: float, accepted: i
 
 
 def report_explained(
-    accepted: set[str], errors: dict, *, started: float, explain_timeout: int, web, worker
+    accepted: set[str], errors: dict, *, started: float, explain_timeout: int, web, worker, lone
 ) -> bool:
     """Wait for the worker, then print what was stored and explained; True when nothing was lost."""
     from explanations.models import Explanation
@@ -277,7 +339,10 @@ def report_explained(
     lost = accepted - stored
     print(f"stored: {len(stored):,}; lost (accepted, not stored): {len(lost)}")
     print(f"explanations: {dict(by_status)}; all explained {drained:.0f} s after the start")
-    print(f"peak RSS: web {peak_rss_mb(web):.0f} MB (largest process), worker {peak_rss_mb(worker):.0f} MB")
+    print(
+        f"peak RSS: web {peak_rss_mb(web):.0f} MB (largest process), worker {peak_rss_mb(worker):.0f} MB"
+        + (f", lone-prediction worker {peak_rss_mb(lone):.0f} MB" if lone else "")
+    )
     ok = not lost and not errors and set(by_status) <= {"ready"}
     print("RESULT:", "zero errors, zero lost, all explained" if ok else "FAILED")
     return ok
@@ -297,16 +362,24 @@ def main() -> None:
         worker_concurrency=args.worker_concurrency,
         worker_nice=args.worker_nice,
         log_dir=ROOT / "var" / "bench_load_logs",
-    ) as (web, worker):
+        lone_worker=bool(args.lone_worker),
+    ) as (web, worker, lone):
         clients = signed_in_clients(args, base, token, payloads)
-        started, elapsed, cpu_before, cpu_after = run_clients(clients, args, base, web, worker)
+        started, elapsed, cpu_before, cpu_after = run_clients(clients, args, base, web, worker, lone)
         accepted, errors = report_requests(clients, args, elapsed)
         report_cpu(
             cpu_before, cpu_after, elapsed=elapsed, accepted=len(accepted), worker_nice=args.worker_nice
         )
         ok = report_explained(
-            accepted, errors, started=started, explain_timeout=args.explain_timeout, web=web, worker=worker
+            accepted,
+            errors,
+            started=started,
+            explain_timeout=args.explain_timeout,
+            web=web,
+            worker=worker,
+            lone=lone,
         )
+        report_probes(clients[-1])
         sys.exit(0 if ok else 1)
 
 
