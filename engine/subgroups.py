@@ -32,8 +32,6 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
-    precision_score,
-    recall_score,
     roc_auc_score,
 )
 
@@ -150,6 +148,14 @@ def _safe(func: Any) -> Any:
     return wrapped
 
 
+def _share(hits: np.ndarray) -> float:
+    """The share of True in ``hits``, NaN when it is empty: scikit-learn's ``recall_score`` (hits: the
+    positives' alerts) and ``precision_score`` (hits: the alerted patients' events) with
+    ``zero_division=np.nan``, to the last bit, at a hundredth of their cost per call (a window's
+    bootstrap calls each thousands of times)."""
+    return float(hits.mean()) if hits.size else float("nan")
+
+
 def _metric_functions(thresholds: Mapping[str, float]) -> dict[str, Any]:
     """Metric callables (y_true, risk) for MetricFrame, keyed by the names used in results."""
     funcs: dict[str, Any] = {
@@ -162,12 +168,8 @@ def _metric_functions(thresholds: Mapping[str, float]) -> dict[str, Any]:
         "calibration_slope": calibration_slope,
     }
     for tier, t in thresholds.items():
-        funcs[f"sensitivity_{tier}"] = lambda y, p, t=t: recall_score(
-            y, (p >= t).astype(int), zero_division=np.nan
-        )
-        funcs[f"ppv_{tier}"] = lambda y, p, t=t: precision_score(
-            y, (p >= t).astype(int), zero_division=np.nan
-        )
+        funcs[f"sensitivity_{tier}"] = lambda y, p, t=t: _share(p[y == 1] >= t)
+        funcs[f"ppv_{tier}"] = lambda y, p, t=t: _share(y[p >= t] == 1)
         funcs[f"alerts_per_100_{tier}"] = lambda y, p, t=t: 100.0 * np.mean(p >= t)
     return {k: _safe(f) for k, f in funcs.items()}
 
@@ -281,10 +283,11 @@ def subgroup_metrics(
     intervals, plus cross-group disparity.
 
     Figures come from one fairlearn ``MetricFrame`` over scikit-learn metrics (``roc_auc_score``,
-    ``average_precision_score``, ``brier_score_loss``, ``recall_score``, ``precision_score``) and the
-    calibration functions above; intervals are its percentile bootstrap (2.5%, 97.5%) of ``n_boot``
-    resamples of all rows (group sizes vary between resamples; resamples where a figure is undefined
-    are skipped). Groups with ``n < min_size`` or ``events < min_events`` are reported as too_few.
+    ``average_precision_score``, ``brier_score_loss``; sensitivity and PPV equal ``recall_score`` and
+    ``precision_score``) and the calibration functions above; intervals are its percentile bootstrap
+    (2.5%, 97.5%) of ``n_boot`` resamples of all rows (group sizes vary between resamples; resamples
+    where a figure is undefined are skipped). Groups with ``n < min_size`` or ``events < min_events``
+    are reported as too_few.
     ``disparity`` holds, per tier, fairlearn's ``equalized_odds_difference`` (worst of TPR and FPR
     gaps between groups) and the alert-rate ratio, both over groups that are not too_few.
     With ``shap`` (n x features) each reported entry also gets ``mean_abs_shap`` by feature and its

@@ -337,3 +337,18 @@ def test_race_on_the_reference_set_is_grouped_as_monitoring_groups_posted_patien
     ]
     labelled = assign_groups(pd.Series([1, 2]), Subgroup("race", "Race", value_labels={1: "a", 2: "b"}))
     assert list(labelled.astype(str)) == ["a", "b"]
+
+
+def test_sensitivity_and_ppv_equal_scikit_learn_to_the_last_bit_and_nan_when_undefined():
+    from engine.subgroups import _metric_functions
+
+    funcs = _metric_functions({"high": 0.5})
+    rng = np.random.default_rng(3)
+    cases = [(rng.integers(0, 2, n), rng.random(n)) for n in (1, 2, 7, 50, 333)]
+    cases += [(np.zeros(9, int), rng.random(9)), (np.ones(9, int), np.full(9, 0.1))]  # no events; no alert
+    for y, p in cases:
+        alerts = (p >= 0.5).astype(int)
+        for name, reference in (("sensitivity_high", recall_score), ("ppv_high", precision_score)):
+            expected = reference(y, alerts, zero_division=np.nan)
+            got = funcs[name](y, p)
+            assert (np.isnan(got) and np.isnan(expected)) or got == expected, (name, y, p)
