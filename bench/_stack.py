@@ -181,7 +181,7 @@ def _start_web(env: dict, *, port: int, web_workers: int, log_dir: Path) -> subp
 def _start_worker(
     env: dict, *, worker_concurrency: int, log_dir: Path, worker_nice: int, lone_only: bool = False
 ) -> subprocess.Popen:
-    """The worker reading every queue in order (sightline/queues.py); with `lone_only`,
+    """The worker reading the lone-prediction queue first, then the default one; with `lone_only`,
     one reading only the lone-prediction queue (docker/compose.yaml's worker-now)."""
     from sightline.queues import now_queue, worker_queues  # the scripts put sys.path first
 

@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from sightline.envvars import env, envbool, envint
-from sightline.queues import all_queues
+from sightline.queues import now_queue
 from sightline.settings_security import installation_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -180,11 +180,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 # One queue per deployment (and per test run, so a test's worker takes only its own tasks).
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "sightline")
-# Three queues, read in this order ("priority" below keeps the order fixed): lone predictions'
-# explanations, everything else, then the monitoring refreshes nobody waits for (sightline/queues.py;
-# sightline.celery.route_tasks routes them).
-CELERY_TASK_QUEUES = [Queue(name) for name in all_queues(CELERY_TASK_DEFAULT_QUEUE)]
-CELERY_TASK_ROUTES = ["sightline.celery.route_tasks"]
+# Lone predictions' explanations have a queue of their own (sightline.celery.route_lone_tasks), read
+# first: a worker consumes the queues in this order ("priority" below keeps the order fixed).
+CELERY_TASK_QUEUES = [Queue(now_queue(CELERY_TASK_DEFAULT_QUEUE)), Queue(CELERY_TASK_DEFAULT_QUEUE)]
+CELERY_TASK_ROUTES = ["sightline.celery.route_lone_tasks"]
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

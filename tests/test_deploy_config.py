@@ -45,7 +45,7 @@ def test_a_worker_of_its_own_reads_only_the_lone_prediction_queue():
     reads the settings' queues, the lone one first (issue 16)."""
     from django.conf import settings
 
-    from sightline.queues import later_queue, now_queue
+    from sightline.queues import now_queue
 
     services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
     lone = services["worker-now"]["command"]
@@ -56,26 +56,4 @@ def test_a_worker_of_its_own_reads_only_the_lone_prediction_queue():
     assert [q.name for q in settings.CELERY_TASK_QUEUES] == [
         now_queue(settings.CELERY_TASK_DEFAULT_QUEUE),
         settings.CELERY_TASK_DEFAULT_QUEUE,
-        later_queue(settings.CELERY_TASK_DEFAULT_QUEUE),
     ]
-    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
-
-
-def test_tasks_are_routed_to_the_queue_of_their_urgency():
-    """A lone prediction first, a monitoring refresh nobody waits for last, the rest between."""
-    from django.conf import settings
-
-    from sightline.celery import app
-    from sightline.queues import later_queue, now_queue
-
-    default = settings.CELERY_TASK_DEFAULT_QUEUE
-
-    def queue_of(task: str) -> str:
-        return app.amqp.router.route({}, task)["queue"].name
-
-    assert queue_of("explanations.tasks.explanation_compute_task") == now_queue(default)
-    assert queue_of("explanations.tasks.explanation_compute_batch_task") == default
-    assert queue_of("monitoring.tasks.monitoring_summary_task") == default  # someone opened a window
-    assert queue_of("monitoring.tasks.monitoring_subgroups_task") == default
-    assert queue_of("monitoring.tasks.monitoring_version_refresh") == later_queue(default)
-    assert queue_of("monitoring.tasks.monitoring_refresh") == later_queue(default)

@@ -8,7 +8,6 @@ from explanations.tasks import explanation_compute_batch_task
 from monitoring import services
 from patients.models import Prediction
 from sightline.celery import app
-from sightline.queues import later_queue
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
 
@@ -38,5 +37,4 @@ def test_only_the_batch_that_empties_the_backlog_schedules_a_refresh(
     with django_capture_on_commit_callbacks(execute=True):
         assert explanation_compute_batch_task.run(ids[4:]) == ["ready"] * 2
     assert cache.get(scheduled) == 1
-    # the refresh, on the queue workers read last, which a worker runs after the debounce
-    assert _queued(later_queue(worker_queue)) == 1
+    assert _queued(worker_queue) == 1  # the refresh, which a worker runs after the debounce
