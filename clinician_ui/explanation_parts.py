@@ -113,12 +113,15 @@ def uncertainty_part(
     ood = uncertainty.get("ood") or {}
     flag = bool(ood.get("flag"))
     percentile = ood.get("reference_percentile")
-    ood_note = (
-        f"This patient's inputs are further from the reference patients than {percentile:.0f}% of reference "
-        "patients are from each other."
-        if percentile is not None
-        else ""
-    )
+    if flag and "distance" in ood and ood["distance"] is None:
+        ood_note = "This patient shares too few measured inputs with the reference patients to be compared."
+    elif percentile is not None:
+        ood_note = (
+            f"This patient's inputs are further from the reference patients than {percentile:.0f}% of "
+            "reference patients are from each other."
+        )
+    else:
+        ood_note = ""
     missing = (uncertainty.get("key_features") or {}).get("not_measured") or []
     return UncertaintyPart(
         interval_low=float(interval.get("low", 0.0)),

@@ -33,6 +33,7 @@ def rows_write(model, fields: list[str], rows: list[tuple]) -> None:
 def _copy_text(value) -> str:
     if value is None:
         return "\\N"  # COPY's NULL
-    if type(value) is not str:
+    if not isinstance(value, str):  # a str subclass (numpy's, a lazy or safe string) is escaped too
         return str(value)
+    value = str(value)
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

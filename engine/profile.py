@@ -12,6 +12,7 @@ out-of-distribution distance pass and one neighbour query for the batch); `patie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -183,11 +184,23 @@ def _percent(value: float) -> str:
 
 
 def _abstain_reasons(
-    params: dict, opts: dict, *, percentile: float, ood_flag: bool, missing: list[str]
+    params: dict,
+    opts: dict,
+    *,
+    percentile: float,
+    ood_flag: bool,
+    missing: list[str],
+    comparable: bool = True,
 ) -> list[str]:
-    """Why the model abstains for this patient: out of distribution, or too many key inputs missing."""
+    """Why the model abstains for this patient: out of distribution (or not comparable with the
+    reference patients at all), or too many key inputs missing."""
     reasons = []
-    if ood_flag:
+    if not comparable:
+        reasons.append(
+            "This patient shares too few measured inputs with the reference patients to be compared "
+            "with them: the model was not validated on patients like this."
+        )
+    elif ood_flag:
         reasons.append(
             f"This patient's values are further from the reference patients than "
             f"{percentile:.1f}% of the reference patients are from each other (threshold: the "
@@ -235,11 +248,16 @@ def patients_uncertainty(
     for r, risk in enumerate(risks.tolist()):
         low, high = ends[r]
         distance, percentile = float(distances[r]), float(percentiles[r])
+        # No distance when the patient shares too few measured inputs with the reference patients
+        # to be compared with them (all inputs not measured, say): never validated on such a patient.
+        comparable = math.isfinite(distance)
         b = uncertainty.calibration_bin(params["calibration"]["bins"], risk)
         outcome_set = uncertainty.conformal_set(risk, conformal["threshold"])
-        ood_flag = distance > params["ood"]["threshold"]
+        ood_flag = not comparable or distance > params["ood"]["threshold"]
         missing = [n for n, m in zip(key, not_measured[r].tolist(), strict=True) if m]
-        reasons = _abstain_reasons(params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing)
+        reasons = _abstain_reasons(
+            params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing, comparable=comparable
+        )
         out.append(
             {
                 "interval": {"method": "venn-abers", "low": low, "high": high, "units": "probability"},
@@ -258,7 +276,7 @@ def patients_uncertainty(
                     "coverage_measured": conformal["coverage_check_half"],
                 },
                 "ood": {
-                    "distance": distance,
+                    "distance": distance if comparable else None,
                     "reference_percentile": percentile,
                     "threshold_percentile": params["ood"]["percentile"],
                     "flag": bool(ood_flag),

@@ -25,7 +25,8 @@ def monitoring_summary_task(comparison: dict) -> str:
     return parsed.cache_key
 
 
-@shared_task(acks_late=True)
+# The subgroup view's limits: the refresh computes it too (bootstraps over a large window: minutes).
+@shared_task(acks_late=True, soft_time_limit=900, time_limit=960)
 def monitoring_version_refresh(version_id: int) -> int:
     """Recompute one version's default summaries, and the subgroup view of the overall one (the
     page's default), now (queued, debounced, when its scores arrive)."""

@@ -5,6 +5,8 @@ scikit-learn isotonic fits per patient for Venn-Abers, one numpy k-NN pass and o
 per patient): stored explanations must not change because a worker explains patients in batches.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,11 +53,12 @@ def _reference_uncertainty(profile, row, risk, outcome, opts):
         * np.searchsorted(model.reference_distances, distance, side="right")
         / len(model.reference_distances)
     )
-    ood_flag = distance > params["ood"]["threshold"]
+    comparable = bool(np.isfinite(distance))
+    ood_flag = not comparable or distance > params["ood"]["threshold"]
     names = params["feature_names"]
     missing = [n for n in params["key_features"] if not np.isfinite(row[names.index(n)])]
     reasons = engine_profile._abstain_reasons(
-        params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing
+        params, opts, percentile=percentile, ood_flag=ood_flag, missing=missing, comparable=comparable
     )
     return {
         "interval": {"method": "venn-abers", "low": low, "high": high, "units": "probability"},
@@ -74,7 +77,7 @@ def _reference_uncertainty(profile, row, risk, outcome, opts):
             "coverage_measured": conformal["coverage_check_half"],
         },
         "ood": {
-            "distance": distance,
+            "distance": distance if comparable else None,
             "reference_percentile": percentile,
             "threshold_percentile": params["ood"]["percentile"],
             "flag": bool(ood_flag),
@@ -287,10 +290,15 @@ def test_batched_uncertainty_equals_the_per_patient_reference(demo):
         batch[1]["abstain"]
         and "of the 5 most influential inputs are not measured" in batch[1]["abstain_reason"]
     )
+    # Nothing in common with the reference patients: no distance (never an infinity, which a JSON
+    # column refuses), flagged, and the abstention says why.
     assert (
-        batch[2]["ood"]["distance"] == np.inf
+        batch[2]["ood"]["distance"] is None
+        and batch[2]["ood"]["flag"]
         and batch[2]["key_features"]["not_measured"] == (profile.params["key_features"])
     )
+    assert "shares too few measured inputs" in batch[2]["abstain_reason"]
+    json.dumps(batch, allow_nan=False)  # every figure is storable
     assert (
         batch[3]["ood"]["flag"] and batch[3]["ood"]["reference_percentile"] == 100.0 and batch[3]["abstain"]
     )

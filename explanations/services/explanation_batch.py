@@ -11,7 +11,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db import transaction
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -108,24 +109,33 @@ def _version_batch(explanations: list[Explanation]) -> list[int]:
         return []
     try:
         results = engine_compute_many([e.prediction for e in explanations], serving, profile)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: not a prediction the engine cannot take
     except Exception as exc:  # one prediction the engine cannot take: explain each alone
         log.warning("batch of %d failed (%s); explaining them one by one", len(explanations), exc)
         _hand_back(explanations)
         return [e.pk for e in explanations]
-    with transaction.atomic():
-        good = []
-        for explanation, result in zip(explanations, results, strict=True):
-            if isinstance(result, core.AdditivityError):
-                log.warning("explanation %s failed: %s", explanation.pk, result)
-                _fail(explanation, str(result))
-            else:
-                good.append((explanation, result))
-        if good:
-            explanations_store([e for e, _ in good], serving.feature_names, [r for _, r in good])
-            # robust: the batch is stored; a listener's failure is logged, not the batch's.
-            transaction.on_commit(
-                lambda: explanations_stored.send(None, version_ids={version.pk}), robust=True
-            )
+    try:
+        with transaction.atomic():
+            good = []
+            for explanation, result in zip(explanations, results, strict=True):
+                if isinstance(result, core.AdditivityError):
+                    log.warning("explanation %s failed: %s", explanation.pk, result)
+                    _fail(explanation, str(result))
+                else:
+                    good.append((explanation, result))
+            if good:
+                explanations_store([e for e, _ in good], serving.feature_names, [r for _, r in good])
+                # robust: the batch is stored; a listener's failure is logged, not the batch's.
+                transaction.on_commit(
+                    lambda: explanations_stored.send(None, version_ids={version.pk}), robust=True
+                )
+    except (DataError, IntegrityError) as exc:
+        # One result the database refuses (not a transient error): nothing of the batch is stored;
+        # each is explained alone, so only that one fails, with its reason.
+        log.warning("batch of %d not stored (%s); explaining them one by one", len(explanations), exc)
+        _hand_back(explanations)
+        return [e.pk for e in explanations]
     return []
 
 

@@ -36,3 +36,11 @@ def test_none_is_copys_null_and_a_text_backslash_n_is_not():
     assert _copy_text(None) == "\\N"
     assert _copy_text("\\N") == "\\\\N"
     assert _copy_text(0.1) == "0.1"
+
+
+def test_a_str_subclass_is_escaped_like_a_str():
+    import numpy as np
+    from django.utils.safestring import mark_safe
+
+    assert _copy_text(np.str_("a\tb\\c")) == "a\\tb\\\\c"
+    assert _copy_text(mark_safe("line\nbreak")) == "line\\nbreak"

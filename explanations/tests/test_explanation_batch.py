@@ -149,3 +149,70 @@ def test_a_lone_prediction_is_explained_alone_and_a_burst_of_single_posts_is_tak
     assert set(statuses.filter(prediction__in=bulk)) == {"pending"}
     assert explanation_compute_task.run(burst[-1].explanation.pk) == "ready"  # its own message: done
     assert set(Explanation.objects.filter(prediction__in=burst).values_list("attempts", flat=True)) == {1}
+
+
+def _nothing_measured(payload: dict) -> dict:
+    payload = {**payload, "features": {name: {**v, "value": None} for name, v in payload["features"].items()}}
+    payload.pop("risk", None)  # the registered model scores it
+    return payload
+
+
+def test_a_prediction_with_nothing_measured_abstains_and_never_fails_its_batch(
+    service_client, prediction_payload, model_version
+):
+    """Review finding: a patient with no input in common with the reference patients had an infinite
+    out-of-distribution distance, which the JSON column refused: the whole batch rolled back, was
+    retried by the sweep and ended FAILED. Now such a patient abstains (never validated on patients
+    like this) and every other explanation of the batch is stored."""
+    payloads = [prediction_payload(i, external_id=f"empty-{i}") for i in range(6)]
+    payloads[4] = _nothing_measured(payloads[4])
+    response = service_client.post("/api/v1/predictions/bulk/", payloads, format="json")
+    assert response.status_code == 200, response.content[:300]
+    ids = [r["id"] for r in response.json()["results"]]
+    explanations = [Prediction.objects.get(pk=i).explanation for i in ids]
+
+    assert explanation_compute_batch_task.run([e.pk for e in explanations]) == ["ready"] * 6
+
+    empty = Explanation.objects.get(pk=explanations[4].pk)
+    assert empty.abstain and empty.uncertainty["ood"] == {
+        **empty.uncertainty["ood"],
+        "distance": None,
+        "flag": True,
+    }
+    assert "shares too few measured inputs with the reference patients" in empty.abstain_reason
+    assert Explanation.objects.filter(pk__in=[e.pk for e in explanations], attempts=1).count() == 6
+
+    lone = service_client.post(
+        "/api/v1/predictions/",
+        _nothing_measured(prediction_payload(7, external_id="empty-lone")),
+        format="json",
+    )
+    assert lone.status_code == 201, lone.content[:300]
+    explanation = Prediction.objects.get(pk=lone.json()["id"]).explanation
+    assert explanation_compute_task.run(explanation.pk) == "ready"
+    explanation.refresh_from_db()
+    assert explanation.abstain and explanation.uncertainty["ood"]["distance"] is None
+
+
+def test_a_batch_the_database_refuses_is_explained_one_by_one(
+    service_client, prediction_payload, model_version, monkeypatch
+):
+    """A result the database refuses (not a transient error) stores nothing of the batch: the batch
+    is handed back and each is explained alone, so only a refused one can fail."""
+    from django.db import DataError
+
+    from explanations.services import explanation_batch
+
+    predictions = _ingest_pending(service_client, prediction_payload, 4, "refused")
+
+    def refuse(*args, **kwargs):
+        raise DataError("invalid input syntax for type json")
+
+    monkeypatch.setattr(explanation_batch, "explanations_store", refuse)
+    ids = _explanation_ids(predictions)
+    assert services.explanations_compute_batch(ids) == ids
+    assert set(Explanation.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
+        Explanation.Status.PENDING
+    }
+    monkeypatch.undo()
+    assert [explanation_compute_task.run(i) for i in ids] == ["ready"] * 4
