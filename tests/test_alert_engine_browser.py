@@ -182,6 +182,12 @@ def test_abstaining_alert_shows_the_abstention_not_a_confident_risk(browser, liv
         assert page.locator(".risk-box.risk-high, .risk-box.risk-medium, .risk-box .tier-high").count() == 0
         assert page.locator(".history-current .tier-abstains").count() == 1
         assert page.locator(".history-current .tier-high, .history-current .tier-medium").count() == 0
+        # "How sure" says its range and stability describe the output only, and the stability badge
+        # is the abstention's neutral colour, never the green of a reassuring "stable".
+        assert "describe its output only" in page.locator("#uncertainty-abstains").inner_text()
+        badge = page.locator("#stability-badge")
+        assert "(of the unreliable output)" in badge.inner_text()
+        assert "stability-secondary" in badge.get_attribute("class")
         page.screenshot(path=str(ARTIFACTS / "alert_abstains.png"), full_page=True)
     finally:
         context.close()

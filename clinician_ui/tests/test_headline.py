@@ -5,11 +5,12 @@ The page is read back with tests/fixtures/shown.py, which the census walk
 (clinician_ui/tests/test_census_walk.py) shares."""
 
 import pytest
+from django.urls import reverse
 
 from clinician_ui.explanation_parts import UncertaintyPart, headline_part
 from clinician_ui.templatetags.sightline import percent
 from explanations.models import Explanation
-from tests.fixtures.shown import headline_check, quality_flags_check, score_page
+from tests.fixtures.shown import cue_check, headline_check, quality_flags_check, score_page
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +41,22 @@ def test_every_headline_agrees_with_its_interval_or_says_why(charlie_client, exp
             assert 'id="figures-relate"' in page
     # The demo model's scores do fall outside their calibrated range: the walk is not vacuous.
     assert outside > 0
+
+
+def test_every_low_tier_cue_says_when_its_calibrated_range_disagrees(charlie_client, explained):
+    """The short view a low-tier score opens on carries the correction the full view gives: a score
+    printed below its calibrated range (the model under-estimates patients like this one) says so
+    before anyone asks for the full explanation."""
+    walked = corrected = 0
+    for explanation in explained:
+        prediction = explanation.prediction
+        if hasattr(prediction, "alert"):
+            continue  # an alert opens on the full page (test above)
+        page = charlie_client.get(reverse("prediction-detail", args=[prediction.pk])).content.decode()
+        assert 'id="cue-title"' in page, prediction.pk
+        walked += 1
+        corrected += cue_check(page, explanation)
+    assert walked > 0 and corrected > 0  # the demo's low scores do fall outside: not vacuous
 
 
 def test_every_value_read_as_an_artefact_is_flagged_on_its_page(charlie_client, explained):
