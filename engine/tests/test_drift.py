@@ -153,7 +153,11 @@ def test_psi_needs_five_expected_rows_per_bin_on_each_side_to_be_judged():
     assert row["psi"] > drift.PSI_MAJOR
     assert row["psi_judged"] is False and row["psi_min_rows"] == 50
     assert row["severity"] != "major" and "PSI" not in row["reasons"]
-    assert row["notes"] == ["PSI: too few rows to judge (needs 50 on each side)"]
+    assert "PSI: too few rows to judge (needs 50 on each side)" in row["notes"]
+
+
+def _psi_noise_note(row: dict) -> str:
+    return f"PSI {row['psi']:.3f} ≥ 0.10: within sampling noise (p = {row['psi_p']:.2g}), not counted"
 
 
 def test_psi_raises_severity_only_above_sampling_noise():
@@ -162,13 +166,22 @@ def test_psi_raises_severity_only_above_sampling_noise():
     # 100 windows of 60 unchanged rows: PSI is often above 0.10 by chance, never a flag.
     specs = [FeatureSpec(f"x{i}") for i in range(5)]
     frame = pd.DataFrame({s.name: rng.normal(0, 1, 1000) for s in specs})
-    noisy = flagged = 0
+    noisy = flagged = explained = silent = 0
     for _ in range(100):
         window = frame.sample(60, random_state=int(rng.integers(1_000_000)))
         for row in drift.drift_table(frame, window, specs):
             noisy += row["psi"] >= drift.PSI_MODERATE
             flagged += row["severity_level"] > 0
+            # A PSI past its threshold that does not count says why (the page shows it by the badge).
+            explained += (
+                row["psi"] >= drift.PSI_MODERATE
+                and row["psi_judged"]
+                and "PSI" not in row["reasons"]
+                and _psi_noise_note(row) in row["notes"]
+            )
+            silent += row["psi"] >= drift.PSI_MODERATE and row["psi_judged"] and "PSI" not in row["reasons"]
     assert noisy > 50 and flagged <= 2
+    assert explained == silent > 0
     # A real shift on as few rows is still found: the p-value, not the size alone, decides.
     shifted = drift.feature_drift(reference, rng.normal(1.0, 1, 60), FeatureSpec("x"))
     assert shifted["severity"] == "major" and "PSI" in shifted["reasons"]

@@ -64,6 +64,14 @@
       badge.className = "severity severity-" + f.severity;
       badge.textContent = f.severity + (f.reasons && f.reasons.length ? " · " + f.reasons.join(", ") : "");
       sev.appendChild(badge);
+      // A statistic past its threshold that did not count says why, beside the badge.
+      var noise = (f.notes || []).filter(function (n) { return n.indexOf("within sampling noise") >= 0; });
+      if (noise.length) {
+        var why = document.createElement("span");
+        why.className = "muted small drift-noise";
+        why.textContent = " " + noise.join("; ");
+        sev.appendChild(why);
+      }
       var psi = cell(tr, fmt(f.psi), "num");
       if (f.psi !== null && f.psi_judged === false) {
         psi.textContent = fmt(f.psi) + " · too few rows to judge";
