@@ -6,11 +6,12 @@ the scores made in their own units. Each read is one query whatever the number o
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, Value, Window
+from django.db.models import F, Max, Q, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils.dateparse import parse_datetime
 
@@ -167,6 +168,50 @@ def earlier_scores(*, user, prediction: Prediction, limit: int = EARLIER_SCORES)
         .annotate(abstains=Coalesce(F("explanation__abstain"), Value(False)))
         .order_by("-scored_at", "-id")[:limit]
     )
+
+
+@dataclass(frozen=True)
+class Currency:
+    """Whether a score the page shows is still the patient's present state, when it is not.
+
+    kind: "newer" (the patient was scored again: `newer_*` is that score, in a unit the user sees),
+    "elsewhere" (scored again in a unit the user does not see) or "left" (this is the patient's
+    latest score, but it is `lag_hours` older than the newest score of its unit: the patient has
+    probably left the unit, or their scoring stopped; the worklist lists them apart, on the same
+    rule, WORKLIST_LEFT_AFTER_HOURS)."""
+
+    kind: str
+    newer_prediction_id: int | None = None
+    newer_scored_at: datetime | None = None
+    lag_hours: int = 0
+
+    @property
+    def lag_text(self) -> str:
+        """ "29 hours", "7 days" (whole days from 48 hours on)."""
+        if self.lag_hours >= 48:
+            return f"{self.lag_hours // 24} days"
+        return f"{self.lag_hours} hour{'s' if self.lag_hours != 1 else ''}"
+
+
+def score_currency(*, user, prediction: Prediction) -> Currency | None:
+    """None when the score is the patient's current one and its unit's feed has not moved on."""
+    visible = access.current_scores_for_user(user)
+    current = (
+        visible.filter(patient_id=prediction.patient_id).only("prediction_id", "scored_at", "unit").first()
+    )
+    if current is None:
+        # Scored again in a unit the user does not see, or never given a current score at all.
+        elsewhere = access.scored_outside_units(user, prediction.patient_id)
+        return Currency(kind="elsewhere") if elsewhere else None
+    if current.prediction_id != prediction.pk:
+        return Currency(
+            kind="newer", newer_prediction_id=current.prediction_id, newer_scored_at=current.scored_at
+        )
+    newest = visible.filter(unit=current.unit).aggregate(newest=Max("scored_at"))["newest"]
+    lag = newest - current.scored_at
+    if lag > timedelta(hours=settings.WORKLIST_LEFT_AFTER_HOURS):
+        return Currency(kind="left", lag_hours=int(lag.total_seconds() // 3600))
+    return None
 
 
 @dataclass(frozen=True)

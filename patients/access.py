@@ -53,6 +53,15 @@ def alert_actions_for_user(user) -> QuerySet[AlertAction]:
     return _restrict(AlertAction.objects.all(), user, field="alert__unit")
 
 
+def scored_outside_units(user, patient_id: int) -> bool:
+    """Whether the patient's current score is in a unit the user does not see (they were moved):
+    a yes or no, never the score or its unit."""
+    units = visible_units(user)
+    if units is None:
+        return False
+    return CurrentScore.objects.filter(patient_id=patient_id).exclude(unit__in=units).exists()
+
+
 def prediction_for_user(user, prediction_id: int) -> Prediction:
     try:
         return (

@@ -24,7 +24,7 @@ from ..explanation_parts import (
     stability_part,
     uncertainty_part,
 )
-from ..history import EARLIER_SCORES, FeatureTrend, earlier_scores, feature_trend
+from ..history import EARLIER_SCORES, Currency, FeatureTrend, earlier_scores, feature_trend, score_currency
 from ..history import observed_at_parse as _observed_at
 
 
@@ -81,6 +81,8 @@ class ScoreDetail:
     simulated: bool = False
     # The patient's scores before this one, newest first (set by score_page_get).
     earlier: list[Prediction] = field(default_factory=list)
+    # Whether this score is still the patient's present state (None: it is; set by score_page_get).
+    currency: Currency | None = None
     # The explanation engine's results (None until the explanation is ready).
     uncertainty: UncertaintyPart | None = None
     stability: StabilityPart | None = None
@@ -293,6 +295,7 @@ def score_page_get(*, user, prediction: Prediction, alert: Alert | None = None) 
     A constant number of queries: the earlier scores are one query, whatever their number."""
     detail = score_detail_get(prediction=prediction, alert=alert)
     detail.earlier = earlier_scores(user=user, prediction=prediction, limit=EARLIER_SCORES)
+    detail.currency = score_currency(user=user, prediction=prediction)
     for row in detail.rows:
         row.trend = feature_trend(
             name=row.name,

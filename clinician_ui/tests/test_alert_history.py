@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from patients.models import CurrentScore, Prediction
 from tests.fixtures.factories import feature_payload, patient_create, prediction_create
 
 
@@ -150,8 +151,9 @@ def test_alert_page_query_count_is_constant(
     url = reverse("alert-detail", args=[current.alert.pk])
     alice_client.get(url)  # the first view inserts the AlertView row; measure a repeat view
     # session, user, profile, alert, prediction+model, audit insert, alert view (get), explanation,
-    # feature schema, earlier scores, previous actions: 11 whatever the history.
-    with django_assert_num_queries(11):
+    # feature schema, earlier scores, whether this is the patient's present state (their current
+    # score, its unit's newest score), previous actions: 13 whatever the history.
+    with django_assert_num_queries(13):
         response = alice_client.get(url)
     assert len(response.context["detail"].earlier) == n_earlier
 
@@ -169,3 +171,53 @@ def test_low_tier_cue_stays_minimal_until_full_is_asked(alice_client, ui_model_v
     full = alice_client.get(url, {"full": "1"}).content.decode()
     assert "Scores of this patient" in full
     assert reverse("prediction-detail", args=[earlier.pk]) in full
+
+
+CURRENCY = 'id="score-currency"'
+
+
+def _page(client, prediction) -> str:
+    response = client.get(reverse("prediction-detail", args=[prediction.pk]) + "?full=1")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_an_older_score_says_the_patient_was_scored_again_and_links_the_latest(
+    alice_client, ui_model_version
+):
+    patient = patient_create(unit="MICU")
+    old = prediction_create(model_version=ui_model_version, patient=patient, risk=0.71, scored_at=scored(3))
+    new = prediction_create(model_version=ui_model_version, patient=patient, risk=0.20, scored_at=scored(1))
+
+    page = _page(alice_client, old)
+    assert CURRENCY in page and "This patient was scored again at" in page
+    assert f'href="{reverse("prediction-detail", args=[new.pk])}">open the latest score</a>' in page
+    assert CURRENCY not in _page(alice_client, new)  # the latest, in a unit still scored
+
+
+def test_the_latest_score_of_a_patient_who_left_the_unit_says_so(alice_client, ui_model_version, settings):
+    settings.WORKLIST_LEFT_AFTER_HOURS = 12
+    gone = prediction_create(model_version=ui_model_version, unit="MICU", risk=0.71, scored_at=scored(30))
+    prediction_create(model_version=ui_model_version, unit="MICU", risk=0.10, scored_at=scored(1))
+
+    page = _page(alice_client, gone)
+    assert CURRENCY in page and "it is 29 hours older than the newest score of MICU" in page
+    assert "the patient has probably left the unit" in page
+    gone.refresh_from_db()
+    prediction_create(model_version=ui_model_version, unit="MICU", risk=0.10, scored_at=scored(-60))
+    assert "it is 3 days older than the newest score of MICU" in _page(alice_client, gone)
+
+
+def test_a_patient_moved_to_a_unit_the_user_does_not_see_is_said_so_without_the_score(
+    alice_client, ui_model_version
+):
+    patient = patient_create(unit="MICU")
+    here = prediction_create(model_version=ui_model_version, patient=patient, risk=0.71, scored_at=scored(3))
+    moved = prediction_create(model_version=ui_model_version, patient=patient, risk=0.33, scored_at=scored(1))
+    # Transferred: the new score is CCU's (the factory scores in the patient's unit).
+    Prediction.objects.filter(pk=moved.pk).update(unit="CCU")
+    assert CurrentScore.objects.filter(prediction=moved).update(unit="CCU") == 1
+
+    page = _page(alice_client, here)
+    assert CURRENCY in page and "scored again later, in a unit you do not see" in page
+    assert "CCU" not in page and "33%" not in page
