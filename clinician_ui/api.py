@@ -98,7 +98,7 @@ class AlertActionCreateApi(APIView):
         "returns the first action (200); the same key with another action, reason or comment is 409.",
     )
     def post(self, request, alert_id: int) -> Response:
-        alert = access.alert_to_act_on(request.user, alert_id)
+        alert = access.alert_to_act_on(request.user, alert_id, request=request)
         serializer = AlertActionInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         record, created = alert_action_record(alert=alert, user=request.user, **serializer.validated_data)

@@ -27,6 +27,7 @@ KNOWN_ACTIONS = (
     "alert_escalate",
     "export",
     "view_audit_log",
+    "refused",  # a score or alert outside the user's units, asked for and refused (404)
 )
 
 

@@ -208,7 +208,7 @@ def _render_score(request: HttpRequest, detail: ScoreDetail, *, full: bool, may_
 @require_GET
 @login_required
 def prediction_detail(request: HttpRequest, prediction_id: int) -> HttpResponse:
-    prediction = access.prediction_for_user(request.user, prediction_id)
+    prediction = access.prediction_for_user(request.user, prediction_id, request=request)
     expand = prediction.tier == Tier.LOW and request.GET.get("full") == "1"
     access.audit_view(
         request, action="expand_low_tier" if expand else "view_prediction", prediction=prediction
@@ -216,7 +216,7 @@ def prediction_detail(request: HttpRequest, prediction_id: int) -> HttpResponse:
     alert, may_act = None, False
     alert_id = Alert.objects.filter(prediction=prediction).values_list("pk", flat=True).first()
     if alert_id is not None:
-        alert, may_act = access.alert_rw_for_user(request.user, alert_id)
+        alert, may_act = access.alert_rw_for_user(request.user, alert_id, request=request)
         alert_view_record(alert=alert, user=request.user)
     detail = score_page_get(user=request.user, prediction=prediction, alert=alert)
     return _render_score(request, detail, full=expand, may_act=may_act)
@@ -225,7 +225,7 @@ def prediction_detail(request: HttpRequest, prediction_id: int) -> HttpResponse:
 @require_GET
 @login_required
 def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
-    alert, may_act = access.alert_rw_for_user(request.user, alert_id)
+    alert, may_act = access.alert_rw_for_user(request.user, alert_id, request=request)
     prediction = _prediction_with_model(alert.prediction_id)
     access.audit_view(request, action="view_alert", prediction=prediction)
     alert_view_record(alert=alert, user=request.user)
@@ -237,7 +237,7 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
 @login_required
 def explanation_json(request: HttpRequest, prediction_id: int) -> JsonResponse:
     """The waterfall's data; numbers only once the explanation is ready."""
-    prediction = access.prediction_for_user(request.user, prediction_id)
+    prediction = access.prediction_for_user(request.user, prediction_id, request=request)
     access.audit_view(request, action="view_explanation_json", prediction=prediction)
     return JsonResponse(explanation_figure(score_detail_get(prediction=prediction)))
 

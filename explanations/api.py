@@ -110,7 +110,7 @@ class PredictionExplanationApi(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, prediction_id: int) -> Response:
-        prediction = prediction_for_user(request.user, prediction_id)
+        prediction = prediction_for_user(request.user, prediction_id, request=request)
         audit_view(request, action="api_explanation", prediction=prediction)
         return Response(selectors.explanation_body(prediction))
 
@@ -144,7 +144,7 @@ class PredictionWhatIfApi(APIView):
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request, prediction_id: int) -> Response:
-        prediction = prediction_for_user(request.user, prediction_id)
+        prediction = prediction_for_user(request.user, prediction_id, request=request)
         body = request.data if isinstance(request.data, dict) else {}
         result = services.prediction_what_if(prediction=prediction, changes=body.get("changes"))
         audit_view(request, action="api_what_if", prediction=prediction)

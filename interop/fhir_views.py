@@ -83,7 +83,7 @@ class RiskAssessmentView(FhirView):
                 "forbidden",
                 f"This API token lacks the '{SCOPE_PATIENT_DATA}' scope (create_api_token --scope).",
             )
-        prediction = access.prediction_for_user(request.user, pk)
+        prediction = access.prediction_for_user(request.user, pk, request=request)
         access.audit_view(request._request, action="fhir_risk_assessment", prediction=prediction)
         return Response(fhir_resources.risk_assessment(prediction))
 

@@ -62,7 +62,9 @@ def scored_outside_units(user, patient_id: int) -> bool:
     return CurrentScore.objects.filter(patient_id=patient_id).exclude(unit__in=units).exists()
 
 
-def prediction_for_user(user, prediction_id: int) -> Prediction:
+def prediction_for_user(user, prediction_id: int, *, request: HttpRequest | None = None) -> Prediction:
+    """The prediction, or 404 when it is missing or outside the user's units; with `request`, a
+    refusal of one that exists is audited (action "refused"), the answer the same 404."""
     try:
         return (
             predictions_for_user(user)
@@ -70,24 +72,34 @@ def prediction_for_user(user, prediction_id: int) -> Prediction:
             .get(pk=prediction_id)
         )
     except Prediction.DoesNotExist:
+        _audit_refused(request, Prediction.objects.filter(pk=prediction_id).first())
         raise Http404("No such prediction.") from None
 
 
-def alert_for_user(user, alert_id: int) -> Alert:
+def alert_for_user(user, alert_id: int, *, request: HttpRequest | None = None) -> Alert:
+    """As prediction_for_user, for an alert."""
     try:
         return alerts_for_user(user).select_related("prediction", "patient").get(pk=alert_id)
     except Alert.DoesNotExist:
+        refused = Alert.objects.filter(pk=alert_id).select_related("prediction").first()
+        _audit_refused(request, refused.prediction if refused else None)
         raise Http404("No such alert.") from None
 
 
-def alert_rw_for_user(user, alert_id: int) -> tuple[Alert, bool]:
+def _audit_refused(request: HttpRequest | None, prediction: Prediction | None) -> None:
+    """Record that request.user asked for a patient's data outside their units and was refused."""
+    if request is not None and prediction is not None:
+        audit_view(request, action="refused", prediction=prediction)
+
+
+def alert_rw_for_user(user, alert_id: int, *, request: HttpRequest | None = None) -> tuple[Alert, bool]:
     """The alert (404 outside the user's units) and whether the user may act on it."""
-    return alert_for_user(user, alert_id), may_act_on_alerts(user)
+    return alert_for_user(user, alert_id, request=request), may_act_on_alerts(user)
 
 
-def alert_to_act_on(user, alert_id: int) -> Alert:
+def alert_to_act_on(user, alert_id: int, *, request: HttpRequest | None = None) -> Alert:
     """The alert the user acts on: 404 outside their units, 403 when their role only reads."""
-    alert, may_act = alert_rw_for_user(user, alert_id)
+    alert, may_act = alert_rw_for_user(user, alert_id, request=request)
     if not may_act:
         raise PermissionDenied(ACT_DENIED)
     return alert

@@ -127,9 +127,25 @@ def test_every_view_writes_an_audit_row_with_user_patient_and_path(alice, alice_
     )
 
 
-def test_a_refused_view_is_not_audited_as_seen(bob_client, micu_alert):
-    bob_client.get(reverse("alert-detail", args=[micu_alert.pk]))
-    assert not AuditEvent.objects.filter(patient=micu_alert.patient).exists()
+def test_a_refused_view_is_audited_as_refused_never_as_seen(bob, bob_client, micu_alert):
+    """Browser walk finding: another unit's alert answered 404 and left no trace. Each attempt is now
+    in the audit log as refused (the answer is the 404 of a missing one); none reads as seen."""
+    prediction = micu_alert.prediction
+    urls = [
+        reverse("alert-detail", args=[micu_alert.pk]),
+        reverse("prediction-detail", args=[prediction.pk]),
+        reverse("explanation-json", args=[prediction.pk]),
+        f"/api/v1/predictions/{prediction.pk}/explanation/",
+    ]
+    for url in urls:
+        assert bob_client.get(url).status_code == 404, url
+    events = AuditEvent.objects.filter(patient=micu_alert.patient).order_by("id")
+    assert [(e.user, e.action, e.path, e.prediction) for e in events] == [
+        (bob, "refused", url, prediction) for url in urls
+    ]
+    # A missing one is a plain 404: nothing to audit.
+    assert bob_client.get(reverse("alert-detail", args=[micu_alert.pk + 999])).status_code == 404
+    assert AuditEvent.objects.filter(action="refused").count() == len(urls)
 
 
 def test_alert_view_records_first_shown_once(alice, alice_client, micu_alert):
