@@ -147,8 +147,8 @@
         { type: "bar", name: "medium", x: d.x, y: d.tiers.medium, marker: { color: "#c98a1b" } },
         { type: "bar", name: "low", x: d.x, y: d.tiers.low, marker: { color: "#aab4be" } },
         { type: "scatter", mode: "lines+markers", name: "risk PSI", x: d.x, y: d.psi, yaxis: "y2", line: { color: "#1f2933" } }
-      ], { barmode: "stack", title: { text: "Tier mix and risk PSI per " + d.bucket }, xaxis: { type: "category" }, yaxis: { title: { text: "share" } },
-           yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", title: { text: "PSI" } }, legend: { orientation: "h", y: -0.15 }, margin: { t: 40 } }, PLOT);
+      ], { barmode: "stack", title: { text: "Tier mix and risk PSI per " + d.bucket }, xaxis: { type: "category", automargin: true }, yaxis: { title: { text: "share" } },
+           yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", title: { text: "PSI" } }, legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom" }, margin: { t: 70 } }, PLOT);
     });
   }
 
@@ -171,11 +171,22 @@
           arrayminus: d.auroc.map(function (v, i) { return v === null || d.auroc_low[i] === null ? null : v - d.auroc_low[i]; }) } },
         { type: "scatter", mode: "lines+markers", name: "AUROC (estimate, CBPE)", x: d.x, y: d.estimated_auroc, line: { dash: "dash" } }
       ], { title: { text: "AUROC per window" }, xaxis: { type: "category" }, yaxis: { range: [0.4, 1] }, margin: { t: 40 } }, PLOT);
-      Plotly.react("calibration-figure", [
+      Plotly.react("calibration-figure", !d.calibration.length ? [] : [
         { type: "scatter", mode: "lines", name: "perfect", x: [0, 1], y: [0, 1], line: { dash: "dot", color: "#aab4be" } },
         { type: "scatter", mode: "lines+markers", name: "observed", x: d.calibration.map(function (c) { return c.predicted; }),
           y: d.calibration.map(function (c) { return c.observed; }), text: d.calibration.map(function (c) { return "n = " + c.n; }) }
-      ], { title: { text: "Calibration (realised)" }, xaxis: { title: { text: "predicted risk" }, range: [0, 1] }, yaxis: { title: { text: "observed rate" }, range: [0, 1] }, margin: { t: 40 } }, PLOT);
+      ], ifEmpty(!d.calibration.length,
+        { title: { text: "Calibration (realised)" }, xaxis: { title: { text: "predicted risk" }, range: [0, 1] }, yaxis: { title: { text: "observed rate" }, range: [0, 1] }, margin: { t: 40 } },
+        "No outcome has arrived for this window's encounters yet"), PLOT);
+    });
+  }
+
+  // A chart with nothing to show says why in its plot area, instead of bare axes.
+  function ifEmpty(isEmpty, layout, text) {
+    if (!isEmpty) return layout;
+    return Object.assign({}, layout, {
+      xaxis: { visible: false }, yaxis: { visible: false }, showlegend: false,
+      annotations: [{ text: text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { size: 14, color: "#52606d" } }]
     });
   }
 
@@ -204,10 +215,12 @@
       var reasons = Object.keys(b.overrides_by_reason);
       var labels = b.reason_labels || {};
       Plotly.react("overrides-figure", [{ type: "bar", x: reasons.map(function (k) { return labels[k] || k; }), y: reasons.map(function (k) { return b.overrides_by_reason[k]; }), marker: { color: "#8a5300" } }],
-        { title: { text: "Overrides (dismissals) by reason" }, margin: { t: 40 } }, PLOT);
+        ifEmpty(!reasons.length, { title: { text: "Overrides (dismissals) by reason" }, margin: { t: 40 } },
+          "No alert was dismissed in this window"), PLOT);
       var t = b.time_to_decision;
       Plotly.react("decision-figure", [{ type: "bar", x: t.labels, y: t.counts, marker: { color: "#1f5f99" } }],
-        { title: { text: "Time to decision (median " + (t.median === undefined ? "—" : Math.round(t.median) + " s") + ", n = " + t.n + ")" }, margin: { t: 40 } }, PLOT);
+        ifEmpty(!t.n, { title: { text: "Time to decision (median " + (t.median === undefined ? "—" : Math.round(t.median) + " s") + ", n = " + t.n + ")" }, margin: { t: 40 } },
+          "No alert was acted on in this window"), PLOT);
     });
   }
 
