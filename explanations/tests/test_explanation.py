@@ -118,7 +118,9 @@ def test_explanation_access_follows_the_patients_unit(
     assert auditor_client.get(url).status_code == 200
     assert client.get(url).status_code in (401, 403)
     assert service_client.get(url).status_code == 403  # a scoring token sees no patient
-    assert AuditEvent.objects.filter(prediction=prediction).count() == 2
+    # Alice's and the auditor's views; bob's two refusals are recorded as refused, never as seen.
+    events = AuditEvent.objects.filter(prediction=prediction)
+    assert sorted(events.values_list("action", flat=True)) == ["api_explanation"] * 2 + ["refused"] * 2
 
 
 def test_tampered_artifact_fails_the_explanation_with_its_reason(
