@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from engine import treeshap as core
 from explanations.models import Explanation
-from explanations.signals import explanations_stored
 from models_registry.models import ModelVersion
 from models_registry.serving import ArtifactTampered, serving_model
 from patients.models import Prediction
@@ -126,10 +125,6 @@ def _version_batch(explanations: list[Explanation]) -> list[int]:
                     good.append((explanation, result))
             if good:
                 explanations_store([e for e, _ in good], serving.feature_names, [r for _, r in good])
-                # robust: the batch is stored; a listener's failure is logged, not the batch's.
-                transaction.on_commit(
-                    lambda: explanations_stored.send(None, version_ids={version.pk}), robust=True
-                )
     except (DataError, IntegrityError) as exc:
         # One result the database refuses (not a transient error): nothing of the batch is stored;
         # each is explained alone, so only that one fails, with its reason.

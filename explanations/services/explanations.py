@@ -16,6 +16,7 @@ from engine import stability
 from engine import treeshap as core
 from engine.quality import quality_flags
 from explanations.models import Explanation
+from explanations.signals import explanations_stored
 from models_registry.serving import ArtifactTampered, serving_model
 from sightline.celery import app
 
@@ -202,7 +203,11 @@ def explanations_store(explanations: Sequence[Explanation], names: list[str], re
             if result["uncertainty"]["abstain"]:
                 abstaining.append(explanation.prediction_id)
     if stored:
-        cohort_explanations_add(version_id=stored[0][0].model_version_id, names=names, items=stored)
+        version_id = stored[0][0].model_version_id
+        cohort_explanations_add(version_id=version_id, names=names, items=stored)
+        # Once stored (a lone explanation or a batch alike): monitoring may refresh the version's
+        # summaries when this emptied its backlog. robust: a listener's failure is logged, never ours.
+        transaction.on_commit(lambda: explanations_stored.send(None, version_ids={version_id}), robust=True)
     if abstaining:
         # An abstaining score leaves the worklist's ranked lane for the abstentions' own.
         current_lanes_refresh(prediction_ids=abstaining)

@@ -38,3 +38,20 @@ def test_only_the_batch_that_empties_the_backlog_schedules_a_refresh(
         assert explanation_compute_batch_task.run(ids[4:]) == ["ready"] * 2
     assert cache.get(scheduled) == 1
     assert _queued(worker_queue) == 1  # the refresh, which a worker runs after the debounce
+
+
+def test_a_lone_explanation_that_empties_the_backlog_schedules_a_refresh_too(
+    worker_queue, model_version, service_client, prediction_payload, django_capture_on_commit_callbacks
+):
+    """Review finding: only a batch announced what it stored, so a backlog whose last explanation
+    was a lone post's never refreshed the summaries until the periodic refresh (10 minutes)."""
+    from explanations.tasks import explanation_compute_task
+
+    response = service_client.post("/api/v1/predictions/", prediction_payload(0), format="json")
+    assert response.status_code == 201
+    explanation_id = Prediction.objects.get(pk=response.json()["id"]).explanation.pk
+    scheduled = f"{services.CACHE_PREFIX}:refresh-scheduled:{model_version.pk}"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert explanation_compute_task.run(explanation_id) == "ready"
+    assert cache.get(scheduled) == 1
