@@ -104,6 +104,20 @@ class ModelVersion(models.Model):
             if f.kind == ModelFeature.Kind.NUMERIC
         ]
 
+    def binary_value_labels(self) -> dict[str, dict[int, str]]:
+        """What a binary input's 0 and 1 stand for, where bundle.yaml says so: a subgroup on that
+        column with `values` (e.g. sex_female: {0: male, 1: female}), so a page can read "no (male)"."""
+        binary = {f["name"] for f in (self.spec or {}).get("features", []) if f.get("kind") == "binary"}
+        out: dict[str, dict[int, str]] = {}
+        for subgroup in (self.spec or {}).get("subgroups") or []:
+            values, column = subgroup.get("values") or {}, subgroup.get("column")
+            labels = {
+                int(float(k)): str(v) for k, v in values.items() if str(k).strip() in {"0", "1", "0.0", "1.0"}
+            }
+            if column in binary and labels:
+                out[column] = labels
+        return out
+
     def fixed_reasons(self) -> dict[str, str]:
         """bundle.yaml's `fixed_reason` per feature: why a what-if may not change it."""
         return {

@@ -284,6 +284,13 @@ def score_detail_get(*, prediction: Prediction, alert: Alert | None = None) -> S
         _feature_row(f, features.get(f.name) or {}, detail=detail, attributions=attributions, notes=notes)
         for f in specs
     ]
+    # "Sex: female — no" reads "no (male)" where the bundle says what 0 and 1 stand for.
+    value_labels = version.binary_value_labels()
+    for row in detail.rows:
+        labels = value_labels.get(row.name)
+        if labels and row.measured:
+            said = labels.get(1 if format_value(row.raw_value, row.kind) == "yes" else 0)
+            row.value_text = f"{row.value_text} ({said})" if said else row.value_text
     if attributions[0]:
         detail.rows.sort(key=lambda r: -abs(r.shap) if r.shap is not None else 0.0)
     return detail

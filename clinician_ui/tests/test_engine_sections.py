@@ -136,7 +136,7 @@ def test_what_if_offers_mutable_inputs_within_their_range_and_lists_the_rest(ali
     assert '<select id="wi-ventilated" name="ventilated" data-kind="binary" data-original="true"' in html
     # Age is immutable: shown, not offered.
     assert 'id="wi-age"' not in html
-    assert "Not changeable in a what-if:</strong>" in html and "Age (67 years)" in html
+    assert "Not changeable in a what-if:</strong>" in html and "Age: 67 years" in html
     assert "js/what_if.js" in html
 
 

@@ -98,3 +98,22 @@ def test_a_score_below_one_percent_reads_the_same_in_the_headline_its_sentence_a
     assert part.interval_text == "calibrated range 1%–2%"
     assert "The model's score (<1%) is below its calibrated range" in part.correction
     assert "(1%–2%)" in part.correction
+
+
+def test_a_binary_input_reads_what_its_zero_and_one_stand_for(charlie_client, explained, model_version):
+    """Browser walk finding: "Sex: female — no" made a clinician work out "male". Where bundle.yaml
+    says what a binary column's 0 and 1 stand for (a subgroup's `values`), the page says it too."""
+    labels = model_version.binary_value_labels()
+    assert labels["sex_female"] == {0: "male", 1: "female"}
+    seen = set()
+    for explanation in explained:
+        prediction = explanation.prediction
+        value = (prediction.features.get("sex_female") or {}).get("value")
+        if value is None:
+            continue
+        said = "yes (female)" if value in (1, True) else "no (male)"
+        page = score_page(charlie_client, prediction)
+        cell = page.split('<th scope="row">Sex: female</th>', 1)[1].split("</tr>", 1)[0]
+        assert said in cell, (prediction.pk, value, cell[:200])
+        seen.add(said)
+    assert seen == {"yes (female)", "no (male)"}  # both read, not vacuous
