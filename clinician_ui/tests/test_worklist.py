@@ -47,7 +47,7 @@ def test_patient_whose_latest_score_is_low_moves_to_the_low_list(alice_client, u
     assert rows(response) == []
     assert response.context["worklist"].low == [low]
     html = response.content.decode()
-    assert "Low-risk patients" in html
+    assert "Low tier: below the alert threshold" in html and "the same in every unit" in html
     assert reverse("prediction-detail", args=[low.pk]) in html
     assert "8%" in html
 
