@@ -164,7 +164,7 @@
       est.className = "estimate-label";
       est.textContent = "Estimate (CBPE, no outcomes used): ";
       el.appendChild(est);
-      el.appendChild(document.createTextNode("AUROC " + fmt(e.auroc) + ", AUPRC " + fmt(e.auprc) + ", Brier " + fmt(e.brier) + ", ECE " + fmt(e.ece) + " over " + e.n + " encounters (" + d.unit_of_analysis + ")."));
+      el.appendChild(document.createTextNode("AUROC " + fmt(e.auroc) + ", AUPRC " + fmt(e.auprc) + ", Brier " + fmt(e.brier) + ", ECE " + fmt(e.ece) + " over " + e.n + " encounters (unit of analysis: " + d.unit_of_analysis + ")."));
       Plotly.react("performance-figure", [
         { type: "scatter", mode: "lines+markers", name: "AUROC (realised)", x: d.x, y: d.auroc, error_y: { type: "data", symmetric: false,
           array: d.auroc.map(function (v, i) { return v === null || d.auroc_high[i] === null ? null : d.auroc_high[i] - v; }),
