@@ -71,16 +71,22 @@ def _aggregates_add(version_id: int, rows: list[tuple]) -> None:
     if not rows:
         return
     table = CohortAggregate._meta.db_table
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-    sql = (
-        f"INSERT INTO {table} (version_id, feature, unit, shift, day, count, total, total_abs) "  # noqa: S608
-        f"VALUES {values} "
-        "ON CONFLICT (version_id, feature, unit, shift, day) DO UPDATE SET "
-        f"count = {table}.count + EXCLUDED.count, total = {table}.total + EXCLUDED.total, "
-        f"total_abs = {table}.total_abs + EXCLUDED.total_abs"
-    )
+    # SQLite caps a statement's parameters (999 before 3.32): as many statements as that takes, in
+    # the rows' order; PostgreSQL has no such cap (one statement).
+    cap = connection.features.max_query_params
+    per_statement = max(1, cap // 8) if cap else len(rows)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in rows for value in (version_id, *row)])
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(part))
+            sql = (
+                f"INSERT INTO {table} (version_id, feature, unit, shift, day, count, total, total_abs) "  # noqa: S608
+                f"VALUES {values} "
+                "ON CONFLICT (version_id, feature, unit, shift, day) DO UPDATE SET "
+                f"count = {table}.count + EXCLUDED.count, total = {table}.total + EXCLUDED.total, "
+                f"total_abs = {table}.total_abs + EXCLUDED.total_abs"
+            )
+            cursor.execute(sql, [value for row in part for value in (version_id, *row)])
 
 
 def _samples_add(version_id: int, rows: list[tuple]) -> None:

@@ -268,3 +268,26 @@ def test_the_cohort_api_audits_which_patients_its_sample_showed(explained_cohort
     assert event.patients == sorted(set(shown.values_list("patient__external_id", flat=True)))
     assert f"sample {body['sample']['n']} of {body['explanations']} explanations" in event.path
     assert f"model={name}" in event.path
+
+
+def test_aggregate_rows_beyond_a_statements_parameter_cap_are_added_in_several_statements(
+    db, model_version, monkeypatch
+):
+    """SQLite caps a statement's parameters (999 before 3.32): 300 aggregate rows (2,400 parameters)
+    go in several statements, each row added once, whatever the cap (forced to 80 here)."""
+    from django.db import connection
+
+    from explanations.models import CohortAggregate
+    from explanations.services.cohort import _aggregates_add
+
+    rows = [
+        (f"f{i % 25:02d}", f"U{i // 25}", "day", date(2026, 3, 1), 2, 0.5 * i, 1.0 * i) for i in range(300)
+    ]
+    monkeypatch.setattr(connection.features, "max_query_params", 80)  # 10 rows a statement
+    _aggregates_add(model_version.pk, rows)
+    _aggregates_add(model_version.pk, rows[:10])  # added to, never replaced
+    stored = CohortAggregate.objects.filter(version=model_version)
+    assert stored.count() == 300
+    first = stored.get(feature="f00", unit="U0")
+    assert (first.count, first.total) == (4, 0.0)
+    assert sum(stored.values_list("count", flat=True)) == 620
