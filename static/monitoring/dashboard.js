@@ -165,6 +165,13 @@
       est.textContent = "Estimate (CBPE, no outcomes used): ";
       el.appendChild(est);
       el.appendChild(document.createTextNode("AUROC " + fmt(e.auroc) + ", AUPRC " + fmt(e.auprc) + ", Brier " + fmt(e.brier) + ", ECE " + fmt(e.ece) + " over " + e.n + " encounters (unit of analysis: " + d.unit_of_analysis + ")."));
+      // A gap in the AUROC chart says why: a window with too few encounters (or of one class only).
+      var gaps = d.x.map(function (x, i) {
+        return d.auroc[i] === null && d.estimated_auroc[i] === null ? x + " (" + d.encounters[i] + " encounters)" : null;
+      }).filter(Boolean);
+      if (gaps.length) {
+        el.appendChild(document.createTextNode(" No AUROC for " + gaps.join(", ") + ": too few encounters, or all of one class, to compute or estimate it."));
+      }
       Plotly.react("performance-figure", [
         { type: "scatter", mode: "lines+markers", name: "AUROC (realised)", x: d.x, y: d.auroc, error_y: { type: "data", symmetric: false,
           array: d.auroc.map(function (v, i) { return v === null || d.auroc_high[i] === null ? null : d.auroc_high[i] - v; }),
