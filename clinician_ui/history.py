@@ -194,21 +194,27 @@ class Currency:
 
 
 def score_currency(*, user, prediction: Prediction) -> Currency | None:
-    """None when the score is the patient's current one and its unit's feed has not moved on."""
-    visible = access.current_scores_for_user(user)
-    current = (
-        visible.filter(patient_id=prediction.patient_id).only("prediction_id", "scored_at", "unit").first()
+    """None when the score is the patient's latest of its model and its unit's feed has not moved on.
+
+    Per registered model: a patient scored by two models has a latest score of each."""
+    later = Q(scored_at__gt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__gt=prediction.id)
+    newer = (
+        access.predictions_for_user(user)
+        .filter(later, patient_id=prediction.patient_id, registered_model_id=prediction.registered_model_id)
+        .order_by("-scored_at", "-id")
+        .only("id", "scored_at")
+        .first()
     )
-    if current is None:
-        # Scored again in a unit the user does not see, or never given a current score at all.
-        elsewhere = access.scored_outside_units(user, prediction.patient_id)
-        return Currency(kind="elsewhere") if elsewhere else None
-    if current.prediction_id != prediction.pk:
-        return Currency(
-            kind="newer", newer_prediction_id=current.prediction_id, newer_scored_at=current.scored_at
-        )
-    newest = visible.filter(unit=current.unit).aggregate(newest=Max("scored_at"))["newest"]
-    lag = newest - current.scored_at
+    if newer is not None:
+        return Currency(kind="newer", newer_prediction_id=newer.pk, newer_scored_at=newer.scored_at)
+    if access.scored_later_outside_units(user, prediction):
+        return Currency(kind="elsewhere")
+    newest = (
+        access.current_scores_for_user(user)
+        .filter(unit=prediction.unit, prediction__registered_model_id=prediction.registered_model_id)
+        .aggregate(newest=Max("scored_at"))["newest"]
+    )
+    lag = (newest - prediction.scored_at) if newest is not None else timedelta(0)
     if lag > timedelta(hours=settings.WORKLIST_LEFT_AFTER_HOURS):
         return Currency(kind="left", lag_hours=int(lag.total_seconds() // 3600))
     return None

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from accounts.permissions import may_act_on_alerts, visible_units
@@ -53,13 +53,20 @@ def alert_actions_for_user(user) -> QuerySet[AlertAction]:
     return _restrict(AlertAction.objects.all(), user, field="alert__unit")
 
 
-def scored_outside_units(user, patient_id: int) -> bool:
-    """Whether the patient's current score is in a unit the user does not see (they were moved):
-    a yes or no, never the score or its unit."""
+def scored_later_outside_units(user, prediction: Prediction) -> bool:
+    """Whether the patient has a later score of the same model in a unit the user does not see
+    (they were moved): a yes or no, never the score or its unit."""
     units = visible_units(user)
     if units is None:
         return False
-    return CurrentScore.objects.filter(patient_id=patient_id).exclude(unit__in=units).exists()
+    later = Q(scored_at__gt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__gt=prediction.id)
+    return (
+        Prediction.objects.filter(
+            later, patient_id=prediction.patient_id, registered_model_id=prediction.registered_model_id
+        )
+        .exclude(unit__in=units)
+        .exists()
+    )
 
 
 def prediction_for_user(user, prediction_id: int, *, request: HttpRequest | None = None) -> Prediction:

@@ -151,9 +151,10 @@ def test_alert_page_query_count_is_constant(
     url = reverse("alert-detail", args=[current.alert.pk])
     alice_client.get(url)  # the first view inserts the AlertView row; measure a repeat view
     # session, user, profile, alert, prediction+model, audit insert, alert view (get), explanation,
-    # feature schema, earlier scores, whether this is the patient's present state (their current
-    # score, its unit's newest score), previous actions: 13 whatever the history.
-    with django_assert_num_queries(13):
+    # feature schema, earlier scores, whether this is the patient's present state (a later score of
+    # the model in the user's units, then outside them, the unit's newest score), previous actions:
+    # 14 whatever the history.
+    with django_assert_num_queries(14):
         response = alice_client.get(url)
     assert len(response.context["detail"].earlier) == n_earlier
 
@@ -221,3 +222,24 @@ def test_a_patient_moved_to_a_unit_the_user_does_not_see_is_said_so_without_the_
     page = _page(alice_client, here)
     assert CURRENCY in page and "scored again later, in a unit you do not see" in page
     assert "CCU" not in page and "33%" not in page
+
+
+def test_a_later_score_of_another_model_is_not_a_newer_score_of_this_one(alice_client, ui_model_version):
+    """Review finding: the notice compared with the patient's latest score of any model, so a
+    mortality score read 'scored again' and linked to a sepsis model's score."""
+    from tests.fixtures.factories import model_version_create
+
+    other = model_version_create(name="icu-sepsis-48h")
+    patient = patient_create(unit="MICU")
+    mortality = prediction_create(
+        model_version=ui_model_version, patient=patient, risk=0.71, scored_at=scored(3)
+    )
+    sepsis = prediction_create(model_version=other, patient=patient, risk=0.20, scored_at=scored(1))
+
+    assert CURRENCY not in _page(alice_client, mortality)
+    assert CURRENCY not in _page(alice_client, sepsis)
+    again = prediction_create(
+        model_version=ui_model_version, patient=patient, risk=0.5, scored_at=scored(0.5)
+    )
+    page = _page(alice_client, mortality)
+    assert f'href="{reverse("prediction-detail", args=[again.pk])}">open the latest score</a>' in page
