@@ -34,7 +34,7 @@
       bars.push({
         label: step.value ? step.label + " = " + step.value : step.label, value: value, measure: "relative",
         text: (step.shap >= 0 ? "\u2191 " : "\u2193 ") + (exact ? signed(step.shap) : signed(value, 1) + " pts"),
-        hover: step.label + (step.value ? " (" + step.value + ")" : "") + "<br>\u2248 " + points +
+        hover: step.label + (step.value ? ": " + step.value : "") + "<br>\u2248 " + points +
                " percentage points" + (exact ? "<br>" + signed(step.shap) + " log-odds (exact)" : "")
       });
     });
