@@ -42,7 +42,7 @@ CRAMERS_V_MODERATE, CRAMERS_V_MAJOR = 0.10, 0.20
 MISSING_MODERATE, MISSING_MAJOR = 0.05, 0.15
 P_VALUE = 0.01
 # Why a statistic past its threshold leaves the feature stable: sampling alone often gives it.
-NOISE_NOTE = "{} {:.3f} ≥ {:.2f}: within sampling noise (p = {:.2g}), not counted"
+NOISE_NOTE = "{} {:.3f} ≥ {:.2f}: within sampling noise (p = {:.2g}; counts below {:.2g}), not counted"
 SEVERITIES = ("stable", "moderate", "major")
 # Too few rows on either side for a statistic worth showing.
 MIN_ROWS = 20
@@ -225,7 +225,7 @@ def _tests(
             return [(_grade(row["cramers_v"], CRAMERS_V_MODERATE, CRAMERS_V_MAJOR), "Cramer's V")]
         if row["cramers_v"] is not None and row["cramers_v"] >= CRAMERS_V_MODERATE:
             row["notes"].append(
-                NOISE_NOTE.format("Cramér's V", row["cramers_v"], CRAMERS_V_MODERATE, row["chi2_p"])
+                NOISE_NOTE.format("Cramér's V", row["cramers_v"], CRAMERS_V_MODERATE, row["chi2_p"], p_value)
             )
         return []
     row["ks"], row["ks_p"] = ks(ref, cur)
@@ -233,7 +233,7 @@ def _tests(
     if row["ks_p"] is not None and np.isfinite(row["ks_p"]) and row["ks_p"] < p_value:
         return [(_grade(row["ks"], KS_MODERATE, KS_MAJOR), "KS")]
     if row["ks"] is not None and row["ks"] >= KS_MODERATE and row["ks_p"] is not None:
-        row["notes"].append(NOISE_NOTE.format("KS D", row["ks"], KS_MODERATE, row["ks_p"]))
+        row["notes"].append(NOISE_NOTE.format("KS D", row["ks"], KS_MODERATE, row["ks_p"], p_value))
     return []
 
 
@@ -252,7 +252,7 @@ def _psi_grade(
         return []  # too small to matter, however sure
     row["psi_p"] = psi_p_value(ref_counts, cur_counts, threshold=p_value)
     if row["psi_p"] >= p_value:
-        row["notes"].append(NOISE_NOTE.format("PSI", row["psi"], PSI_MODERATE, row["psi_p"]))
+        row["notes"].append(NOISE_NOTE.format("PSI", row["psi"], PSI_MODERATE, row["psi_p"], p_value))
         return []  # within what sampling alone gives when nothing shifted
     return [(_grade(row["psi"], PSI_MODERATE, PSI_MAJOR), "PSI")]
 

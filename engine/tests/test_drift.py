@@ -157,7 +157,10 @@ def test_psi_needs_five_expected_rows_per_bin_on_each_side_to_be_judged():
 
 
 def _psi_noise_note(row: dict) -> str:
-    return f"PSI {row['psi']:.3f} ≥ 0.10: within sampling noise (p = {row['psi_p']:.2g}), not counted"
+    return (
+        f"PSI {row['psi']:.3f} ≥ 0.10: within sampling noise (p = {row['psi_p']:.2g}; "
+        f"counts below {drift.P_VALUE / 5:.2g}), not counted"
+    )
 
 
 def test_psi_raises_severity_only_above_sampling_noise():
