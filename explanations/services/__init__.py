@@ -21,6 +21,7 @@ from .explanations import (
     explanation_compute,
     explanation_fail,
     explanations_enqueue,
+    explanations_failed_retry,
     explanations_stuck_requeue,
 )
 from .ingest import prediction_ingest, prediction_ingest_many
@@ -46,6 +47,7 @@ __all__ = [
     "explanation_compute",
     "explanation_fail",
     "explanations_enqueue",
+    "explanations_failed_retry",
     "explanations_stuck_requeue",
     "outcome_record",
     "payload_sha256",

@@ -256,3 +256,32 @@ def explanations_stuck_requeue(*, now: datetime | None = None) -> list[int]:
         )
         Explanation.objects.filter(pk__in=ids).update(queued_at=now)
     return ids
+
+
+def explanations_failed_retry(
+    *, error_contains: str = "", since: datetime | None = None, version_id: int | None = None
+) -> list[int]:
+    """Give failed explanations another go (after the cause is fixed): back to pending with their
+    attempts reset, their error kept in the log; returns their ids, for explanations_enqueue. Only
+    those whose error contains `error_contains` (case-insensitive), scored `since`, of one version."""
+    S = Explanation.Status
+    failed = Explanation.objects.filter(status=S.FAILED)
+    if error_contains:
+        failed = failed.filter(error__icontains=error_contains)
+    if since is not None:
+        failed = failed.filter(prediction__scored_at__gte=since)
+    if version_id is not None:
+        failed = failed.filter(prediction__model_version_id=version_id)
+    with transaction.atomic():
+        rows = list(failed.select_for_update(skip_locked=True).values_list("pk", "error"))
+        for pk, error in rows:
+            log.info("explanation %s to retry; it had failed with: %s", pk, error)
+        Explanation.objects.filter(pk__in=[pk for pk, _ in rows], status=S.FAILED).update(
+            status=S.PENDING,
+            attempts=0,
+            error="",
+            queued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+        )
+    return [pk for pk, _ in rows]
