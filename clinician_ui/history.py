@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Max, Q, Value, Window
+from django.db.models import F, Max, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils.dateparse import parse_datetime
 
@@ -20,7 +20,7 @@ from common.timestamps import iso_utc
 from engine.headline import shown_percent
 from models_registry.models import ModelFeature
 from patients import access
-from patients.models import Prediction
+from patients.models import Prediction, scored_after, scored_before
 
 # How many scores a worklist sparkline shows (the current one included).
 TREND_POINTS = 8
@@ -160,10 +160,9 @@ def earlier_scores(*, user, prediction: Prediction, limit: int = EARLIER_SCORES)
 
     Each carries `abstains` (its explanation abstains), so the page never shows the tier of a score
     the model called unreliable."""
-    before = Q(scored_at__lt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__lt=prediction.id)
     return list(
         access.predictions_for_user(user)
-        .filter(before, patient_id=prediction.patient_id)
+        .filter(scored_before(prediction), patient_id=prediction.patient_id)
         .only("id", "scored_at", "risk", "tier", "unit", "features", "patient_id")
         .annotate(abstains=Coalesce(F("explanation__abstain"), Value(False)))
         .order_by("-scored_at", "-id")[:limit]
@@ -197,10 +196,13 @@ def score_currency(*, user, prediction: Prediction) -> Currency | None:
     """None when the score is the patient's latest of its model and its unit's feed has not moved on.
 
     Per registered model: a patient scored by two models has a latest score of each."""
-    later = Q(scored_at__gt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__gt=prediction.id)
     newer = (
         access.predictions_for_user(user)
-        .filter(later, patient_id=prediction.patient_id, registered_model_id=prediction.registered_model_id)
+        .filter(
+            scored_after(prediction),
+            patient_id=prediction.patient_id,
+            registered_model_id=prediction.registered_model_id,
+        )
         .order_by("-scored_at", "-id")
         .only("id", "scored_at")
         .first()

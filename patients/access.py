@@ -14,12 +14,12 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
 from accounts.permissions import may_act_on_alerts, visible_units
 
-from .models import Alert, AlertAction, AuditEvent, CurrentScore, Patient, Prediction
+from .models import Alert, AlertAction, AuditEvent, CurrentScore, Patient, Prediction, scored_after
 
 ACT_DENIED = "Only the unit's clinicians and admins act on alerts; auditors have read access."
 
@@ -59,10 +59,11 @@ def scored_later_outside_units(user, prediction: Prediction) -> bool:
     units = visible_units(user)
     if units is None:
         return False
-    later = Q(scored_at__gt=prediction.scored_at) | Q(scored_at=prediction.scored_at, id__gt=prediction.id)
     return (
         Prediction.objects.filter(
-            later, patient_id=prediction.patient_id, registered_model_id=prediction.registered_model_id
+            scored_after(prediction),
+            patient_id=prediction.patient_id,
+            registered_model_id=prediction.registered_model_id,
         )
         .exclude(unit__in=units)
         .exists()

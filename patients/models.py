@@ -53,6 +53,21 @@ class Encounter(models.Model):
         return self.external_id
 
 
+def scored_before(prediction: "Prediction") -> models.Q:
+    """The scores before this one in a patient's order of scores (scored_at, then id: the order of
+    the prediction_patient_latest index)."""
+    return models.Q(scored_at__lt=prediction.scored_at) | models.Q(
+        scored_at=prediction.scored_at, id__lt=prediction.id
+    )
+
+
+def scored_after(prediction: "Prediction") -> models.Q:
+    """The scores after this one, in the same order as scored_before."""
+    return models.Q(scored_at__gt=prediction.scored_at) | models.Q(
+        scored_at=prediction.scored_at, id__gt=prediction.id
+    )
+
+
 class Prediction(models.Model):
     """One score of one patient by one model version, as posted by the scoring service."""
 
